@@ -1,0 +1,34 @@
+"""Nox sessions: `nox -l` lists them. Live sessions talk to the stack that `invoke up` started."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests"]
+nox.options.error_on_missing_interpreters = True
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+
+
+@nox.session(python=PYTHON, tags=["ci"])
+def lint(session: nox.Session) -> None:
+    """Ruff (lint and format) and strict mypy over src, tests, tasks.py and noxfile.py."""
+    session.install("-e", ".[dev]")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON, tags=["ci"])
+def tests(session: nox.Session) -> None:
+    """Fast unit tests: settings, rendering, parsing. No Docker needed."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False, tags=["ci", "live"])
+def smoke(session: nox.Session) -> None:
+    """Live smoke tests against the running stack named by .env (start it with `invoke up`)."""
+    session.install("-e", ".[smoke]")
+    session.run("pytest", "tests/live", "-m", "live", "-p", "no:cacheprovider", *session.posargs)

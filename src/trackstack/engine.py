@@ -1,0 +1,223 @@
+"""The named layer that runs Docker: every command is an argument list built here."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from trackstack.errors import TrackstackError
+from trackstack.render import COMPOSE_FILE, EngineFeatures
+from trackstack.settings import KEYS, Settings
+
+# Engine API 1.44 (Docker 25) added healthcheck start_interval.
+START_INTERVAL_API = (1, 44)
+
+
+class DockerError(TrackstackError):
+    """Docker is missing, unreachable, too old, or a command failed."""
+
+
+@dataclass(frozen=True)
+class Project:
+    """Where a stack lives on disk and what `.env` says about it."""
+
+    root: Path
+    env_file: Path
+    settings: Settings
+
+    @property
+    def compose_file(self) -> Path:
+        return self.root / COMPOSE_FILE
+
+    @property
+    def name(self) -> str:
+        return self.settings.compose_project_name
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """One container of the stack as `docker compose ps` reports it."""
+
+    service: str
+    container: str
+    state: str  # running, exited, restarting, created, paused, dead
+    health: str  # healthy, starting, unhealthy, or "" without a healthcheck
+    exit_code: int
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "running" and self.health in ("healthy", "")
+
+
+def docker_env() -> dict[str, str]:
+    """The environment for docker commands: `.env` keys must come from `.env`, not the shell.
+
+    Compose lets an exported shell variable override `.env`; trackstack validated `.env`,
+    so that is what the containers get.
+    """
+    return {key: value for key, value in os.environ.items() if key not in KEYS}
+
+
+def run(
+    args: Sequence[str],
+    *,
+    capture: bool = False,
+    check: bool = True,
+    input_text: str | None = None,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command list; on failure raise `DockerError` with its error output."""
+    try:
+        result = subprocess.run(
+            list(args),
+            capture_output=capture,
+            text=True,
+            input=input_text,
+            check=False,
+            env=docker_env(),
+            cwd=cwd,
+        )
+    except FileNotFoundError:
+        raise DockerError(
+            f"{args[0]} is not installed or not on PATH. Fix: install Docker Engine "
+            "(https://docs.docker.com/engine/install/) or Docker Desktop, then retry."
+        ) from None
+    if check and result.returncode != 0:
+        detail = (result.stderr or "").strip() if capture else ""
+        raise DockerError(
+            f"`{' '.join(args[:4])} ...` failed (exit {result.returncode})" + (f":\n{detail}" if detail else "")
+        )
+    return result
+
+
+def compose_args(project: Project, *args: str) -> list[str]:
+    """`docker compose` with the project, its file and its `.env` always spelt out."""
+    return [
+        "docker",
+        "compose",
+        "--project-directory",
+        str(project.root),
+        "-f",
+        str(project.compose_file),
+        "-p",
+        project.name,
+        "--env-file",
+        str(project.env_file),
+        *args,
+    ]
+
+
+def compose(
+    project: Project, *args: str, capture: bool = False, check: bool = True, input_text: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return run(compose_args(project, *args), capture=capture, check=check, input_text=input_text)
+
+
+def check_docker() -> EngineFeatures:
+    """Docker installed, daemon reachable, Compose v2 present; report what the engine supports."""
+    if shutil.which("docker") is None:
+        hint = (
+            " (found the old docker-compose v1, which trackstack does not use)"
+            if shutil.which("docker-compose")
+            else ""
+        )
+        raise DockerError(
+            "Docker is not installed" + hint + ". Fix: install Docker Engine with the Compose v2 "
+            "plugin (https://docs.docker.com/engine/install/) or Docker Desktop."
+        )
+    version = run(["docker", "version", "--format", "{{json .}}"], capture=True, check=False)
+    api = _server_api(version.stdout)
+    if api is None:
+        raise DockerError(
+            "The Docker daemon is not reachable. Fix: start Docker (Docker Desktop, or "
+            "`sudo systemctl start docker`), and make sure your user may use it "
+            "(`docker info` must work)." + _first_line(version.stderr)
+        )
+    compose_version = run(["docker", "compose", "version", "--short"], capture=True, check=False)
+    if compose_version.returncode != 0:
+        v1 = " Only the old docker-compose v1 was found;" if shutil.which("docker-compose") else ""
+        raise DockerError(
+            "Docker Compose v2 (`docker compose`) is missing." + v1 + " Fix: install the Compose "
+            "plugin (package docker-compose-plugin, or Docker Desktop)."
+        )
+    return EngineFeatures(start_interval=api >= START_INTERVAL_API)
+
+
+def _server_api(version_json: str) -> tuple[int, int] | None:
+    try:
+        info = json.loads(version_json)
+        text = str(info["Server"]["ApiVersion"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    major, _, minor = text.partition(".")
+    return int(major), int(minor or 0)
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return f"\n  docker said: {line}" if line else ""
+
+
+def parse_ps(output: str) -> list[ServiceState]:
+    """Read `docker compose ps --format json`: a JSON list (old Compose) or one object per line."""
+    text = output.strip()
+    if not text:
+        return []
+    rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines()]
+    return [
+        ServiceState(
+            service=row["Service"],
+            container=row["Name"],
+            state=row.get("State", ""),
+            health=row.get("Health", "") or "",
+            exit_code=int(row.get("ExitCode", 0) or 0),
+        )
+        for row in rows
+    ]
+
+
+def ps(project: Project) -> list[ServiceState]:
+    result = compose(project, "ps", "--all", "--format", "json", capture=True)
+    return parse_ps(result.stdout)
+
+
+def image_label(image: str, label: str) -> str | None:
+    """A label of a local image, or None when the image is absent."""
+    result = run(
+        ["docker", "image", "inspect", "--format", f'{{{{ index .Config.Labels "{label}" }}}}', image],
+        capture=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip()
+
+
+def image_exists(image: str) -> bool:
+    return run(["docker", "image", "inspect", image], capture=True, check=False).returncode == 0
+
+
+def logs_tail(project: Project, service: str, lines: int = 30) -> str:
+    result = compose(project, "logs", "--no-color", "--tail", str(lines), service, capture=True, check=False)
+    return result.stdout.strip() or result.stderr.strip()
+
+
+def volumes(project: Project) -> list[str]:
+    """The stack's named volumes that exist on the engine."""
+    result = run(
+        [
+            "docker",
+            "volume",
+            "ls",
+            "--quiet",
+            "--filter",
+            f"label=com.docker.compose.project={project.name}",
+        ],
+        capture=True,
+    )
+    return sorted(result.stdout.split())

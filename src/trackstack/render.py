@@ -1,0 +1,128 @@
+"""Pure rendering: settings in, text out. Nothing here touches the disk or Docker.
+
+Jinja owns structure, versions and ports; credentials stay `${VAR}` references that
+Docker Compose fills in from `.env` at run time, so no generated file holds a secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from trackstack.settings import Settings
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+
+# The MLflow image's Python dependencies besides MLflow itself, pinned for repeatable builds.
+PSYCOPG2_VERSION = "2.9.10"
+BOTO3_VERSION = "1.38.23"
+
+COMPOSE_FILE = "compose.yaml"
+DOCKERFILE = "Dockerfile.mlflow"
+DOCKERFILE_LABEL = "org.trackstack.dockerfile-sha256"
+
+
+@dataclass(frozen=True)
+class EngineFeatures:
+    """What the Docker engine in use supports, where the compose file depends on it."""
+
+    # Healthcheck `start_interval` needs Engine 25+ (API 1.44); older engines reject it.
+    start_interval: bool = True
+
+
+# pgAdmin's registration: the server name students know from the course, and the passfile
+# name inside the pgAdmin user's storage folder.
+PGADMIN_SERVER_NAME = "localhost"
+PGPASS_NAME = "pgpass"
+
+
+def pgpass_escape(value: str) -> str:
+    """Escape a field of a libpq password file."""
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+@cache
+def environment(templates: Path = TEMPLATES) -> jinja2.Environment:
+    """The single Jinja environment: a missing variable is an error, never an empty string."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,  # noqa: S701 - YAML, Dockerfile and JSON, never HTML
+    )
+    env.filters["pgpass_escape"] = pgpass_escape
+    return env
+
+
+def render_template(template: str, **context: object) -> str:
+    return environment().get_template(template).render(**context)
+
+
+def render_dockerfile(settings: Settings) -> str:
+    return render_template(
+        f"{DOCKERFILE}.j2",
+        base_image=settings.mlflow_base_image,
+        mlflow_version=settings.mlflow_version,
+        psycopg2_version=PSYCOPG2_VERSION,
+        boto3_version=BOTO3_VERSION,
+    )
+
+
+def dockerfile_digest(dockerfile: str) -> str:
+    return hashlib.sha256(dockerfile.encode()).hexdigest()
+
+
+def render_compose(settings: Settings, engine: EngineFeatures, dockerfile: str) -> str:
+    allowed_hosts = sorted(
+        {
+            f"localhost:{settings.mlflow_port}",
+            f"127.0.0.1:{settings.mlflow_port}",
+            f"{settings.host}:{settings.mlflow_port}",
+            "mlflow:5000",
+            "mlflow",
+        }
+    )
+    return render_template(
+        f"{COMPOSE_FILE}.j2",
+        s=settings,
+        engine=engine,
+        allowed_hosts=",".join(allowed_hosts),
+        dockerfile=DOCKERFILE,
+        dockerfile_label=DOCKERFILE_LABEL,
+        dockerfile_digest=dockerfile_digest(dockerfile),
+    )
+
+
+def render_servers_json(settings: Settings) -> str:
+    """pgAdmin's server list: no password, only a pointer to the passfile."""
+    return render_template(
+        "pgadmin/servers.json.j2",
+        name=PGADMIN_SERVER_NAME,
+        maintenance_db=settings.postgres_db,
+        username=settings.postgres_user,
+        passfile=PGPASS_NAME,
+    )
+
+
+def render_pgpass(settings: Settings) -> str:
+    """The passfile pgAdmin connects with. Holds a secret: never written to the project folder."""
+    return render_template(
+        "pgadmin/pgpass.j2",
+        username=settings.postgres_user,
+        password=settings.postgres_password.get_secret_value(),
+    )
+
+
+def render_all(settings: Settings, engine: EngineFeatures) -> dict[str, str]:
+    """Every generated project file, by its name relative to the project root."""
+    dockerfile = render_dockerfile(settings)
+    return {
+        COMPOSE_FILE: render_compose(settings, engine, dockerfile),
+        DOCKERFILE: dockerfile,
+    }

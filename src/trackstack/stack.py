@@ -1,0 +1,210 @@
+"""The stack's lifecycle: render, build, up, wait, stop, down, reset.
+
+Each function takes a validated `Project`; tasks.py only wires flags to them.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from trackstack import engine
+from trackstack.engine import DockerError, Project, ServiceState
+from trackstack.errors import TrackstackError
+from trackstack.render import DOCKERFILE, DOCKERFILE_LABEL, EngineFeatures, dockerfile_digest, render_all
+
+SERVICES = ("postgres", "minio", "mlflow", "pgadmin")
+
+
+def say(message: str) -> None:
+    print(f"trackstack: {message}", flush=True)
+
+
+def write_generated(project: Project, features: EngineFeatures) -> list[str]:
+    """Render every generated file and write those whose text changed; return their names."""
+    changed = []
+    for name, text in render_all(project.settings, features).items():
+        path = project.root / name
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            _write_atomically(path, text)
+            changed.append(name)
+    return changed
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+
+
+def render(project: Project) -> EngineFeatures:
+    features = engine.check_docker()
+    changed = write_generated(project, features)
+    say(f"rendered {', '.join(changed)}" if changed else "generated files are up to date")
+    return features
+
+
+def image_is_current(project: Project) -> bool:
+    dockerfile = (project.root / DOCKERFILE).read_text(encoding="utf-8")
+    return engine.image_label(project.settings.mlflow_image, DOCKERFILE_LABEL) == dockerfile_digest(dockerfile)
+
+
+def build(project: Project, *, force: bool = False) -> None:
+    """Build the MLflow image unless an image from the same Dockerfile is already there."""
+    image = project.settings.mlflow_image
+    if not force and image_is_current(project):
+        say(f"image {image} is up to date")
+        return
+    say(f"building the mlflow image {image} (a first build downloads MLflow: a few minutes)")
+    started = time.monotonic()
+    args = ["build", "--no-cache", "mlflow"] if force else ["build", "mlflow"]
+    engine.compose(project, *args)
+    say(f"built {image} in {time.monotonic() - started:.0f}s")
+
+
+def up(project: Project, *, timeout: float = 300) -> None:
+    render(project)
+    build(project)
+    say("starting the stack")
+    result = engine.compose(project, "up", "--detach", "--remove-orphans", capture=True, check=False)
+    if result.returncode != 0:
+        _raise_unhealthy(project, engine.ps(project), result.stderr.strip())
+    wait_healthy(project, timeout=timeout)
+
+
+def wait_healthy(
+    project: Project,
+    *,
+    timeout: float = 300,
+    poll: float = 1.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[ServiceState]:
+    """Poll until every service is running and healthy; fail fast on an unhealthy or dead one."""
+    started = clock()
+    last_report = ""
+    last_time = started
+    while True:
+        states = engine.ps(project)
+        by_service = {state.service: state for state in states}
+        missing = [name for name in SERVICES if name not in by_service]
+        waiting = [s for s in states if not s.ready]
+        elapsed = clock() - started
+        if not missing and not waiting:
+            say(f"all {len(states)} services healthy after {elapsed:.0f}s")
+            return states
+        broken = [s for s in states if s.health == "unhealthy" or s.state in ("exited", "dead")]
+        if broken:
+            _raise_unhealthy(project, broken)
+        if elapsed > timeout:
+            _raise_unhealthy(project, waiting, f"not healthy after {timeout:.0f}s")
+        report = ", ".join(f"{s.service} ({s.health or s.state})" for s in waiting) + "".join(
+            f", {name} (not created)" for name in missing
+        )
+        now = clock()
+        if report != last_report or now - last_time >= 15:
+            say(f"waiting for {report} [{elapsed:.0f}s]")
+            last_report, last_time = report, now
+        sleep(poll)
+
+
+def _raise_unhealthy(project: Project, states: Iterable[ServiceState], detail: str = "") -> None:
+    parts = [detail] if detail else []
+    for state in states:
+        if state.ready:
+            continue
+        condition = state.health or state.state
+        if state.state == "exited":
+            condition = f"exited with code {state.exit_code}"
+        parts.append(
+            f"service {state.service} is {condition}; its last log lines:\n"
+            + _indent(engine.logs_tail(project, state.service))
+        )
+    parts.append("Fix: read the log lines above; `invoke logs --service NAME` shows more.")
+    raise DockerError("\n".join(parts))
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" for line in text.splitlines()) or "    (no output)"
+
+
+def stop(project: Project) -> None:
+    engine.compose(project, "stop")
+    say("stopped; data kept. `invoke up` starts it again")
+
+
+def down(project: Project) -> None:
+    engine.compose(project, "down", "--remove-orphans")
+    say("containers and network removed; volumes kept. `invoke up` brings it back with the same data")
+
+
+def delete_volumes(project: Project) -> list[str]:
+    doomed = engine.volumes(project)
+    engine.compose(project, "down", "--volumes", "--remove-orphans")
+    return doomed
+
+
+def confirm_reset(project: Project, *, yes: bool, ask: Callable[[str], str] = input) -> None:
+    """Ask before deleting data; without a terminal only `--yes` will do."""
+    doomed = engine.volumes(project)
+    listing = ", ".join(doomed) if doomed else "(no volumes yet)"
+    say(f"reset deletes every experiment, run, artifact and pgAdmin setting in: {listing}")
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise TrackstackError("refusing to delete data without a terminal to confirm on. Fix: pass --yes.")
+    answer = ask(f"Type the project name ({project.name}) to delete its data: ").strip()
+    if answer != project.name:
+        raise TrackstackError("reset cancelled; nothing was deleted.")
+
+
+def urls(project: Project) -> dict[str, str]:
+    s = project.settings
+    return {
+        "MLflow UI": s.mlflow_url,
+        "pgAdmin": s.pgadmin_url,
+        "MinIO console": s.minio_console_url,
+        "MinIO S3 API": s.minio_api_url,
+        "PostgreSQL": f"postgresql://{s.postgres_user}@{s.host}:{s.postgres_port}/{s.postgres_db}",
+    }
+
+
+def print_urls(project: Project) -> None:
+    width = max(len(name) for name in urls(project))
+    for name, url in urls(project).items():
+        print(f"  {name:<{width}}  {url}", flush=True)
+
+
+def status_rows(project: Project) -> list[tuple[str, str, str, str]]:
+    by_service = {state.service: state for state in engine.ps(project)}
+    endpoint = {
+        "postgres": urls(project)["PostgreSQL"],
+        "minio": project.settings.minio_console_url,
+        "mlflow": project.settings.mlflow_url,
+        "pgadmin": project.settings.pgadmin_url,
+    }
+    rows = []
+    for name in SERVICES:
+        state = by_service.get(name)
+        rows.append(
+            (
+                name,
+                state.state if state else "absent",
+                (state.health or "-") if state else "-",
+                endpoint[name],
+            )
+        )
+    return rows
+
+
+def require_running(project: Project) -> None:
+    """Fail with one clear message when the stack is not up."""
+    try:
+        states = engine.ps(project)
+    except DockerError as error:
+        raise TrackstackError(f"stack not running: run `invoke up` ({error})") from None
+    down_services = [name for name in SERVICES if not any(s.service == name and s.ready for s in states)]
+    if down_services:
+        raise TrackstackError(f"stack not running ({', '.join(down_services)} not healthy): run `invoke up`")

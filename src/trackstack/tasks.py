@@ -1,0 +1,201 @@
+"""Invoke tasks: thin wrappers that validate `.env` once and call the plain functions.
+
+Heavy modules (pydantic, jinja2, the MinIO SDK) are imported inside the tasks so that
+`invoke --list` stays as quick as an empty collection.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+if TYPE_CHECKING:
+    from trackstack.engine import Project
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+POLICY_HELP = {
+    "allow_weak_secrets": "accept well-known weak passwords (course demos only)",
+    "allow_unpinned": "accept image references without a pinned tag, or 'latest'",
+}
+
+
+def reports_errors(func: F) -> F:
+    """Turn a `TrackstackError` into its message on stderr and exit status 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from trackstack.errors import TrackstackError
+
+        try:
+            return func(*args, **kwargs)
+        except TrackstackError as error:
+            print(f"trackstack: error: {error}", file=sys.stderr, flush=True)
+            raise Exit(code=1) from None
+        except KeyboardInterrupt:
+            raise Exit("interrupted", code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _project(c: Context, *, allow_weak_secrets: bool = True, allow_unpinned: bool = True) -> Project:
+    """Read and validate `.env` once; nothing is written or run before this succeeds."""
+    from trackstack.engine import Project
+    from trackstack.settings import load_settings
+
+    root = Path(c.config.trackstack.root)
+    env_file = root / c.config.trackstack.env_file
+    settings = load_settings(env_file, allow_weak_secrets=allow_weak_secrets, allow_unpinned=allow_unpinned)
+    return Project(root=root, env_file=env_file, settings=settings)
+
+
+@task(help={"force": "replace an existing .env (its secrets are lost)"})
+@reports_errors
+def init(c: Context, force: bool = False) -> None:
+    """Create .env from .env.example with random secrets."""
+    from trackstack.envfile import create_env
+
+    root = Path(c.config.trackstack.root)
+    target = root / c.config.trackstack.env_file
+    if create_env(root / ".env.example", target, force=force):
+        print(f"trackstack: wrote {target} (mode 600) with new random passwords")
+    else:
+        print(f"trackstack: keeping the existing {target} (--force replaces it)")
+
+
+@task(help=POLICY_HELP)
+@reports_errors
+def render(c: Context, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
+    """Render compose.yaml and Dockerfile.mlflow from .env."""
+    from trackstack import stack
+
+    stack.render(_project(c, allow_weak_secrets=allow_weak_secrets, allow_unpinned=allow_unpinned))
+
+
+@task(help={"force": "rebuild from scratch even if the image is current", **POLICY_HELP})
+@reports_errors
+def build(c: Context, force: bool = False, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
+    """Build the MLflow image if its Dockerfile changed."""
+    from trackstack import stack
+
+    project = _project(c, allow_weak_secrets=allow_weak_secrets, allow_unpinned=allow_unpinned)
+    stack.render(project)
+    stack.build(project, force=force)
+
+
+@task(
+    default=True,
+    help={"timeout": "seconds to wait for every service to be healthy (default 300)", **POLICY_HELP},
+)
+@reports_errors
+def up(c: Context, timeout: int = 300, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
+    """Start the stack, wait until healthy, seed it, print URLs."""
+    from trackstack import seed, stack
+
+    project = _project(c, allow_weak_secrets=allow_weak_secrets, allow_unpinned=allow_unpinned)
+    stack.up(project, timeout=timeout)
+    for line in seed.seed(project):
+        stack.say(line)
+    stack.say("ready:")
+    stack.print_urls(project)
+
+
+@task(help=POLICY_HELP)
+@reports_errors
+def seed(c: Context, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
+    """Create the MLflow bucket and register Postgres in pgAdmin."""
+    from trackstack import seed as seeding
+    from trackstack import stack
+
+    project = _project(c, allow_weak_secrets=allow_weak_secrets, allow_unpinned=allow_unpinned)
+    stack.require_running(project)
+    for line in seeding.seed(project):
+        stack.say(line)
+
+
+@task
+@reports_errors
+def stop(c: Context) -> None:
+    """Stop the containers; keep everything else."""
+    from trackstack import stack
+
+    stack.stop(_project(c))
+
+
+@task
+@reports_errors
+def down(c: Context) -> None:
+    """Remove containers and network; keep the data."""
+    from trackstack import stack
+
+    stack.down(_project(c))
+
+
+@task(help={"yes": "delete without asking (required when not on a terminal)", **POLICY_HELP})
+@reports_errors
+def reset(c: Context, yes: bool = False, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
+    """Delete all data (asks first) and start an empty stack."""
+    from trackstack import seed, stack
+
+    project = _project(c, allow_weak_secrets=allow_weak_secrets, allow_unpinned=allow_unpinned)
+    stack.render(project)
+    stack.confirm_reset(project, yes=yes)
+    deleted = stack.delete_volumes(project)
+    stack.say(f"deleted {len(deleted)} volumes: {', '.join(deleted) or '-'}")
+    stack.up(project)
+    for line in seed.seed(project):
+        stack.say(line)
+    stack.say("ready (empty):")
+    stack.print_urls(project)
+
+
+@task
+@reports_errors
+def status(c: Context) -> None:
+    """Show each service's state, health and URL."""
+    from trackstack import stack
+
+    rows = [("SERVICE", "STATE", "HEALTH", "URL"), *stack.status_rows(_project(c))]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+@task(
+    help={
+        "service": "only this service (postgres, minio, mlflow, pgadmin)",
+        "follow": "keep printing new lines",
+        "tail": "lines per service to start with (default 100)",
+    }
+)
+@reports_errors
+def logs(c: Context, service: str = "", follow: bool = False, tail: int = 100) -> None:
+    """Print the services' logs."""
+    from trackstack import engine
+
+    args = ["logs", "--tail", str(tail)] + (["--follow"] if follow else []) + ([service] if service else [])
+    engine.compose(_project(c), *args, check=False)
+
+
+@task
+@reports_errors
+def urls(c: Context) -> None:
+    """Print the URLs of the UIs and endpoints."""
+    from trackstack import stack
+
+    stack.print_urls(_project(c))
+
+
+def namespace(root: Path) -> Collection:
+    """The task collection for the project whose files live in `root`."""
+    ns = Collection(init, render, build, up, seed, stop, down, reset, status, logs, urls)
+    ns.configure({"trackstack": {"root": str(root), "env_file": ".env"}})
+    return ns

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from dotenv import dotenv_values
+
+from trackstack.settings import Settings, validate
+
+ROOT = Path(__file__).resolve().parents[2]
+STRONG = {
+    "POSTGRES_PASSWORD": "pg-Strong-Secret-4711",
+    "PGADMIN_DEFAULT_PASSWORD": "pga-Strong-Secret-4712",
+    "MINIO_ROOT_PASSWORD": "minio-Strong-Secret-4713",
+}
+
+
+@pytest.fixture
+def values() -> dict[str, str]:
+    """The documented example with strong secrets: a valid `.env`."""
+    raw = dotenv_values(ROOT / ".env.example", interpolate=False)
+    return {key: value or "" for key, value in raw.items()} | STRONG
+
+
+@pytest.fixture
+def settings(values: dict[str, str]) -> Settings:
+    return validate(values)
