@@ -32,3 +32,10 @@ def smoke(session: nox.Session) -> None:
     """Live smoke tests against the running stack named by .env (start it with `invoke up`)."""
     session.install("-e", ".[smoke]")
     session.run("pytest", "tests/live", "-m", "live", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False, tags=["ci", "live"])
+def lifecycle(session: nox.Session) -> None:
+    """Drive `invoke up/down/reset` against the live stack: it deletes the stack's data."""
+    session.install("-e", ".[smoke]")
+    session.run("pytest", "tests/lifecycle", "-p", "no:cacheprovider", *session.posargs)

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import jinja2
 
+from trackstack.paths import PROJECT_FILES, TEMPLATES, constraints_file
 from trackstack.settings import Settings
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+
 
 # The MLflow image's Python dependencies besides MLflow itself, pinned for repeatable builds.
 PSYCOPG2_VERSION = "2.9.10"
@@ -69,13 +70,16 @@ def render_dockerfile(settings: Settings) -> str:
         f"{DOCKERFILE}.j2",
         base_image=settings.mlflow_base_image,
         mlflow_version=settings.mlflow_version,
+        constraints=constraints_file(settings.mlflow_version).relative_to(PROJECT_FILES).as_posix(),
         psycopg2_version=PSYCOPG2_VERSION,
         boto3_version=BOTO3_VERSION,
     )
 
 
-def dockerfile_digest(dockerfile: str) -> str:
-    return hashlib.sha256(dockerfile.encode()).hexdigest()
+def build_digest(settings: Settings, dockerfile: str) -> str:
+    """What the MLflow image is built from: its Dockerfile and its dependency lock."""
+    lock = constraints_file(settings.mlflow_version).read_bytes()
+    return hashlib.sha256(dockerfile.encode() + b"\0" + lock).hexdigest()
 
 
 def render_compose(settings: Settings, engine: EngineFeatures, dockerfile: str) -> str:
@@ -95,7 +99,7 @@ def render_compose(settings: Settings, engine: EngineFeatures, dockerfile: str) 
         allowed_hosts=",".join(allowed_hosts),
         dockerfile=DOCKERFILE,
         dockerfile_label=DOCKERFILE_LABEL,
-        dockerfile_digest=dockerfile_digest(dockerfile),
+        dockerfile_digest=build_digest(settings, dockerfile),
     )
 
 

@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from trackstack.errors import TrackstackError
+from trackstack.paths import constraints_file, supported_mlflow_versions
 
 Port = Annotated[int, Field(ge=1, le=65535, strict=False)]
 
@@ -190,6 +191,9 @@ class Settings(BaseModel):
             raise ValueError("not an exact release number")
         if (int(match[1]), int(match[2])) < (3, 5):
             raise ValueError("MLflow before 3.5 has no --allowed-hosts")
+        if not constraints_file(value).is_file():
+            supported = ", ".join(supported_mlflow_versions())
+            raise ValueError(f"no dependency lock {constraints_file(value).name} for it (locked: {supported})")
         return value
 
     # -- derived values -------------------------------------------------------------
@@ -236,7 +240,7 @@ class Settings(BaseModel):
         ]
 
 
-SECRET_KEYS = frozenset(field.alias for field in Settings.model_fields.values() if field.annotation is SecretStr)
+SECRET_KEYS = frozenset(str(field.alias) for field in Settings.model_fields.values() if field.annotation is SecretStr)
 KEYS: tuple[str, ...] = tuple(str(field.alias) for field in Settings.model_fields.values())
 _FIELD_BY_NAME = {name: field for name, field in Settings.model_fields.items()}
 PORT_KEYS = ("MLFLOW_PORT", "PGADMIN_PORT", "MINIO_API_PORT", "MINIO_CONSOLE_PORT", "POSTGRES_PORT")

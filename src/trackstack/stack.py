@@ -13,7 +13,7 @@ from pathlib import Path
 from trackstack import engine
 from trackstack.engine import DockerError, Project, ServiceState
 from trackstack.errors import TrackstackError
-from trackstack.render import DOCKERFILE, DOCKERFILE_LABEL, EngineFeatures, dockerfile_digest, render_all
+from trackstack.render import DOCKERFILE, DOCKERFILE_LABEL, EngineFeatures, build_digest, render_all
 
 SERVICES = ("postgres", "minio", "mlflow", "pgadmin")
 
@@ -48,7 +48,8 @@ def render(project: Project) -> EngineFeatures:
 
 def image_is_current(project: Project) -> bool:
     dockerfile = (project.root / DOCKERFILE).read_text(encoding="utf-8")
-    return engine.image_label(project.settings.mlflow_image, DOCKERFILE_LABEL) == dockerfile_digest(dockerfile)
+    expected = build_digest(project.settings, dockerfile)
+    return engine.image_label(project.settings.mlflow_image, DOCKERFILE_LABEL) == expected
 
 
 def build(project: Project, *, force: bool = False) -> None:
@@ -95,7 +96,8 @@ def wait_healthy(
         if not missing and not waiting:
             say(f"all {len(states)} services healthy after {elapsed:.0f}s")
             return states
-        broken = [s for s in states if s.health == "unhealthy" or s.state in ("exited", "dead")]
+        # A container that restarts while we wait is crash-looping under the restart policy.
+        broken = [s for s in states if s.health == "unhealthy" or s.state in ("exited", "dead", "restarting")]
         if broken:
             _raise_unhealthy(project, broken)
         if elapsed > timeout:

@@ -12,7 +12,7 @@ import yaml
 from trackstack.render import (
     DOCKERFILE_LABEL,
     EngineFeatures,
-    dockerfile_digest,
+    build_digest,
     pgpass_escape,
     render_all,
     render_pgpass,
@@ -118,7 +118,7 @@ def test_mlflow_waits_for_healthy_dependencies_and_proxies_artifacts(settings: S
 def test_image_label_tracks_the_dockerfile(settings: Settings) -> None:
     files = render_all(settings, EngineFeatures())
     build = yaml.safe_load(files["compose.yaml"])["services"]["mlflow"]["build"]
-    assert build["labels"][DOCKERFILE_LABEL] == dockerfile_digest(files["Dockerfile.mlflow"])
+    assert build["labels"][DOCKERFILE_LABEL] == build_digest(settings, files["Dockerfile.mlflow"])
 
 
 def test_dockerfile_is_pinned_small_and_unprivileged(settings: Settings) -> None:

@@ -105,7 +105,9 @@ done
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 
 ctx_root=$(mktemp -d)
-trap 'rm -rf "$ctx_root"' EXIT
+rootfs=   # debootstrap target while the base is being built
+# Build contexts hold copies of binaries, the rootfs device nodes: never leave them.
+trap 'rm -rf "$ctx_root" ${rootfs:+"$rootfs"}' EXIT
 mkdir -p "$LOG_DIR"
 
 # stage NAME -> a private build context (stand-in dir + the host CA bundle)
@@ -134,6 +136,7 @@ docker_build() {
 
 # --- Debian base --------------------------------------------------------------
 base_ready=0
+old_base_id=
 ensure_base() {
   ((base_ready)) && return 0
   base_ready=1
@@ -141,7 +144,8 @@ ensure_base() {
     log "cached: $BASE_REF"
     return 0
   fi
-  local t0=$SECONDS rootfs
+  local t0=$SECONDS
+  old_base_id=$(docker image inspect -f '{{.Id}}' "$BASE_REF" 2>/dev/null || true)
   if ! command -v debootstrap >/dev/null 2>&1; then
     log "installing debootstrap"
     apt-get update -qq
@@ -149,8 +153,6 @@ ensure_base() {
   fi
   log "building $BASE_REF (debootstrap --variant=minbase $SUITE)"
   rootfs=$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")
-  # The rootfs contains device nodes and root-owned files: remove it on any exit.
-  trap 'rm -rf "$ctx_root" "$rootfs"' EXIT
   debootstrap --variant=minbase "$SUITE" "$rootfs" "$MIRROR" >"$LOG_DIR/debootstrap.log" 2>&1 \
     || { tail -n 30 "$LOG_DIR/debootstrap.log" >&2; die "debootstrap failed (log: $LOG_DIR/debootstrap.log)"; }
 
@@ -185,7 +187,9 @@ APT::Install-Recommends "false";
 APT::Install-Suggests "false";
 DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/*.bin || true"; };
 CFG
+  # debootstrap ran without those excludes: apply them to what it installed.
   find "$rootfs/usr/share/doc" -mindepth 2 ! -name copyright ! -type d -delete 2>/dev/null || true
+  find "$rootfs/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name locale.alias -exec rm -rf {} +
   rm -rf "$rootfs"/usr/share/man/* "$rootfs"/usr/share/info/* \
          "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/archives/*.deb \
          "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/log/*.log "$rootfs"/tmp/*
@@ -196,7 +200,7 @@ CFG
     --change 'CMD ["bash"]' \
     --change 'LABEL org.trackstack.standin=true org.trackstack.standin.ref=trackstack-testbed/debian:trixie' \
     - "$BASE_REF" >/dev/null
-  rm -rf "$rootfs"
+  rm -rf "$rootfs"; rootfs=
   log "built $BASE_REF in $((SECONDS - t0))s"
 }
 
@@ -265,6 +269,9 @@ build_standin() {
     return 0
   fi
   ensure_base
+  t0=$SECONDS
+  local old_id
+  old_id=$(docker image inspect -f '{{.Id}}' "$ref" 2>/dev/null || true)
   log "building $ref (stand-in: $name/)"
   ctx=$(stage "$name")
   case $name in
@@ -282,9 +289,13 @@ build_standin() {
       read -r minio_pseudo minio_commit mc_pseudo mc_commit mc_release <<<"$pins"
       go_binary minio github.com/minio/minio "$minio_pseudo" "$MINIO_RELEASE" "$minio_commit"
       go_binary mc github.com/minio/mc "$mc_pseudo" "$mc_release" "$mc_commit"
-      cp "$BIN_DIR/minio" "$BIN_DIR/mc" "$ctx/"
+      install -m 755 "$BIN_DIR/minio" "$BIN_DIR/mc" "$ctx/"
       docker_build "$ref" "$ctx" --build-arg "MINIO_RELEASE=$MINIO_RELEASE" ;;
   esac
+  # --force leaves the previous build untagged: drop it unless something uses it.
+  if [[ -n $old_id && $old_id != "$(docker image inspect -f '{{.Id}}' "$ref")" ]]; then
+    docker rmi "$old_id" >/dev/null 2>&1 || true
+  fi
   log "built $ref in $((SECONDS - t0))s"
 }
 
@@ -295,4 +306,8 @@ build_standin "$MLFLOW_BASE_IMAGE" python
 build_standin "$POSTGRES_IMAGE" postgres
 build_standin "$MINIO_IMAGE" minio
 build_standin "$PGADMIN_IMAGE" pgadmin
+# A replaced base can only go once nothing is built on it any more.
+if [[ -n $old_base_id && $old_base_id != "$(docker image inspect -f '{{.Id}}' "$BASE_REF")" ]]; then
+  docker rmi "$old_base_id" >/dev/null 2>&1 || true
+fi
 log "done in $((SECONDS - t_start))s"

@@ -1,0 +1,174 @@
+"""Smoke tests: each service answers, and MLflow really stores in Postgres and MinIO."""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import requests
+
+from trackstack.seed import minio_client
+from trackstack.settings import Settings
+
+Require = Callable[[str], None]
+
+
+def _connect(settings: Settings) -> psycopg.Connection[Any]:
+    return psycopg.connect(
+        host=settings.host,
+        port=settings.postgres_port,
+        user=settings.postgres_user,
+        password=settings.postgres_password.get_secret_value(),
+        dbname=settings.postgres_db,
+        connect_timeout=5,
+    )
+
+
+# -- PostgreSQL --------------------------------------------------------------------------
+
+
+def test_postgres_answers_select_1(settings: Settings, require_service: Require) -> None:
+    require_service("postgres")
+    with _connect(settings) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_postgres_round_trip(settings: Settings, require_service: Require) -> None:
+    require_service("postgres")
+    table = f"smoke_{uuid.uuid4().hex[:12]}"
+    with _connect(settings) as conn:
+        conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, note text)")
+        try:
+            conn.execute(f"INSERT INTO {table} VALUES (%s, %s), (%s, %s)", (1, "one", 2, "two"))  # noqa: S608
+            rows = conn.execute(f"SELECT id, note FROM {table} ORDER BY id").fetchall()  # noqa: S608
+            assert rows == [(1, "one"), (2, "two")]
+        finally:
+            conn.execute(f"DROP TABLE {table}")
+
+
+def test_mlflow_tables_live_in_postgres(settings: Settings, require_service: Require) -> None:
+    require_service("postgres")
+    with _connect(settings) as conn:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchall()
+    tables = {name for (name,) in rows}
+    assert {"experiments", "runs", "metrics", "params", "alembic_version"} <= tables
+
+
+# -- MinIO -------------------------------------------------------------------------------
+
+
+def test_minio_is_live(settings: Settings, require_service: Require) -> None:
+    require_service("minio")
+    response = requests.get(f"{settings.minio_api_url}/minio/health/live", timeout=5)
+    assert response.status_code == 200
+
+
+def test_minio_bucket_is_seeded(settings: Settings, require_service: Require) -> None:
+    require_service("minio")
+    assert minio_client(settings).bucket_exists(settings.mlflow_bucket)
+
+
+def test_minio_object_round_trip(settings: Settings, require_service: Require) -> None:
+    require_service("minio")
+    client = minio_client(settings)
+    name = f"smoke/{uuid.uuid4().hex}.bin"
+    payload = uuid.uuid4().bytes * 64
+    client.put_object(settings.mlflow_bucket, name, io.BytesIO(payload), len(payload))
+    try:
+        response = client.get_object(settings.mlflow_bucket, name)
+        try:
+            assert response.read() == payload
+        finally:
+            response.close()
+            response.release_conn()
+    finally:
+        client.remove_object(settings.mlflow_bucket, name)
+
+
+# -- MLflow ------------------------------------------------------------------------------
+
+
+def test_mlflow_health(settings: Settings, require_service: Require) -> None:
+    require_service("mlflow")
+    response = requests.get(f"{settings.mlflow_url}/health", timeout=5)
+    assert (response.status_code, response.text.strip()) == (200, "OK")
+
+
+def test_mlflow_version_is_the_pinned_one(settings: Settings, require_service: Require) -> None:
+    require_service("mlflow")
+    response = requests.get(f"{settings.mlflow_url}/version", timeout=5)
+    assert response.text.strip() == settings.mlflow_version
+
+
+def test_mlflow_ui_is_served(settings: Settings, require_service: Require) -> None:
+    require_service("mlflow")
+    response = requests.get(f"{settings.mlflow_url}/", timeout=10)
+    assert response.status_code == 200
+    assert "<title>MLflow</title>" in response.text
+
+
+@pytest.fixture
+def experiment(settings: Settings, require_service: Require) -> Iterator[tuple[Any, str]]:
+    """A fresh experiment, deleted afterwards together with its artifact objects."""
+    require_service("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=settings.mlflow_url)
+    experiment_id = client.create_experiment(f"smoke-{uuid.uuid4().hex[:12]}")
+    try:
+        yield client, experiment_id
+    finally:
+        client.delete_experiment(experiment_id)
+        s3 = minio_client(settings)
+        for obj in s3.list_objects(settings.mlflow_bucket, prefix=f"{experiment_id}/", recursive=True):
+            s3.remove_object(settings.mlflow_bucket, obj.object_name)
+
+
+def test_mlflow_tracks_through_the_server(
+    experiment: tuple[Any, str], settings: Settings, require_service: Require, tmp_path: Path
+) -> None:
+    from mlflow.entities import Metric, Param
+
+    client, experiment_id = experiment
+    run = client.create_run(experiment_id)
+    run_id = run.info.run_id
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric("loss", 1.0 / (step + 1), now, step) for step in range(10)],
+        params=[Param("lr", "0.01"), Param("model", "smoke")],
+    )
+    artifact = tmp_path / "model.txt"
+    artifact.write_bytes(b"trackstack smoke artifact " + run_id.encode())
+    client.log_artifact(run_id, str(artifact))
+    client.set_terminated(run_id)
+
+    stored = client.get_run(run_id)
+    assert stored.data.params == {"lr": "0.01", "model": "smoke"}
+    history = client.get_metric_history(run_id, "loss")
+    assert [m.step for m in sorted(history, key=lambda m: m.step)] == list(range(10))
+    assert [a.path for a in client.list_artifacts(run_id)] == ["model.txt"]
+
+    # The artifact went through the tracking server into the MinIO bucket.
+    require_service("minio")
+    s3 = minio_client(settings)
+    keys = [
+        obj.object_name
+        for obj in s3.list_objects(settings.mlflow_bucket, prefix=f"{experiment_id}/", recursive=True)
+        if run_id in obj.object_name and obj.object_name.endswith("/model.txt")
+    ]
+    assert len(keys) == 1, keys
+    response = s3.get_object(settings.mlflow_bucket, keys[0])
+    try:
+        assert response.read() == artifact.read_bytes()
+    finally:
+        response.close()
+        response.release_conn()
