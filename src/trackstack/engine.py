@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -186,6 +187,22 @@ def ps(project: Project) -> list[ServiceState]:
     return parse_ps(result.stdout)
 
 
+def running_services(project: Project) -> set[str]:
+    """Services of this project with a running container (no compose file needed)."""
+    result = run(
+        [
+            "docker",
+            "ps",
+            "--filter",
+            f"label=com.docker.compose.project={project.name}",
+            "--format",
+            '{{ index .Labels "com.docker.compose.service" }}',
+        ],
+        capture=True,
+    )
+    return set(result.stdout.split())
+
+
 def image_label(image: str, label: str) -> str | None:
     """A label of a local image, or None when the image is absent."""
     result = run(
@@ -202,9 +219,14 @@ def image_exists(image: str) -> bool:
     return run(["docker", "image", "inspect", image], capture=True, check=False).returncode == 0
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
 def logs_tail(project: Project, service: str, lines: int = 30) -> str:
-    result = compose(project, "logs", "--no-color", "--tail", str(lines), service, capture=True, check=False)
-    return result.stdout.strip() or result.stderr.strip()
+    result = compose(
+        project, "logs", "--no-color", "--no-log-prefix", "--tail", str(lines), service, capture=True, check=False
+    )
+    return _ANSI.sub("", result.stdout.strip() or result.stderr.strip())
 
 
 def volumes(project: Project) -> list[str]:

@@ -16,8 +16,6 @@ import jinja2
 from trackstack.paths import PROJECT_FILES, TEMPLATES, constraints_file
 from trackstack.settings import Settings
 
-
-
 # The MLflow image's Python dependencies besides MLflow itself, pinned for repeatable builds.
 PSYCOPG2_VERSION = "2.9.10"
 BOTO3_VERSION = "1.38.23"

@@ -65,8 +65,21 @@ def build(project: Project, *, force: bool = False) -> None:
     say(f"built {image} in {time.monotonic() - started:.0f}s")
 
 
+def check_ports(project: Project) -> None:
+    """Refuse to start when a port this stack would publish is taken by someone else."""
+    from trackstack.ports import busy_ports
+    from trackstack.settings import SettingsError
+
+    problems = busy_ports(project.settings, engine.running_services(project))
+    if problems:
+        raise SettingsError(project.env_file, problems)
+
+
 def up(project: Project, *, timeout: float = 300) -> None:
-    render(project)
+    features = engine.check_docker()
+    check_ports(project)
+    changed = write_generated(project, features)
+    say(f"rendered {', '.join(changed)}" if changed else "generated files are up to date")
     build(project)
     say("starting the stack")
     result = engine.compose(project, "up", "--detach", "--remove-orphans", capture=True, check=False)

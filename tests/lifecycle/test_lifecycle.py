@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import socket
 import uuid
-
-import io
 
 import requests
 

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 import requests
 
+from tests.live.pgadmin_api import PgAdmin
 from trackstack.seed import minio_client
 from trackstack.settings import Settings
 
@@ -55,9 +56,7 @@ def test_postgres_round_trip(settings: Settings, require_service: Require) -> No
 def test_mlflow_tables_live_in_postgres(settings: Settings, require_service: Require) -> None:
     require_service("postgres")
     with _connect(settings) as conn:
-        rows = conn.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
-        ).fetchall()
+        rows = conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'").fetchall()
     tables = {name for (name,) in rows}
     assert {"experiments", "runs", "metrics", "params", "alembic_version"} <= tables
 
@@ -172,3 +171,48 @@ def test_mlflow_tracks_through_the_server(
     finally:
         response.close()
         response.release_conn()
+
+
+# -- pgAdmin -----------------------------------------------------------------------------
+
+
+def test_pgadmin_ping(settings: Settings, require_service: Require) -> None:
+    require_service("pgadmin")
+    response = requests.get(f"{settings.pgadmin_url}/misc/ping", timeout=5)
+    assert (response.status_code, response.text.strip()) == (200, "PING")
+
+
+@pytest.fixture
+def pgadmin(settings: Settings, require_service: Require) -> PgAdmin:
+    require_service("pgadmin")
+    client = PgAdmin(settings.pgadmin_url)
+    assert client.login(settings.pgadmin_default_email, settings.pgadmin_default_password.get_secret_value())
+    return client
+
+
+def test_pgadmin_rejects_a_wrong_password(settings: Settings, require_service: Require) -> None:
+    require_service("pgadmin")
+    assert not PgAdmin(settings.pgadmin_url).login(settings.pgadmin_default_email, "not-the-password")
+
+
+def test_pgadmin_lists_the_seeded_server(pgadmin: PgAdmin, settings: Settings) -> None:
+    servers = [(group, node) for group, node in pgadmin.servers() if node["label"] == "localhost"]
+    assert len(servers) == 1, "exactly one server named localhost"
+    group, node = servers[0]
+    properties = pgadmin.properties(group, node["_id"])
+    assert properties["host"] == "postgres"
+    assert properties["port"] == 5432
+    assert properties["username"] == settings.postgres_user
+    assert properties["db"] == settings.postgres_db
+
+
+def test_pgadmin_connects_with_the_passfile(pgadmin: PgAdmin) -> None:
+    ((group, node),) = [(g, n) for g, n in pgadmin.servers() if n["label"] == "localhost"]
+    response = pgadmin.post(f"/browser/server/connect/{group}/{node['_id']}", {})
+    assert response.status_code == 200, response.text[:300]
+    assert response.json()["data"]["connected"] is True
+    pgadmin.session.delete(
+        f"{pgadmin.base_url}/browser/server/connect/{group}/{node['_id']}",
+        headers={"X-pgA-CSRFToken": pgadmin.csrf},
+        timeout=15,
+    )

@@ -38,6 +38,7 @@ export CONFIG_DISTRO_FILE_PATH=${PGADMIN_CUSTOM_CONFIG_DISTRO_FILE:-/pgadmin4/co
 if [[ ! -s $CONFIG_DISTRO_FILE_PATH ]]; then
   {
     echo "# Written by the container entrypoint on first start."
+    cat /pgadmin4/config_distro.py.pypi 2>/dev/null || true
     echo "SERVER_MODE = True"
     echo "DATA_DIR = '$data'"
     echo "LOG_FILE = '/dev/null'  # the console log goes to the container log"
