@@ -196,7 +196,7 @@ def running_services(project: Project) -> set[str]:
             "--filter",
             f"label=com.docker.compose.project={project.name}",
             "--format",
-            '{{ index .Labels "com.docker.compose.service" }}',
+            '{{ .Label "com.docker.compose.service" }}',
         ],
         capture=True,
     )

@@ -82,15 +82,51 @@ def up(project: Project, *, timeout: float = 300) -> None:
     say(f"rendered {', '.join(changed)}" if changed else "generated files are up to date")
     build(project)
     say("starting the stack")
-    result = engine.compose(project, "up", "--detach", "--remove-orphans", capture=True, check=False)
+    # Postgres first, so that a password changed in .env is applied before MLflow connects.
+    _compose_up(project, "postgres")
+    wait_healthy(project, services=("postgres",), timeout=timeout)
+    sync_postgres_password(project)
+    _compose_up(project)
+    wait_healthy(project, timeout=timeout)
+
+
+def _compose_up(project: Project, *services: str) -> None:
+    result = engine.compose(project, "up", "--detach", "--remove-orphans", *services, capture=True, check=False)
     if result.returncode != 0:
         _raise_unhealthy(project, engine.ps(project), result.stderr.strip())
-    wait_healthy(project, timeout=timeout)
+
+
+def sync_postgres_password(project: Project) -> None:
+    """Make Postgres accept the password in .env, which its image only reads on first start.
+
+    Runs over the container's local socket, which the image trusts; the password travels on
+    stdin, never on a command line.
+    """
+    settings = project.settings
+    literal = settings.postgres_password.get_secret_value().replace("'", "''")
+    engine.compose(
+        project,
+        "exec",
+        "-T",
+        "postgres",
+        "psql",
+        "--no-psqlrc",
+        "--quiet",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-U",
+        settings.postgres_user,
+        "-d",
+        settings.postgres_db,
+        capture=True,
+        input_text=f"ALTER ROLE CURRENT_USER WITH PASSWORD '{literal}';\n",
+    )
 
 
 def wait_healthy(
     project: Project,
     *,
+    services: tuple[str, ...] = SERVICES,
     timeout: float = 300,
     poll: float = 1.0,
     clock: Callable[[], float] = time.monotonic,
@@ -101,13 +137,13 @@ def wait_healthy(
     last_report = ""
     last_time = started
     while True:
-        states = engine.ps(project)
+        states = [state for state in engine.ps(project) if state.service in services]
         by_service = {state.service: state for state in states}
-        missing = [name for name in SERVICES if name not in by_service]
+        missing = [name for name in services if name not in by_service]
         waiting = [s for s in states if not s.ready]
         elapsed = clock() - started
         if not missing and not waiting:
-            say(f"all {len(states)} services healthy after {elapsed:.0f}s")
+            say(f"{', '.join(services)} healthy after {elapsed:.0f}s")
             return states
         # A container that restarts while we wait is crash-looping under the restart policy.
         broken = [s for s in states if s.health == "unhealthy" or s.state in ("exited", "dead", "restarting")]

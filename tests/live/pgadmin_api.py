@@ -50,7 +50,9 @@ class PgAdmin:
         found = []
         for group in self.get("/browser/server_group/nodes/")["data"]:
             group_id = int(group["_id"])
-            found += [(group_id, node) for node in self.get(f"/browser/server/nodes/{group_id}")["data"]]
+            # pgAdmin answers a group's children in "result" (older releases used "data").
+            answer = self.get(f"/browser/server/nodes/{group_id}")
+            found += [(group_id, node) for node in answer.get("result") or answer.get("data") or []]
         return found
 
     def properties(self, group_id: int, server_id: int) -> dict[str, Any]:

@@ -199,7 +199,7 @@ def test_pgadmin_lists_the_seeded_server(pgadmin: PgAdmin, settings: Settings) -
     servers = [(group, node) for group, node in pgadmin.servers() if node["label"] == "localhost"]
     assert len(servers) == 1, "exactly one server named localhost"
     group, node = servers[0]
-    properties = pgadmin.properties(group, node["_id"])
+    properties = pgadmin.properties(group, int(node["_id"]))
     assert properties["host"] == "postgres"
     assert properties["port"] == 5432
     assert properties["username"] == settings.postgres_user

@@ -40,7 +40,7 @@ for arg in "$@"; do
   case $arg in
     --force) force=1 ;;
     --verbose|-v) verbose=1 ;;
-    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -237,7 +237,7 @@ go_binary() {
   # Only then, skip the checksum database for that one module; its
   # dependencies are still verified.
   if ! go mod download "$module@$pseudo" >"$glog" 2>&1; then
-    if grep -q 'verifying module.*sumdb.*\(404\|410\|Not Found\)' "$glog"; then
+    if grep -q 'verifying .*sumdb/.*\(404\|410\|Not Found\)' "$glog"; then
       log "warning: $module@$pseudo is not in the checksum database; trusting the module proxy for it"
       nosumdb=${nosumdb:+$nosumdb,}$module
     else
@@ -301,6 +301,12 @@ build_standin() {
 
 docker info >/dev/null 2>&1 || die "docker engine not reachable (run .ci/install-docker.sh)"
 mkdir -p "$CACHE_DIR"
+# One build.sh at a time per machine (parallel CI jobs would build twice).
+exec 9>"$CACHE_DIR/build.lock"
+if ! flock -n 9; then
+  log "waiting for another build.sh to finish"
+  flock 9
+fi
 
 build_standin "$MLFLOW_BASE_IMAGE" python
 build_standin "$POSTGRES_IMAGE" postgres

@@ -74,7 +74,7 @@ copy_pgpass() {
     user=${user//@/_}; user=${user//\//slash}; user=${user//\\/slash}
     dir=$data/storage/$user
   fi
-  mkdir -p "$dir"
+  install -d -m 700 "$dir"
   install -m 600 "$PGPASS_FILE" "$dir/.pgpass"
   log "copied PGPASS_FILE to $dir/.pgpass"
 }

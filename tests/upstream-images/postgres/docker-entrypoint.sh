@@ -100,7 +100,13 @@ if ((wants_cluster)) && [[ ! -s $PGDATA/PG_VERSION ]]; then
         # Executable scripts run in their own process; others are sourced so
         # they can use this script's environment, as upstream documents.
         if [[ -x $f ]]; then log "running $f"; "$f"
-        else log "sourcing $f"; set +u; . "$f"; set -u; fi ;;
+        else
+          log "sourcing $f"
+          set +u
+          # shellcheck disable=SC1090  # a user-provided init script
+          . "$f"
+          set -u
+        fi ;;
       *.sql)    log "running $f"; "${sql[@]}" -d "$POSTGRES_DB" -f "$f" ;;
       *.sql.gz) log "running $f"; gunzip -c "$f" | "${sql[@]}" -d "$POSTGRES_DB" ;;
       *)        log "ignoring $f" ;;
