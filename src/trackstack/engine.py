@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from trackstack.errors import TrackstackError
 from trackstack.render import COMPOSE_FILE, EngineFeatures
@@ -117,6 +118,18 @@ def compose(
     project: Project, *args: str, capture: bool = False, check: bool = True, input_text: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return run(compose_args(project, *args), capture=capture, check=check, input_text=input_text)
+
+
+def compose_stream(
+    project: Project, *args: str, stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None
+) -> None:
+    """Run `docker compose ARGS` with binary data on stdin or stdout (dumps, archives)."""
+    result = subprocess.run(
+        compose_args(project, *args), stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=docker_env(), check=False
+    )
+    if result.returncode != 0:
+        detail = result.stderr.decode(errors="replace").strip()
+        raise DockerError(f"`docker compose {' '.join(args[:5])} ...` failed (exit {result.returncode}):\n{detail}")
 
 
 def check_docker() -> EngineFeatures:

@@ -197,11 +197,11 @@ def delete_volumes(project: Project) -> list[str]:
     return doomed
 
 
-def confirm_reset(project: Project, *, yes: bool, ask: Callable[[str], str] = input) -> None:
-    """Ask before deleting data; without a terminal only `--yes` will do."""
+def confirm_reset(project: Project, *, yes: bool, summary: str, ask: Callable[[str], str] = input) -> None:
+    """Say what will be deleted and ask; without a terminal only `--yes` will do."""
     doomed = engine.volumes(project)
     listing = ", ".join(doomed) if doomed else "(no volumes yet)"
-    say(f"reset deletes every experiment, run, artifact and pgAdmin setting in: {listing}")
+    say(f"reset deletes volumes {listing}: {summary}")
     if yes:
         return
     if not sys.stdin.isatty():

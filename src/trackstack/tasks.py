@@ -17,6 +17,8 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
+from trackstack.errors import TrackstackError
+
 if TYPE_CHECKING:
     from trackstack.engine import Project
 
@@ -33,8 +35,6 @@ def reports_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from trackstack.errors import TrackstackError
-
         try:
             return func(*args, **kwargs)
         except TrackstackError as error:
@@ -139,15 +139,38 @@ def down(c: Context) -> None:
     stack.down(_project(c))
 
 
-@task(help={"yes": "delete without asking (required when not on a terminal)", **POLICY_HELP})
+@task(
+    help={
+        "yes": "delete without asking (required when not on a terminal)",
+        "backup": "write a backup (see `invoke backup`) before deleting",
+        **POLICY_HELP,
+    }
+)
 @reports_errors
-def reset(c: Context, yes: bool = False, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
+def reset(
+    c: Context,
+    yes: bool = False,
+    backup: bool = False,
+    allow_weak_secrets: bool = False,
+    allow_unpinned: bool = False,
+) -> None:
     """Delete all data (asks first) and start an empty stack."""
-    from trackstack import seed, stack
+    from trackstack import backup as backups
+    from trackstack import engine, seed, stack
 
     project = _project(c, allow_weak_secrets=allow_weak_secrets, allow_unpinned=allow_unpinned)
     stack.render(project)
-    stack.confirm_reset(project, yes=yes)
+    running = engine.running_services(project) >= {"postgres", "minio"}
+    if running:
+        held = backups.counts(project)
+        summary = f"{held.experiments} experiments, {held.runs} runs, {held.objects} artifact objects"
+    else:
+        summary = "contents unknown (the stack is not running)"
+    stack.confirm_reset(project, yes=yes, summary=summary)
+    if backup:
+        if not running:
+            raise TrackstackError("--backup needs the running stack: run `invoke up` first; nothing was deleted.")
+        stack.say(f"backup written to {backups.backup(project, _backups_dir(c))}")
     deleted = stack.delete_volumes(project)
     stack.say(f"deleted {len(deleted)} volumes: {', '.join(deleted) or '-'}")
     stack.up(project)
@@ -155,6 +178,32 @@ def reset(c: Context, yes: bool = False, allow_weak_secrets: bool = False, allow
         stack.say(line)
     stack.say("ready (empty):")
     stack.print_urls(project)
+
+
+@task(help={"into": "folder for backups (default: backups/ in the project)"})
+@reports_errors
+def backup(c: Context, into: str = "") -> None:
+    """Back up MLflow's database and artifacts of the running stack."""
+    from trackstack import backup as backups
+    from trackstack import stack
+
+    folder = backups.backup(_project(c), Path(into) if into else _backups_dir(c))
+    stack.say(f"backup written to {folder}")
+
+
+@task(help={"path": "a backup folder written by `invoke backup`"})
+@reports_errors
+def restore(c: Context, path: str) -> None:
+    """Restore a backup into the running stack (checked first)."""
+    from trackstack import backup as backups
+    from trackstack import stack
+
+    held = backups.restore(_project(c), Path(path))
+    stack.say(f"restored {held.experiments} experiments, {held.runs} runs, {held.objects} artifact objects")
+
+
+def _backups_dir(c: Context) -> Path:
+    return Path(c.config.trackstack.root) / "backups"
 
 
 @task
@@ -196,6 +245,6 @@ def urls(c: Context) -> None:
 
 def namespace(root: Path) -> Collection:
     """The task collection for the project whose files live in `root`."""
-    ns = Collection(init, render, build, up, seed, stop, down, reset, status, logs, urls)
+    ns = Collection(init, render, build, up, seed, stop, down, reset, backup, restore, status, logs, urls)
     ns.configure({"trackstack": {"root": str(root), "env_file": ".env"}})
     return ns
