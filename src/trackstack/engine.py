@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -132,34 +133,67 @@ def compose_stream(
         raise DockerError(f"`docker compose {' '.join(args[:5])} ...` failed (exit {result.returncode}):\n{detail}")
 
 
+@dataclass(frozen=True)
+class DockerProbe:
+    """What this machine's Docker can do, as far as trackstack cares."""
+
+    cli: bool
+    server_api: tuple[int, int] | None = None
+    server_version: str = ""
+    server_error: str = ""
+    compose_version: str | None = None  # Compose v2 plugin, None when absent
+    compose_v1: bool = False  # the old stand-alone docker-compose
+
+
+def probe_docker() -> DockerProbe:
+    compose_v1 = shutil.which("docker-compose") is not None
+    if shutil.which("docker") is None:
+        return DockerProbe(cli=False, compose_v1=compose_v1)
+    version = run(["docker", "version", "--format", "{{json .}}"], capture=True, check=False)
+    compose_version = run(["docker", "compose", "version", "--short"], capture=True, check=False)
+    server_version = ""
+    with contextlib.suppress(ValueError, KeyError, TypeError):
+        server_version = str(json.loads(version.stdout)["Server"]["Version"])
+    return DockerProbe(
+        cli=True,
+        server_api=_server_api(version.stdout),
+        server_version=server_version,
+        server_error=_first_line(version.stderr),
+        compose_version=compose_version.stdout.strip() if compose_version.returncode == 0 else None,
+        compose_v1=compose_v1,
+    )
+
+
+def docker_problem(probe: DockerProbe) -> str | None:
+    """The blocking problem with this Docker, phrased with its fix; None when usable."""
+    if not probe.cli:
+        hint = " (only the old docker-compose v1 is here, which trackstack does not use)" if probe.compose_v1 else ""
+        return (
+            "Docker is not installed" + hint + ". Fix: install Docker Engine with the Compose v2 plugin "
+            "(https://docs.docker.com/engine/install/) or Docker Desktop."
+        )
+    if probe.server_api is None:
+        return (
+            "The Docker daemon is not reachable. Fix: start Docker (Docker Desktop, or "
+            "`sudo systemctl start docker`) and make sure your user may use it (`docker info` must work)."
+            + (f"\n  docker said: {probe.server_error}" if probe.server_error else "")
+        )
+    if probe.compose_version is None:
+        v1 = " Only the old docker-compose v1 was found, which trackstack does not use." if probe.compose_v1 else ""
+        return (
+            "Docker Compose v2 (`docker compose`) is missing." + v1 + " Fix: install the Compose plugin "
+            "(package docker-compose-plugin, or Docker Desktop)."
+        )
+    return None
+
+
 def check_docker() -> EngineFeatures:
     """Docker installed, daemon reachable, Compose v2 present; report what the engine supports."""
-    if shutil.which("docker") is None:
-        hint = (
-            " (found the old docker-compose v1, which trackstack does not use)"
-            if shutil.which("docker-compose")
-            else ""
-        )
-        raise DockerError(
-            "Docker is not installed" + hint + ". Fix: install Docker Engine with the Compose v2 "
-            "plugin (https://docs.docker.com/engine/install/) or Docker Desktop."
-        )
-    version = run(["docker", "version", "--format", "{{json .}}"], capture=True, check=False)
-    api = _server_api(version.stdout)
-    if api is None:
-        raise DockerError(
-            "The Docker daemon is not reachable. Fix: start Docker (Docker Desktop, or "
-            "`sudo systemctl start docker`), and make sure your user may use it "
-            "(`docker info` must work)." + _first_line(version.stderr)
-        )
-    compose_version = run(["docker", "compose", "version", "--short"], capture=True, check=False)
-    if compose_version.returncode != 0:
-        v1 = " Only the old docker-compose v1 was found;" if shutil.which("docker-compose") else ""
-        raise DockerError(
-            "Docker Compose v2 (`docker compose`) is missing." + v1 + " Fix: install the Compose "
-            "plugin (package docker-compose-plugin, or Docker Desktop)."
-        )
-    return EngineFeatures(start_interval=api >= START_INTERVAL_API)
+    probe = probe_docker()
+    problem = docker_problem(probe)
+    if problem or probe.server_api is None:
+        raise DockerError(problem or "The Docker daemon is not reachable.")
+    return EngineFeatures(start_interval=probe.server_api >= START_INTERVAL_API)
 
 
 def _server_api(version_json: str) -> tuple[int, int] | None:
@@ -173,8 +207,7 @@ def _server_api(version_json: str) -> tuple[int, int] | None:
 
 
 def _first_line(text: str) -> str:
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return f"\n  docker said: {line}" if line else ""
+    return text.strip().splitlines()[0] if text.strip() else ""
 
 
 def parse_ps(output: str) -> list[ServiceState]:
@@ -256,3 +289,14 @@ def volumes(project: Project) -> list[str]:
         capture=True,
     )
     return sorted(result.stdout.split())
+
+
+def volume_sizes(project: Project) -> dict[str, str]:
+    """Disk used by each of the stack's volumes, as Docker reports it (e.g. "48.2MB")."""
+    result = run(["docker", "system", "df", "--verbose", "--format", "{{json .Volumes}}"], capture=True, check=False)
+    try:
+        rows = json.loads(result.stdout or "[]") or []
+    except ValueError:
+        return {}
+    prefix = f"{project.name}_"
+    return {row["Name"]: row.get("Size", "") for row in rows if str(row.get("Name", "")).startswith(prefix)}

@@ -75,15 +75,26 @@ def check_ports(project: Project) -> None:
         raise SettingsError(project.env_file, problems)
 
 
-def up(project: Project, *, timeout: float = 300) -> None:
+def preflight(project: Project) -> EngineFeatures:
+    """The blocking checks of `invoke doctor`, run before `up` changes anything."""
+    from trackstack import doctor
+
     features = engine.check_docker()
+    blockers = [check for check in (doctor.check_architecture(), doctor.check_disk(project.root)) if check.blocking]
+    if blockers:
+        raise TrackstackError("\n".join(f"{c.name}: {c.detail}. Fix: {c.fix}." for c in blockers))
     check_ports(project)
+    return features
+
+
+def up(project: Project, *, timeout: float = 300) -> None:
+    features = preflight(project)
     changed = write_generated(project, features)
     say(f"rendered {', '.join(changed)}" if changed else "generated files are up to date")
     build(project)
     say("starting the stack")
-    # Postgres first, so that a password changed in .env is applied before MLflow connects.
-    _compose_up(project, "postgres")
+    # MLflow last, so that a password changed in .env is applied before it connects.
+    _compose_up(project, "postgres", "minio", "pgadmin")
     wait_healthy(project, services=("postgres",), timeout=timeout)
     sync_postgres_password(project)
     _compose_up(project)
@@ -222,29 +233,47 @@ def urls(project: Project) -> dict[str, str]:
     }
 
 
-def print_urls(project: Project) -> None:
-    width = max(len(name) for name in urls(project))
-    for name, url in urls(project).items():
-        print(f"  {name:<{width}}  {url}", flush=True)
+# Where each login comes from: names of .env keys, never their values.
+LOGIN_HINTS = {
+    "MLflow UI": "no login",
+    "pgAdmin": "log in with PGADMIN_DEFAULT_EMAIL / PGADMIN_DEFAULT_PASSWORD from .env",
+    "MinIO console": "log in with MINIO_ROOT_USER / MINIO_ROOT_PASSWORD from .env",
+    "MinIO S3 API": "keys MINIO_ROOT_USER / MINIO_ROOT_PASSWORD (MLflow clients need none)",
+    "PostgreSQL": "password POSTGRES_PASSWORD from .env",
+}
+BROWSER_UIS = ("MLflow UI", "pgAdmin", "MinIO console")
 
 
-def status_rows(project: Project) -> list[tuple[str, str, str, str]]:
+def print_urls(project: Project, *, hints: bool = True) -> None:
+    links = urls(project)
+    width = max(len(name) for name in links)
+    url_width = max(len(url) for url in links.values())
+    for name, url in links.items():
+        hint = f"  {LOGIN_HINTS[name]}" if hints else ""
+        print(f"  {name:<{width}}  {url:<{url_width}}{hint}".rstrip(), flush=True)
+
+
+def status_rows(project: Project) -> list[tuple[str, ...]]:
     by_service = {state.service: state for state in engine.ps(project)}
+    sizes = engine.volume_sizes(project)
     endpoint = {
         "postgres": urls(project)["PostgreSQL"],
         "minio": project.settings.minio_console_url,
         "mlflow": project.settings.mlflow_url,
         "pgadmin": project.settings.pgadmin_url,
     }
-    rows = []
+    volume = {"postgres": "postgres-data", "minio": "minio-data", "pgadmin": "pgadmin-data"}
+    rows: list[tuple[str, ...]] = []
     for name in SERVICES:
         state = by_service.get(name)
+        size = sizes.get(f"{project.name}_{volume[name]}", "-") if name in volume else "-"
         rows.append(
             (
                 name,
                 state.state if state else "absent",
                 (state.health or "-") if state else "-",
                 endpoint[name],
+                size,
             )
         )
     return rows

@@ -209,11 +209,11 @@ def _backups_dir(c: Context) -> Path:
 @task
 @reports_errors
 def status(c: Context) -> None:
-    """Show each service's state, health and URL."""
+    """Show each service's state, health, URL and volume size."""
     from trackstack import stack
 
-    rows = [("SERVICE", "STATE", "HEALTH", "URL"), *stack.status_rows(_project(c))]
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    rows = [("SERVICE", "STATE", "HEALTH", "URL", "VOLUME"), *stack.status_rows(_project(c))]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
@@ -237,14 +237,48 @@ def logs(c: Context, service: str = "", follow: bool = False, tail: int = 100) -
 @task
 @reports_errors
 def urls(c: Context) -> None:
-    """Print the URLs of the UIs and endpoints."""
+    """Print the URLs, and which .env keys hold each login."""
     from trackstack import stack
 
     stack.print_urls(_project(c))
 
 
+@task(name="open")
+@reports_errors
+def open_uis(c: Context) -> None:
+    """Open the MLflow, pgAdmin and MinIO UIs in the browser."""
+    import webbrowser
+
+    from trackstack import stack
+
+    project = _project(c)
+    for name in stack.BROWSER_UIS:
+        url = stack.urls(project)[name]
+        stack.say(f"opening {name}: {url}")
+        if not webbrowser.open(url):
+            stack.say(f"no browser found here; open {url} yourself")
+
+
+@task
+@reports_errors
+def doctor(c: Context) -> None:
+    """Check Docker, ports, disk and .env; print a fix for each problem."""
+    from trackstack.doctor import report, run_checks
+
+    checks = run_checks(Path(c.config.trackstack.root) / c.config.trackstack.env_file)
+    print(report(checks))
+    blockers = [check.name for check in checks if check.blocking]
+    if blockers:
+        raise TrackstackError(
+            f"{len(blockers)} blocker(s): {', '.join(blockers)}; fix them and run `invoke doctor` again"
+        )
+    print("trackstack: ready for `invoke up`")
+
+
 def namespace(root: Path) -> Collection:
     """The task collection for the project whose files live in `root`."""
-    ns = Collection(init, render, build, up, seed, stop, down, reset, backup, restore, status, logs, urls)
+    ns = Collection(
+        init, render, build, up, seed, stop, down, reset, backup, restore, status, logs, urls, open_uis, doctor
+    )
     ns.configure({"trackstack": {"root": str(root), "env_file": ".env"}})
     return ns

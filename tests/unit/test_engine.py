@@ -1,10 +1,12 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
-from trackstack.engine import _server_api, docker_env, parse_ps
+from trackstack.engine import DockerError, DockerProbe, _server_api, check_docker, docker_env, docker_problem, parse_ps
 from trackstack.seed import pgadmin_storage_dir
 
 ROW = {"Service": "mlflow", "Name": "trackstack-mlflow-1", "State": "running", "Health": "starting", "ExitCode": 0}
@@ -55,3 +57,38 @@ def test_docker_env_drops_shell_overrides_of_env_keys(monkeypatch: pytest.Monkey
 )
 def test_pgadmin_storage_dir(email: str, folder: str) -> None:
     assert pgadmin_storage_dir(email) == folder
+
+
+@pytest.mark.parametrize(
+    ("probe", "words"),
+    [
+        (DockerProbe(cli=False), ["not installed", "install Docker Engine"]),
+        (DockerProbe(cli=False, compose_v1=True), ["not installed", "docker-compose v1"]),
+        (DockerProbe(cli=True, server_error="Cannot connect"), ["daemon is not reachable", "Cannot connect"]),
+        (DockerProbe(cli=True, server_api=(1, 41)), ["Compose v2", "docker-compose-plugin"]),
+        (DockerProbe(cli=True, server_api=(1, 41), compose_v1=True), ["Compose v2", "Only the old docker-compose v1"]),
+    ],
+)
+def test_each_docker_problem_has_its_own_message_and_fix(probe: DockerProbe, words: list[str]) -> None:
+    problem = docker_problem(probe)
+    assert problem is not None
+    assert "Fix:" in problem
+    for word in words:
+        assert word in problem
+
+
+def test_a_usable_docker_has_no_problem() -> None:
+    assert docker_problem(DockerProbe(cli=True, server_api=(1, 41), compose_version="2.26.1")) is None
+
+
+def test_docker_missing_from_path_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a real PATH without docker on it
+    with pytest.raises(DockerError, match="Docker is not installed"):
+        check_docker()
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI")
+def test_unreachable_daemon_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-daemon.sock")  # the real CLI, no daemon there
+    with pytest.raises(DockerError, match="daemon is not reachable"):
+        check_docker()

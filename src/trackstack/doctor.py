@@ -1,0 +1,134 @@
+"""`invoke doctor`: everything a first run needs, each result with a concrete fix."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from trackstack import engine
+from trackstack.engine import Project
+from trackstack.settings import SettingsError, load_settings
+
+Level = Literal["ok", "warn", "fail"]
+
+# The pinned upstream images are published for these engine architectures.
+SUPPORTED_ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+DISK_NEEDED_GB = 4.0  # images (~2.5 GB) plus room for data
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    level: Level
+    detail: str
+    fix: str = ""
+
+    @property
+    def blocking(self) -> bool:
+        return self.level == "fail"
+
+
+def check_env(env_file: Path) -> tuple[Check, Project | None]:
+    try:
+        settings = load_settings(env_file)
+    except SettingsError as error:
+        lines = [str(problem) for problem in error.problems]
+        return Check(
+            ".env", "fail", f"{len(lines)} problem(s): " + "; ".join(lines), "edit .env as each line says"
+        ), None
+    project = Project(root=env_file.parent, env_file=env_file, settings=settings)
+    return Check(".env", "ok", f"{env_file} is valid (project {settings.compose_project_name})"), project
+
+
+def check_docker(probe: engine.DockerProbe) -> list[Check]:
+    problem = engine.docker_problem(probe)
+    checks = [
+        Check("docker CLI", "ok" if probe.cli else "fail", "installed" if probe.cli else "not found", problem or ""),
+    ]
+    if not probe.cli:
+        return checks
+    if probe.server_api is None:
+        checks.append(Check("docker daemon", "fail", "not reachable", problem or ""))
+        return checks
+    api = ".".join(map(str, probe.server_api))
+    checks.append(Check("docker daemon", "ok", f"Docker Engine {probe.server_version} (API {api})"))
+    if probe.compose_version is None:
+        checks.append(Check("docker compose", "fail", "Compose v2 plugin missing", problem or ""))
+    else:
+        checks.append(Check("docker compose", "ok", f"Compose {probe.compose_version}"))
+    if probe.server_api < engine.START_INTERVAL_API:
+        checks.append(
+            Check(
+                "engine features",
+                "warn",
+                "Engine older than 25: healthchecks cannot use start_interval, so first start is a few seconds slower",
+                "update Docker Engine when you can (not required)",
+            )
+        )
+    return checks
+
+
+def check_architecture() -> Check:
+    result = engine.run(["docker", "info", "--format", "{{.Architecture}}"], capture=True, check=False)
+    arch = result.stdout.strip()
+    if arch in SUPPORTED_ARCHITECTURES:
+        return Check("architecture", "ok", f"{arch}: the pinned images exist for {SUPPORTED_ARCHITECTURES[arch]}")
+    return Check(
+        "architecture",
+        "fail",
+        f"{arch or 'unknown'}: the pinned images are published for amd64 and arm64 only",
+        "use an amd64 or arm64 machine (Apple silicon and most PCs are fine)",
+    )
+
+
+def check_disk(path: Path) -> Check:
+    root = engine.run(["docker", "info", "--format", "{{.DockerRootDir}}"], capture=True, check=False).stdout.strip()
+    target = Path(root) if root and Path(root).exists() else path
+    free_gb = shutil.disk_usage(target).free / 1e9
+    if free_gb < DISK_NEEDED_GB / 2:
+        level: Level = "fail"
+    elif free_gb < DISK_NEEDED_GB:
+        level = "warn"
+    else:
+        level = "ok"
+    fix = (
+        ""
+        if level == "ok"
+        else f"free some space (`docker system prune` removes unused images); {DISK_NEEDED_GB:.0f} GB is comfortable"
+    )
+    return Check("disk", level, f"{free_gb:.1f} GB free at {target}", fix)
+
+
+def check_ports(project: Project) -> Check:
+    from trackstack.ports import busy_ports
+
+    problems = busy_ports(project.settings, engine.running_services(project))
+    if problems:
+        return Check("ports", "fail", "; ".join(p.reason for p in problems), "; ".join(p.fix for p in problems))
+    ports = ", ".join(str(port) for port in project.settings.published_ports().values())
+    return Check("ports", "ok", f"{ports} free (or held by this stack)")
+
+
+def run_checks(env_file: Path) -> list[Check]:
+    env_check, project = check_env(env_file)
+    probe = engine.probe_docker()
+    checks = check_docker(probe)
+    docker_usable = engine.docker_problem(probe) is None
+    if docker_usable:
+        checks += [check_architecture(), check_disk(env_file.parent)]
+    checks.append(env_check)
+    if project is not None and docker_usable:
+        checks.append(check_ports(project))
+    return checks
+
+
+def report(checks: list[Check]) -> str:
+    marks = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL"}
+    lines = []
+    for check in checks:
+        lines.append(f"[{marks[check.level]}] {check.name}: {check.detail}")
+        if check.fix:
+            lines.append(f"       fix: {check.fix}")
+    return "\n".join(lines)
