@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from trackstack.engine import Project, compose_args
+from tests.lifecycle.helpers import Invoke
+from trackstack.engine import Project
 from trackstack.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-Invoke = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -30,13 +28,15 @@ def project() -> Project:
 
 
 @pytest.fixture(scope="session")
-def invoke() -> Invoke:
+def invoke(project: Project) -> Invoke:
     """Run `invoke ARGS` in the project folder with no terminal on stdin, as CI and scripts do."""
 
-    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def run(*args: str, check: bool = True, env_file: Path | None = None) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, INVOKE_TRACKSTACK_ENV_FILE=str(env_file or project.env_file))
         result = subprocess.run(
             [sys.executable, "-m", "invoke", *args],
             cwd=ROOT,
+            env=env,
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -47,23 +47,3 @@ def invoke() -> Invoke:
         return result
 
     return run
-
-
-def containers(project: Project) -> dict[str, dict[str, str]]:
-    """Service name -> container id, start time and health, straight from the engine."""
-    ids = subprocess.run(
-        compose_args(project, "ps", "--all", "--quiet"), capture_output=True, text=True, check=True
-    ).stdout.split()
-    if not ids:
-        return {}
-    inspected = json.loads(
-        subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True).stdout
-    )
-    return {
-        c["Config"]["Labels"]["com.docker.compose.service"]: {
-            "id": c["Id"],
-            "started": c["State"]["StartedAt"],
-            "health": c["State"].get("Health", {}).get("Status", ""),
-        }
-        for c in inspected
-    }

@@ -1,0 +1,84 @@
+"""Backups round-trip through a reset; corrupt or partial backups are refused untouched."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.lifecycle.helpers import Invoke, Logged, assert_intact, bucket_objects, experiment_names, log_runs
+from trackstack.engine import Project
+
+
+def _written_backup(output: str) -> Path:
+    match = re.search(r"backup written to (\S+)", output)
+    assert match, output
+    return Path(match[1])
+
+
+@pytest.fixture(scope="module")
+def saved(project: Project, invoke: Invoke, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Logged]:
+    tmp = tmp_path_factory.mktemp("backup")
+    logged = log_runs(project, tmp, count=3)
+    folder = _written_backup(invoke("backup", "--into", str(tmp / "backups")).stdout)
+    return folder, logged
+
+
+def test_backup_folder_has_a_manifest_dump_and_every_object(saved: tuple[Path, Logged], project: Project) -> None:
+    folder, _ = saved
+    assert (folder / "manifest.json").is_file()
+    assert (folder / "postgres.dump").read_bytes()[:5] == b"PGDMP"  # pg_dump's custom format
+    stored = {p.relative_to(folder / "artifacts").as_posix() for p in (folder / "artifacts").rglob("*") if p.is_file()}
+    assert stored == set(bucket_objects(project))
+
+
+def test_corrupt_backup_is_refused_and_nothing_changes(
+    saved: tuple[Path, Logged], project: Project, invoke: Invoke, tmp_path: Path
+) -> None:
+    folder, _ = saved
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(folder, corrupt)
+    victim = next(p for p in (corrupt / "artifacts").rglob("*") if p.is_file())
+    victim.write_bytes(victim.read_bytes()[:-1] + b"!")
+    before = (experiment_names(project), bucket_objects(project))
+    result = invoke("restore", str(corrupt), check=False)
+    assert result.returncode != 0
+    assert "checksum mismatch" in result.stderr
+    assert "nothing was restored" in result.stderr
+    assert (experiment_names(project), bucket_objects(project)) == before
+
+
+def test_partial_backup_is_refused(saved: tuple[Path, Logged], invoke: Invoke, tmp_path: Path) -> None:
+    folder, _ = saved
+    partial = tmp_path / "partial"
+    shutil.copytree(folder, partial)
+    (partial / "manifest.json").unlink()
+    result = invoke("restore", str(partial), check=False)
+    assert result.returncode != 0
+    assert "incomplete backup" in result.stderr
+
+
+def test_backup_reset_restore_round_trip(
+    saved: tuple[Path, Logged], project: Project, invoke: Invoke, tmp_path: Path
+) -> None:
+    folder, logged = saved
+    objects = bucket_objects(project)
+    invoke("reset", "--yes")
+    assert experiment_names(project) == {"Default"}
+    assert bucket_objects(project) == {}
+    result = invoke("restore", str(folder))
+    assert "restored" in result.stdout
+    assert_intact(project, logged, tmp_path)
+    assert bucket_objects(project) == objects
+
+
+def test_reset_with_backup_writes_one_first(project: Project, invoke: Invoke, tmp_path: Path) -> None:
+    logged = log_runs(project, tmp_path, count=1)
+    result = invoke("reset", "--yes", "--backup")
+    folder = _written_backup(result.stdout)
+    assert (folder / "manifest.json").is_file()
+    invoke("restore", str(folder))
+    assert_intact(project, logged, tmp_path)
+    shutil.rmtree(folder)

@@ -1,0 +1,118 @@
+"""Runs, metrics, artifacts and pgAdmin's state survive restarts, kills and a daemon restart."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.lifecycle.helpers import SERVICES, Invoke, Logged, assert_intact, containers, log_runs, wait_all_healthy
+from tests.live.pgadmin_api import PgAdmin
+from trackstack.engine import Project
+
+
+@pytest.fixture(scope="module")
+def logged(project: Project, tmp_path_factory: pytest.TempPathFactory) -> Logged:
+    return log_runs(project, tmp_path_factory.mktemp("persist"))
+
+
+@pytest.fixture(scope="module")
+def pgadmin_group(project: Project) -> Iterator[str]:
+    """A server group saved in pgAdmin's own database: its saved state."""
+    name = f"persist-{int(time.time())}"
+    client = _pgadmin(project)
+    response = client.post("/browser/server_group/obj/", {"name": name})
+    assert response.status_code == 200, response.text[:300]
+    yield name
+    client = _pgadmin(project)
+    for group in client.get("/browser/server_group/nodes/")["data"]:
+        if group["label"] == name:
+            client.session.delete(
+                f"{client.base_url}/browser/server_group/obj/{group['_id']}",
+                headers={"X-pgA-CSRFToken": client.csrf},
+                timeout=15,
+            )
+
+
+def _pgadmin(project: Project) -> PgAdmin:
+    client = PgAdmin(project.settings.pgadmin_url)
+    settings = project.settings
+    assert client.login(settings.pgadmin_default_email, settings.pgadmin_default_password.get_secret_value())
+    return client
+
+
+def _assert_everything_kept(project: Project, logged: Logged, group: str, tmp: Path) -> None:
+    assert_intact(project, logged, tmp)
+    groups = [g["label"] for g in _pgadmin(project).get("/browser/server_group/nodes/")["data"]]
+    assert group in groups
+
+
+def test_stop_then_up(project: Project, invoke: Invoke, logged: Logged, pgadmin_group: str, tmp_path: Path) -> None:
+    invoke("stop")
+    assert {c["health"] for c in containers(project).values()} <= {"", "unhealthy", "starting"}
+    invoke("up")
+    _assert_everything_kept(project, logged, pgadmin_group, tmp_path)
+
+
+def test_down_then_up(project: Project, invoke: Invoke, logged: Logged, pgadmin_group: str, tmp_path: Path) -> None:
+    invoke("down")
+    invoke("up")
+    _assert_everything_kept(project, logged, pgadmin_group, tmp_path)
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_docker_restart_of_one_service(
+    project: Project, logged: Logged, pgadmin_group: str, tmp_path: Path, service: str
+) -> None:
+    subprocess.run(["docker", "restart", containers(project)[service]["id"]], check=True, capture_output=True)
+    wait_all_healthy(project)
+    _assert_everything_kept(project, logged, pgadmin_group, tmp_path)
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_docker_kill_is_undone_by_the_restart_policy(
+    project: Project, logged: Logged, pgadmin_group: str, tmp_path: Path, service: str
+) -> None:
+    if project.settings.restart_policy == "no":
+        pytest.skip("RESTART_POLICY=no: nothing brings a killed container back, by request")
+    before = containers(project)[service]
+    subprocess.run(["docker", "kill", before["id"]], check=True, capture_output=True)
+    wait_all_healthy(project)
+    after = containers(project)[service]
+    assert after["id"] == before["id"]  # the same container, restarted by the engine
+    assert after["started"] != before["started"]
+    _assert_everything_kept(project, logged, pgadmin_group, tmp_path)
+
+
+def _dockerd_pid() -> int:
+    found = subprocess.run(["pidof", "dockerd"], capture_output=True, text=True, check=False).stdout.split()
+    if len(found) != 1:
+        pytest.skip("needs exactly one dockerd process this test may restart")
+    return int(found[0])
+
+
+@pytest.mark.skipif(
+    os.environ.get("TRACKSTACK_TEST_DAEMON_RESTART") != "1",
+    reason="restarts the Docker daemon: set TRACKSTACK_TEST_DAEMON_RESTART=1 (CI does)",
+)
+def test_docker_daemon_restart(project: Project, logged: Logged, pgadmin_group: str, tmp_path: Path) -> None:
+    pid = _dockerd_pid()
+    command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(120):
+        if not Path(f"/proc/{pid}").exists():
+            break
+        time.sleep(0.5)
+    with open("/var/log/dockerd.log", "ab") as log:
+        subprocess.Popen([c.decode() for c in command], stdout=log, stderr=log, start_new_session=True)
+    for _ in range(120):
+        if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0:
+            break
+        time.sleep(0.5)
+    wait_all_healthy(project)
+    _assert_everything_kept(project, logged, pgadmin_group, tmp_path)
