@@ -103,8 +103,14 @@ def up(project: Project, *, timeout: float = 300) -> None:
 
 def _compose_up(project: Project, *services: str) -> None:
     result = engine.compose(project, "up", "--detach", "--remove-orphans", *services, capture=True, check=False)
-    if result.returncode != 0:
-        _raise_unhealthy(project, engine.ps(project), result.stderr.strip())
+    if result.returncode == 0:
+        return
+    if "Pulling" in result.stderr or "pull access denied" in result.stderr:
+        raise DockerError(
+            f"an image could not be pulled:\n{_indent(result.stderr.strip())}\n"
+            "Fix: check the network connection and the *_IMAGE references in .env (`docker pull REF` tells more)."
+        )
+    _raise_unhealthy(project, engine.ps(project), result.stderr.strip())
 
 
 def sync_postgres_password(project: Project) -> None:

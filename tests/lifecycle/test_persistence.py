@@ -75,17 +75,31 @@ def test_docker_restart_of_one_service(
 
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
-def test_docker_kill_is_undone_by_the_restart_policy(
+def test_a_crash_is_undone_by_the_restart_policy(
     project: Project, logged: Logged, pgadmin_group: str, tmp_path: Path, service: str
 ) -> None:
+    """SIGKILL to the container's main process: a crash, which the restart policy answers."""
     if project.settings.restart_policy == "no":
-        pytest.skip("RESTART_POLICY=no: nothing brings a killed container back, by request")
+        pytest.skip("RESTART_POLICY=no: nothing brings a crashed container back, by request")
     before = containers(project)[service]
-    subprocess.run(["docker", "kill", before["id"]], check=True, capture_output=True)
+    pid = subprocess.run(
+        ["docker", "inspect", "--format", "{{.State.Pid}}", before["id"]], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    os.kill(int(pid), signal.SIGKILL)
     wait_all_healthy(project)
     after = containers(project)[service]
     assert after["id"] == before["id"]  # the same container, restarted by the engine
     assert after["started"] != before["started"]
+    _assert_everything_kept(project, logged, pgadmin_group, tmp_path)
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_docker_kill_then_up(
+    project: Project, invoke: Invoke, logged: Logged, pgadmin_group: str, tmp_path: Path, service: str
+) -> None:
+    """`docker kill` counts as a manual stop (the engine does not restart it); `invoke up` does."""
+    subprocess.run(["docker", "kill", containers(project)[service]["id"]], check=True, capture_output=True)
+    invoke("up")
     _assert_everything_kept(project, logged, pgadmin_group, tmp_path)
 
 
