@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from trackstack.doctor import Check, check_docker, check_env, report
+from trackstack.engine import DockerProbe
+
+
+def test_a_bad_env_is_a_blocker_naming_the_key(tmp_path: Path, values: dict[str, str]) -> None:
+    values["MLFLOW_PORT"] = "abc"
+    env = tmp_path / ".env"
+    env.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    check, project = check_env(env)
+    assert project is None
+    assert check.blocking
+    assert "MLFLOW_PORT='abc'" in check.detail
+
+
+def test_a_good_env_passes(tmp_path: Path, values: dict[str, str]) -> None:
+    env = tmp_path / ".env"
+    env.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    check, project = check_env(env)
+    assert check.level == "ok"
+    assert project is not None
+
+
+def test_docker_checks_stop_at_the_first_missing_piece() -> None:
+    names = [c.name for c in check_docker(DockerProbe(cli=False))]
+    assert names == ["docker CLI"]
+    checks = check_docker(DockerProbe(cli=True, server_error="permission denied"))
+    assert [(c.name, c.level) for c in checks] == [("docker CLI", "ok"), ("docker daemon", "fail")]
+    assert "permission denied" in checks[1].fix
+
+
+def test_an_old_engine_is_a_warning_not_a_blocker() -> None:
+    probe = DockerProbe(cli=True, server_api=(1, 41), server_version="20.10.24", compose_version="2.26.1")
+    checks = check_docker(probe)
+    assert not any(c.blocking for c in checks)
+    assert [c.level for c in checks if c.name == "engine features"] == ["warn"]
+
+
+def test_report_shows_each_fix() -> None:
+    text = report([Check("ports", "fail", "port 5432 is in use by postgres (pid 9)", "stop that program")])
+    assert text.splitlines() == [
+        "[FAIL] ports: port 5432 is in use by postgres (pid 9)",
+        "       fix: stop that program",
+    ]
