@@ -46,6 +46,12 @@ def render(project: Project) -> EngineFeatures:
     return features
 
 
+def ensure_rendered(project: Project) -> None:
+    """Tasks that only talk to Compose still need its file: write it if it is missing."""
+    if not project.compose_file.exists():
+        write_generated(project, engine.check_docker())
+
+
 def image_is_current(project: Project) -> bool:
     dockerfile = (project.root / DOCKERFILE).read_text(encoding="utf-8")
     expected = build_digest(project.settings, dockerfile)
@@ -199,11 +205,13 @@ def _indent(text: str) -> str:
 
 
 def stop(project: Project) -> None:
+    ensure_rendered(project)
     engine.compose(project, "stop")
     say("stopped; data kept. `invoke up` starts it again")
 
 
 def down(project: Project) -> None:
+    ensure_rendered(project)
     engine.compose(project, "down", "--remove-orphans")
     say("containers and network removed; volumes kept. `invoke up` brings it back with the same data")
 
@@ -260,6 +268,7 @@ def print_urls(project: Project, *, hints: bool = True) -> None:
 
 
 def status_rows(project: Project) -> list[tuple[str, ...]]:
+    ensure_rendered(project)
     by_service = {state.service: state for state in engine.ps(project)}
     sizes = engine.volume_sizes(project)
     endpoint = {

@@ -228,10 +228,12 @@ def status(c: Context) -> None:
 @reports_errors
 def logs(c: Context, service: str = "", follow: bool = False, tail: int = 100) -> None:
     """Print the services' logs."""
-    from trackstack import engine
+    from trackstack import engine, stack
 
+    project = _project(c)
+    stack.ensure_rendered(project)
     args = ["logs", "--tail", str(tail)] + (["--follow"] if follow else []) + ([service] if service else [])
-    engine.compose(_project(c), *args, check=False)
+    engine.compose(project, *args, check=False)
 
 
 @task
