@@ -35,6 +35,13 @@ def smoke(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON, default=False, tags=["ci", "live"])
+def browser(session: nox.Session) -> None:
+    """Headless Chromium clicks through the MLflow, pgAdmin and MinIO UIs of the running stack."""
+    session.install("-e", ".[smoke,browser]")
+    session.run("pytest", "tests/browser", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False, tags=["ci", "live"])
 def lifecycle(session: nox.Session) -> None:
     """Drive `invoke up/down/reset` against the live stack: it deletes the stack's data."""
     session.install("-e", ".[smoke]")
