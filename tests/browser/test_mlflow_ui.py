@@ -11,6 +11,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
+from tests.live.cleanup import purge_experiment
 from trackstack.settings import Settings
 
 
@@ -48,7 +49,7 @@ def logged_run(settings: Settings) -> Iterator[LoggedRun]:
         client.set_terminated(run.info.run_id)
         yield logged
     finally:
-        client.delete_experiment(experiment_id)
+        purge_experiment(client, experiment_id)
 
 
 # `logged_run` comes first: the page (and its screenshot) is torn down before the experiment goes.

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 import requests
 
+from tests.live.cleanup import purge_experiment
 from tests.live.pgadmin_api import PgAdmin
 from trackstack.seed import minio_client
 from trackstack.settings import Settings
@@ -116,7 +117,7 @@ def test_mlflow_ui_is_served(settings: Settings, require_service: Require) -> No
 
 @pytest.fixture
 def experiment(settings: Settings, require_service: Require) -> Iterator[tuple[Any, str]]:
-    """A fresh experiment, deleted afterwards together with its artifact objects."""
+    """A fresh experiment, purged afterwards together with its runs and artifact objects."""
     require_service("mlflow")
     from mlflow.tracking import MlflowClient
 
@@ -125,10 +126,10 @@ def experiment(settings: Settings, require_service: Require) -> Iterator[tuple[A
     try:
         yield client, experiment_id
     finally:
-        client.delete_experiment(experiment_id)
+        purge_experiment(client, experiment_id)
         s3 = minio_client(settings)
-        for obj in s3.list_objects(settings.mlflow_bucket, prefix=f"{experiment_id}/", recursive=True):
-            s3.remove_object(settings.mlflow_bucket, obj.object_name)
+        leftovers = list(s3.list_objects(settings.mlflow_bucket, prefix=f"{experiment_id}/", recursive=True))
+        assert leftovers == [], "mlflow gc left artifact objects behind"
 
 
 def test_mlflow_tracks_through_the_server(
