@@ -14,6 +14,10 @@ from trackstack.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# A smoke test should fail in seconds, not after the MLflow client's minutes of retries.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+
 
 def _env_file() -> Path:
     return Path(os.environ.get("TRACKSTACK_ENV_FILE", ROOT / ".env"))

@@ -119,6 +119,7 @@ def test_mlflow_ui_is_served(settings: Settings, require_service: Require) -> No
 def experiment(settings: Settings, require_service: Require) -> Iterator[tuple[Any, str]]:
     """A fresh experiment, purged afterwards together with its runs and artifact objects."""
     require_service("mlflow")
+    require_service("minio")  # artifacts go through MLflow into MinIO
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=settings.mlflow_url)
