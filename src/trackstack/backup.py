@@ -46,31 +46,9 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _psql(project: Project, sql: str) -> str:
-    settings = project.settings
-    result = engine.compose(
-        project,
-        "exec",
-        "-T",
-        "postgres",
-        "psql",
-        "--no-psqlrc",
-        "-tA",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-U",
-        settings.postgres_user,
-        "-d",
-        settings.postgres_db,
-        capture=True,
-        input_text=sql,
-    )
-    return result.stdout.strip()
-
-
 def counts(project: Project) -> Counts:
     """How much the stack holds: what `reset` would delete and what a backup contains."""
-    found = _psql(
+    found = stack.psql(
         project,
         "SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM experiments)"
         " WHERE to_regclass('public.runs') IS NOT NULL;\n",
@@ -180,7 +158,7 @@ def restore(project: Project, folder: Path) -> Counts:
     engine.compose(project, "stop", "mlflow")
     try:
         stack.say(f"restoring database {settings.postgres_db}")
-        _psql(project, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;\n")
+        stack.psql(project, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;\n")
         with (folder / DUMP).open("rb") as dump:
             engine.compose_stream(
                 project,

@@ -119,15 +119,14 @@ def _compose_up(project: Project, *services: str) -> None:
     _raise_unhealthy(project, engine.ps(project), result.stderr.strip())
 
 
-def sync_postgres_password(project: Project) -> None:
-    """Make Postgres accept the password in .env, which its image only reads on first start.
+def psql(project: Project, sql: str) -> str:
+    """Run SQL as the `.env` user over the Postgres container's local socket, which the image trusts.
 
-    Runs over the container's local socket, which the image trusts; the password travels on
-    stdin, never on a command line.
+    The SQL travels on stdin, so values in it (a new password) never reach a command line.
+    Returns the unaligned, tuples-only output.
     """
     settings = project.settings
-    literal = settings.postgres_password.get_secret_value().replace("'", "''")
-    engine.compose(
+    result = engine.compose(
         project,
         "exec",
         "-T",
@@ -135,6 +134,7 @@ def sync_postgres_password(project: Project) -> None:
         "psql",
         "--no-psqlrc",
         "--quiet",
+        "-tA",
         "-v",
         "ON_ERROR_STOP=1",
         "-U",
@@ -142,8 +142,15 @@ def sync_postgres_password(project: Project) -> None:
         "-d",
         settings.postgres_db,
         capture=True,
-        input_text=f"ALTER ROLE CURRENT_USER WITH PASSWORD '{literal}';\n",
+        input_text=sql,
     )
+    return result.stdout.strip()
+
+
+def sync_postgres_password(project: Project) -> None:
+    """Make Postgres accept the password in .env, which its image only reads on first start."""
+    literal = project.settings.postgres_password.get_secret_value().replace("'", "''")
+    psql(project, f"ALTER ROLE CURRENT_USER WITH PASSWORD '{literal}';\n")
 
 
 def wait_healthy(

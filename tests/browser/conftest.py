@@ -6,9 +6,7 @@ saved to `artifacts/screenshots/<test name>.png`.
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,10 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, Route, expect, sync_playwright
 
 from tests.browser.ui import TIMEOUT_MS
-from trackstack.settings import Settings, load_settings
+from tests.live.fixtures import mark_live, settings, stack_is_up
+from trackstack.settings import Settings
+
+__all__ = ["settings", "stack_is_up"]  # fixtures of the live suites
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -33,34 +34,8 @@ CHROMIUM_ARGS = [
 ]
 
 
-def _env_file() -> Path:
-    return Path(os.environ.get("TRACKSTACK_ENV_FILE", ROOT / ".env"))
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        item.add_marker(pytest.mark.live)
-
-
-@pytest.fixture(scope="session")
-def settings() -> Settings:
-    # The stack may run with course-demo secrets; validation of everything else still applies.
-    return load_settings(_env_file(), allow_weak_secrets=True, allow_unpinned=True)
-
-
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="session", autouse=True)
-def stack_is_up(settings: Settings) -> None:
-    """Stop at once with one clear line when nothing of the stack answers."""
-    if not any(_answers(settings.host, port) for port in settings.published_ports().values()):
-        pytest.exit("stack not running: run `invoke up`", returncode=1)
+    mark_live(items)
 
 
 @pytest.fixture(scope="session")

@@ -10,21 +10,14 @@ from pathlib import Path
 import pytest
 
 from tests.lifecycle.helpers import Invoke
+from tests.live.fixtures import ROOT, mark_live, project, settings, stack_is_up
 from trackstack.engine import Project
-from trackstack.settings import load_settings
 
-ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["project", "settings", "stack_is_up"]  # fixtures of the live suites
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        item.add_marker(pytest.mark.live)
-
-
-@pytest.fixture(scope="session")
-def project() -> Project:
-    env_file = Path(os.environ.get("TRACKSTACK_ENV_FILE", ROOT / ".env"))
-    return Project(ROOT, env_file, load_settings(env_file, allow_weak_secrets=True, allow_unpinned=True))
+    mark_live(items)
 
 
 @pytest.fixture(scope="session")

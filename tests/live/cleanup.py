@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-from pathlib import Path
 from typing import Any
 
+from tests.live.fixtures import ROOT, env_file
 from trackstack.engine import Project, compose_args
 from trackstack.settings import load_settings
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def purge_experiment(client: Any, experiment_id: str) -> None:
@@ -22,9 +19,8 @@ def purge_experiment(client: Any, experiment_id: str) -> None:
     for run_id in runs:
         client.delete_run(run_id)
     client.delete_experiment(experiment_id)
-    env_file = Path(os.environ.get("TRACKSTACK_ENV_FILE", ROOT / ".env"))
-    settings = load_settings(env_file, allow_weak_secrets=True, allow_unpinned=True)
-    project = Project(ROOT, env_file, settings)
+    settings = load_settings(env_file(), allow_weak_secrets=True, allow_unpinned=True)
+    project = Project(ROOT, env_file(), settings)
     args = [
         "exec",
         "-T",

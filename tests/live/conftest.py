@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from trackstack.engine import Project
-from trackstack.settings import Settings, load_settings
+from tests.live.fixtures import answers, mark_live, project, settings, stack_is_up
+from trackstack.settings import Settings
+
+__all__ = ["project", "settings", "stack_is_up"]  # fixtures, shared with the browser suite
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -19,39 +20,8 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
-def _env_file() -> Path:
-    return Path(os.environ.get("TRACKSTACK_ENV_FILE", ROOT / ".env"))
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        item.add_marker(pytest.mark.live)
-
-
-@pytest.fixture(scope="session")
-def settings() -> Settings:
-    # The stack may run with course-demo secrets; validation of everything else still applies.
-    return load_settings(_env_file(), allow_weak_secrets=True, allow_unpinned=True)
-
-
-@pytest.fixture(scope="session")
-def project(settings: Settings) -> Project:
-    return Project(root=ROOT, env_file=_env_file(), settings=settings)
-
-
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.fixture(scope="session", autouse=True)
-def stack_is_up(settings: Settings) -> None:
-    """Stop at once with one clear line when nothing of the stack answers."""
-    if not any(_answers(settings.host, port) for port in settings.published_ports().values()):
-        pytest.exit("stack not running: run `invoke up`", returncode=1)
+    mark_live(items)
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +36,7 @@ def require_service(settings: Settings) -> Callable[[str], None]:
 
     def check(service: str) -> None:
         port = ports[service]
-        if not _answers(settings.host, port):
+        if not answers(settings.host, port):
             pytest.fail(
                 f"service {service} is not answering on {settings.host}:{port}: is it stopped? "
                 "(`invoke status`, then `invoke up`)",
