@@ -104,6 +104,36 @@ def wait_for_free_ports(ports: Sequence[int] = COURSE_PORTS, timeout: float = PO
         time.sleep(5)
 
 
+# -- a quiet machine ----------------------------------------------------------------------------
+
+
+def cpu_busy(seconds: float = 2.0) -> float:
+    """Fraction of the machine's CPU time spent busy over the next `seconds`."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        idle = fields[3] + fields[4]  # idle + iowait
+        return idle, sum(fields)
+
+    idle0, total0 = sample()
+    time.sleep(seconds)
+    idle1, total1 = sample()
+    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def wait_for_quiet(max_busy: float, timeout: float = 300.0) -> float:
+    """Other people's work on a shared 2-core machine skews every figure: wait for a lull."""
+    deadline = time.monotonic() + timeout
+    busy = cpu_busy()
+    announced = False
+    while busy > max_busy and time.monotonic() < deadline:
+        if not announced:
+            say(f"the machine is {busy:.0%} busy; waiting up to {timeout:.0f}s for it to drop below {max_busy:.0%}")
+            announced = True
+        busy = cpu_busy(5.0)
+    return busy
+
+
 # -- readiness: the same probes for both stacks -----------------------------------------------
 
 
@@ -227,8 +257,27 @@ class Trackstack:
     def down(self, *, volumes: bool) -> None:
         self.compose("down", "--remove-orphans", *(["--volumes"] if volumes else []))
 
-    def invoke_up(self) -> float:
-        return timed(lambda: self.invoke("up"))
+    def invoke_up(self) -> dict[str, float]:
+        """`invoke up`; seconds until it reported the stack healthy, and until it finished seeding."""
+        started = time.monotonic()
+        marks: dict[str, float] = {}
+        with subprocess.Popen(
+            [*invoke_command(), "up"],
+            env=self.env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        ) as process:
+            lines = []
+            for line in process.stdout or []:
+                lines.append(line)
+                if "postgres, minio, mlflow, pgadmin healthy after" in line:
+                    marks["stack_healthy"] = time.monotonic() - started
+        if process.returncode != 0:
+            raise BenchError("`invoke up` failed:\n" + "".join(lines[-25:]))
+        marks["seeded"] = time.monotonic() - started
+        return marks
 
     def compose_up_wait(self) -> float:
         return timed(lambda: self.compose("up", "--detach", "--wait"))
@@ -532,13 +581,38 @@ def cleanup(ts: Trackstack, baseline: Baseline | None) -> Iterator[None]:
             baseline.down(data=True)
 
 
-def time_to_ready(start: Callable[[], object], endpoints: Endpoints) -> tuple[float, dict[str, float]]:
-    """Run the start command, then poll: seconds until ready, and when each probe first answered."""
+def timed_start(
+    what: str, start: Callable[[], object], endpoints: Endpoints, args: argparse.Namespace, log: dict[str, Any]
+) -> dict[str, float]:
+    """Run a start command, then poll: seconds until the command returned and each probe answered."""
+    busy = wait_for_quiet(args.max_busy)
+    load = os.getloadavg()[0]
     started = time.monotonic()
-    start()
+    marks = start()
     command = time.monotonic() - started
     ready = wait_ready(endpoints, started)
-    return ready["all"], {"command": command, **ready}
+    detail = {"command": command, **(marks if isinstance(marks, dict) else {}), **ready}
+    log["runs"].append({"what": what, "load1": round(load, 2), "busy": round(busy, 2), "seconds": detail})
+    say(f"{what}: ready in {ready['all']:.1f}s {compact(detail)}")
+    return detail
+
+
+def timed_command(what: str, command: Callable[[], object], args: argparse.Namespace, log: dict[str, Any]) -> float:
+    busy = wait_for_quiet(args.max_busy)
+    load = os.getloadavg()[0]
+    seconds = timed(command)
+    log["runs"].append({"what": what, "load1": round(load, 2), "busy": round(busy, 2), "seconds": seconds})
+    say(f"{what}: {seconds:.1f}s")
+    return seconds
+
+
+def measure_throughput(what: str, url: str, clients: int, args: argparse.Namespace, log: dict[str, Any]) -> float:
+    busy = wait_for_quiet(args.max_busy)
+    load = os.getloadavg()[0]
+    rate = throughput(url, clients, args.batches)
+    log["runs"].append({"what": what, "load1": round(load, 2), "busy": round(busy, 2), "metrics_per_s": rate})
+    say(f"{what}: {rate:,.0f} metrics/s")
+    return rate
 
 
 def list_times(rounds: int, workdir: Path) -> tuple[list[float], list[float]]:
@@ -557,20 +631,17 @@ def list_times(rounds: int, workdir: Path) -> tuple[list[float], list[float]]:
 def bench_trackstack(ts: Trackstack, table: dict[str, Row], args: argparse.Namespace, log: dict[str, Any]) -> None:
     wait_for_free_ports()
     ts.down(volumes=True)
-    load = os.getloadavg()[0]
-    seconds, detail = time_to_ready(ts.invoke_up, ts.endpoints)
-    table["ready_cold"].samples.append(seconds)
+    detail = timed_start("trackstack cold", ts.invoke_up, ts.endpoints, args, log)
+    table["ready_cold"].samples.append(detail["all"])
     table["overhead_cold"].samples.append(detail["command"])
-    log["runs"].append({"what": "trackstack cold", "load1": load, "ready": detail})
-    say(f"trackstack cold: ready in {seconds:.1f}s {compact(detail)}")
 
     url = ts.endpoints.mlflow_url
-    table["tput1"].samples.append(throughput(url, 1, args.batches))
-    table["tput4"].samples.append(throughput(url, 4, args.batches))
-    say(f"trackstack throughput: {table['tput1'].samples[-1]:,.0f}/s (1), {table['tput4'].samples[-1]:,.0f}/s (4)")
+    table["tput1"].samples.append(measure_throughput("trackstack, 1 client", url, 1, args, log))
+    table["tput4"].samples.append(measure_throughput("trackstack, 4 clients", url, 4, args, log))
 
     smoke_env = docker_env() | {"TRACKSTACK_ENV_FILE": str(ts.env_file)}
     smoke_args = [sys.executable, "-m", "pytest", "tests/live", "-m", "live", "-p", "no:cacheprovider", "-q"]
+    wait_for_quiet(args.max_busy)
     started = time.monotonic()
     result = run(smoke_args, env=smoke_env, cwd=ROOT, check=False)
     elapsed = time.monotonic() - started
@@ -581,22 +652,15 @@ def bench_trackstack(ts: Trackstack, table: dict[str, Row], args: argparse.Names
     say(f"smoke suite: {elapsed:.1f}s ({'passed' if result.returncode == 0 else 'FAILED'})")
 
     ts.down(volumes=False)
-    load = os.getloadavg()[0]
-    seconds, detail = time_to_ready(ts.invoke_up, ts.endpoints)
-    table["ready_warm"].samples.append(seconds)
+    detail = timed_start("trackstack warm", ts.invoke_up, ts.endpoints, args, log)
+    table["ready_warm"].samples.append(detail["all"])
     table["overhead_warm"].samples.append(detail["command"])
-    log["runs"].append({"what": "trackstack warm", "load1": load, "ready": detail})
-    say(f"trackstack warm: ready in {seconds:.1f}s {compact(detail)}")
 
-    # Orchestration overhead: the same states, with plain Compose on trackstack's rendered files.
+    # Orchestration overhead: the same two states, plain Compose on trackstack's rendered files.
     ts.down(volumes=False)
-    plain = ts.compose_up_wait()
-    table["overhead_warm"].compared.append(plain)
-    say(f"compose up --wait, warm: {plain:.1f}s")
+    table["overhead_warm"].compared.append(timed_command("compose up --wait, warm", ts.compose_up_wait, args, log))
     ts.down(volumes=True)
-    plain = ts.compose_up_wait()
-    table["overhead_cold"].compared.append(plain)
-    say(f"compose up --wait, cold: {plain:.1f}s")
+    table["overhead_cold"].compared.append(timed_command("compose up --wait, cold", ts.compose_up_wait, args, log))
     ts.down(volumes=True)
 
 
@@ -605,16 +669,12 @@ def bench_baseline(
 ) -> None:
     wait_for_free_ports()
     baseline.down(data=True)
-    load = os.getloadavg()[0]
-    seconds, detail = time_to_ready(baseline.up, baseline.endpoints)
-    table["ready_cold"].compared.append(seconds)
-    log["runs"].append({"what": "baseline cold", "load1": load, "ready": detail})
-    say(f"baseline cold: ready in {seconds:.1f}s {compact(detail)}")
+    detail = timed_start("baseline cold", baseline.up, baseline.endpoints, args, log)
+    table["ready_cold"].compared.append(detail["all"])
 
     url = baseline.endpoints.mlflow_url
-    table["tput1"].compared.append(throughput(url, 1, args.batches))
-    table["tput4"].compared.append(throughput(url, 4, args.batches))
-    say(f"baseline throughput: {table['tput1'].compared[-1]:,.0f}/s (1), {table['tput4'].compared[-1]:,.0f}/s (4)")
+    table["tput1"].compared.append(measure_throughput("baseline, 1 client", url, 1, args, log))
+    table["tput4"].compared.append(measure_throughput("baseline, 4 clients", url, 4, args, log))
 
     if first:
         # Once per invocation: does the verbatim baseline start again on its own data?
@@ -630,12 +690,24 @@ def bench_baseline(
         say(f"verbatim baseline, warm start: exit {outcome['exit_code']}: {outcome['message']}")
 
     baseline.down(data=False)
-    load = os.getloadavg()[0]
-    seconds, detail = time_to_ready(lambda: baseline.up(restartable=True), baseline.endpoints)
-    table["ready_warm"].compared.append(seconds)
-    log["runs"].append({"what": "baseline warm (mc mb --ignore-existing)", "load1": load, "ready": detail})
-    say(f"baseline warm: ready in {seconds:.1f}s {compact(detail)}")
+    detail = timed_start(
+        "baseline warm (mc mb --ignore-existing)", lambda: baseline.up(restartable=True), baseline.endpoints, args, log
+    )
+    table["ready_warm"].compared.append(detail["all"])
     baseline.down(data=True)
+
+
+def invoke_up_phases(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Medians of when `invoke up` reported the stack healthy, and how long seeding took after that."""
+    phases = {}
+    for state in ("cold", "warm"):
+        marks = [r["seconds"] for r in runs if r["what"] == f"trackstack {state}" and "stack_healthy" in r["seconds"]]
+        if marks:
+            phases[state] = {
+                "stack_healthy": statistics.median(m["stack_healthy"] for m in marks),
+                "seeding": statistics.median(m["seeded"] - m["stack_healthy"] for m in marks),
+            }
+    return phases
 
 
 def compact(detail: dict[str, float]) -> str:
@@ -649,6 +721,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--env-file", type=Path, default=ROOT / ".env.bench", help="trackstack's env file")
     parser.add_argument("--baseline", type=Path, default=BASELINE_SOURCE, help="the course's compose folder")
     parser.add_argument("--no-cache", action="store_true", help="build the baseline image without the layer cache")
+    parser.add_argument(
+        "--max-busy",
+        type=float,
+        default=0.35,
+        help="before each timed step, wait up to 5 min for the CPU to be less busy than this (default 0.35; 1: never)",
+    )
     parser.add_argument("--output", type=Path, default=None, help="JSON file (default bench/results/<time>.json)")
     args = parser.parse_args(argv)
 
@@ -657,7 +735,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not env_file.exists():
         make_env_file(env_file)
     ts = Trackstack(env_file)
-    log: dict[str, Any] = {"runs": []}
+    log: dict[str, Any] = {"runs": [], "failures": []}
     table = rows()
     load_before = uptime()
     say(f"load before: {load_before}")
@@ -683,14 +761,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             for index in range(args.repeat):
                 say(f"round {index + 1} of {args.repeat}")
                 # Alternate which stack goes first, so that drift does not favour either.
-                if index % 2 == 0:
-                    bench_trackstack(ts, table, args, log)
-                    bench_baseline(baseline, table, args, log, first=index == 0)
-                else:
-                    bench_baseline(baseline, table, args, log, first=False)
-                    bench_trackstack(ts, table, args, log)
+                blocks: list[tuple[str, Callable[[], None], Callable[[], None]]] = [
+                    ("trackstack", lambda: bench_trackstack(ts, table, args, log), lambda: ts.down(volumes=True)),
+                    (
+                        "baseline",
+                        lambda: bench_baseline(
+                            baseline, table, args, log, first="baseline_verbatim_warm_start" not in log
+                        ),
+                        lambda: baseline.down(data=True),
+                    ),
+                ]
+                for name, block, tidy in blocks if index % 2 == 0 else reversed(blocks):
+                    try:
+                        block()
+                    except BenchError as error:  # e.g. the shared engine restarted: skip this round of it
+                        say(f"round {index + 1}, {name} failed: {error}")
+                        log["failures"].append({"round": index + 1, "stack": name, "error": str(error)})
+                        tidy()
 
     summaries = {key: row.summary() for key, row in table.items()}
+    phases = invoke_up_phases(log["runs"])
     report = {
         "date": stamp.isoformat(timespec="seconds"),
         "machine": machine(),
@@ -715,12 +805,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             "Ready = Postgres SELECT 1, MinIO /minio/health/live, MLflow /health, pgAdmin /misc/ping and the bucket.",
         ],
         "rows": summaries,
+        "invoke_up_phases": phases,
         **log,
     }
     print()
     print(f"trackstack vs the course's stack, {report['date']} on {report['machine']['hostname']} "
           f"({report['machine']['cores']} cores, {report['machine']['cpu']})")  # fmt: skip
     print(render_table(summaries))
+    for state, phase in phases.items():
+        print(
+            f"  invoke up, {state}: stack healthy after {phase['stack_healthy']:.1f}s, "
+            f"then seeding (bucket, pgAdmin server) {phase['seeding']:.1f}s (medians)"
+        )
     for note in report["notes"]:
         print(f"  * {note}")
     output = args.output or RESULTS / f"{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"
