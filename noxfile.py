@@ -13,7 +13,7 @@ PYTHON = "3.11"
 
 @nox.session(python=PYTHON, tags=["ci"])
 def lint(session: nox.Session) -> None:
-    """Ruff (lint and format) and strict mypy over src, tests, tasks.py and noxfile.py."""
+    """Ruff (lint and format) and strict mypy over src, tests, bench, tasks.py and noxfile.py."""
     session.install("-e", ".[dev]")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
@@ -46,3 +46,10 @@ def lifecycle(session: nox.Session) -> None:
     """Drive `invoke up/down/reset` against the live stack: it deletes the stack's data."""
     session.install("-e", ".[smoke]")
     session.run("pytest", "tests/lifecycle", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False, tags=["bench"])
+def bench(session: nox.Session) -> None:
+    """Benchmark trackstack against the course's stack on the course ports (takes ~20 min; see bench/README.md)."""
+    session.install("-e", ".[smoke]")
+    session.run("python", "bench/run.py", *session.posargs)

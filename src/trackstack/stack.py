@@ -99,7 +99,8 @@ def up(project: Project, *, timeout: float = 300) -> None:
     say(f"rendered {', '.join(changed)}" if changed else "generated files are up to date")
     build(project)
     say("starting the stack")
-    # MLflow last, so that a password changed in .env is applied before it connects.
+    # Postgres before MLflow, so that a password changed in .env is applied before MLflow
+    # connects; MinIO and pgAdmin (the slowest to start) need neither, so they start with it.
     _compose_up(project, "postgres", "minio", "pgadmin")
     wait_healthy(project, services=("postgres",), timeout=timeout)
     sync_postgres_password(project)
@@ -158,7 +159,7 @@ def wait_healthy(
     *,
     services: tuple[str, ...] = SERVICES,
     timeout: float = 300,
-    poll: float = 1.0,
+    poll: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[ServiceState]:

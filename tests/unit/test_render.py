@@ -86,6 +86,14 @@ def test_start_interval_only_where_the_engine_supports_it(settings: Settings) ->
         assert "start_interval" not in service["healthcheck"]
 
 
+@pytest.mark.parametrize("start_interval", [True, False])
+def test_a_failing_service_turns_unhealthy_after_about_a_minute(settings: Settings, start_interval: bool) -> None:
+    # Older engines probe faster (no start_interval to speed up only the start): more retries.
+    for name, service in compose_of(settings, start_interval=start_interval)["services"].items():
+        check = service["healthcheck"]
+        assert 50 <= int(check["interval"].removesuffix("s")) * check["retries"] <= 70, name
+
+
 def test_postgres_is_probed_over_tcp(settings: Settings) -> None:
     test = compose_of(settings)["services"]["postgres"]["healthcheck"]["test"]
     assert test[:4] == ["CMD", "pg_isready", "-h", "127.0.0.1"]
