@@ -261,10 +261,6 @@ def image_label(image: str, label: str) -> str | None:
     return result.stdout.strip()
 
 
-def image_exists(image: str) -> bool:
-    return run(["docker", "image", "inspect", image], capture=True, check=False).returncode == 0
-
-
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 

@@ -57,6 +57,17 @@ def _project(c: Context, *, allow_weak_secrets: bool = True, allow_unpinned: boo
     return Project(root=root, env_file=env_file, settings=settings)
 
 
+def _start(project: Project, ready: str, *, timeout: float = 300) -> None:
+    """Bring the stack up, seed it and print where everything is."""
+    from trackstack import seed, stack
+
+    stack.up(project, timeout=timeout)
+    for line in seed.seed(project):
+        stack.say(line)
+    stack.say(ready)
+    stack.print_urls(project)
+
+
 @task(help={"force": "replace an existing .env (its secrets are lost)"})
 @reports_errors
 def init(c: Context, force: bool = False) -> None:
@@ -98,14 +109,9 @@ def build(c: Context, force: bool = False, allow_weak_secrets: bool = False, all
 @reports_errors
 def up(c: Context, timeout: int = 300, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
     """Start the stack, wait until healthy, seed it, print URLs."""
-    from trackstack import seed, stack
 
     project = _project(c, allow_weak_secrets=allow_weak_secrets, allow_unpinned=allow_unpinned)
-    stack.up(project, timeout=timeout)
-    for line in seed.seed(project):
-        stack.say(line)
-    stack.say("ready:")
-    stack.print_urls(project)
+    _start(project, "ready:", timeout=timeout)
 
 
 @task(help=POLICY_HELP)
@@ -156,7 +162,7 @@ def reset(
 ) -> None:
     """Delete all data (asks first) and start an empty stack."""
     from trackstack import backup as backups
-    from trackstack import engine, seed, stack
+    from trackstack import engine, stack
 
     project = _project(c, allow_weak_secrets=allow_weak_secrets, allow_unpinned=allow_unpinned)
     stack.render(project)
@@ -173,11 +179,7 @@ def reset(
         stack.say(f"backup written to {backups.backup(project, _backups_dir(c))}")
     deleted = stack.delete_volumes(project)
     stack.say(f"deleted {len(deleted)} volumes: {', '.join(deleted) or '-'}")
-    stack.up(project)
-    for line in seed.seed(project):
-        stack.say(line)
-    stack.say("ready (empty):")
-    stack.print_urls(project)
+    _start(project, "ready (empty):")
 
 
 @task(help={"into": "folder for backups (default: backups/ in the project)"})
