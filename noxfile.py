@@ -27,25 +27,28 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+def _live(session: nox.Session, suite: str, *extras: str) -> None:
+    """Run one live suite against the stack named by .env (or $TRACKSTACK_ENV_FILE)."""
+    session.install("-e", f".[{','.join(('smoke', *extras))}]")
+    session.run("pytest", f"tests/{suite}", "-m", "live", "-p", "no:cacheprovider", *session.posargs)
+
+
 @nox.session(python=PYTHON, default=False, tags=["ci", "live"])
 def smoke(session: nox.Session) -> None:
     """Live smoke tests against the running stack named by .env (start it with `invoke up`)."""
-    session.install("-e", ".[smoke]")
-    session.run("pytest", "tests/live", "-m", "live", "-p", "no:cacheprovider", *session.posargs)
+    _live(session, "live")
 
 
 @nox.session(python=PYTHON, default=False, tags=["ci", "live"])
 def browser(session: nox.Session) -> None:
     """Headless Chromium clicks through the MLflow, pgAdmin and MinIO UIs of the running stack."""
-    session.install("-e", ".[smoke,browser]")
-    session.run("pytest", "tests/browser", "-p", "no:cacheprovider", *session.posargs)
+    _live(session, "browser", "browser")
 
 
 @nox.session(python=PYTHON, default=False, tags=["ci", "live"])
 def lifecycle(session: nox.Session) -> None:
     """Drive `invoke up/down/reset` against the live stack: it deletes the stack's data."""
-    session.install("-e", ".[smoke]")
-    session.run("pytest", "tests/lifecycle", "-p", "no:cacheprovider", *session.posargs)
+    _live(session, "lifecycle")
 
 
 @nox.session(python=PYTHON, default=False, tags=["bench"])

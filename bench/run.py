@@ -49,7 +49,8 @@ METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 sys.path.insert(0, str(ROOT / "src"))
 
 from trackstack.engine import Project, compose_args, docker_env  # noqa: E402
-from trackstack.settings import Settings, load_settings  # noqa: E402
+from trackstack.settings import Settings  # noqa: E402
+from trackstack.validation import load_settings  # noqa: E402
 
 
 def say(message: str) -> None:
@@ -228,20 +229,20 @@ class Trackstack:
         if self.settings.compose_project_name != PROJECT:
             raise BenchError(f"{env_file} names project {self.settings.compose_project_name!r}, not {PROJECT!r}")
         self.project = Project(root=ROOT, env_file=env_file, settings=self.settings)
-        self.env = docker_env() | {"INVOKE_TRACKSTACK_ENV_FILE": str(env_file)}
+        self.env = docker_env() | {"TRACKSTACK_ENV_FILE": str(env_file)}
         s = self.settings
         self.endpoints = Endpoints(
             host=s.host,
-            postgres_port=s.postgres_port,
+            postgres_port=s.ports["POSTGRES_PORT"],
             postgres_user=s.postgres_user,
             postgres_password=s.postgres_password.get_secret_value(),
             postgres_db=s.postgres_db,
-            minio_port=s.minio_api_port,
+            minio_port=s.ports["MINIO_API_PORT"],
             minio_user=s.minio_root_user,
             minio_password=s.minio_root_password.get_secret_value(),
             bucket=s.mlflow_bucket,
-            mlflow_port=s.mlflow_port,
-            pgadmin_port=s.pgadmin_port,
+            mlflow_port=s.ports["MLFLOW_PORT"],
+            pgadmin_port=s.ports["PGADMIN_PORT"],
         )
 
     def invoke(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -288,7 +289,7 @@ class Trackstack:
 
 def make_env_file(path: Path) -> None:
     """`invoke init` into `path`, renamed to the bench project (strong random secrets)."""
-    env = docker_env() | {"INVOKE_TRACKSTACK_ENV_FILE": str(path)}
+    env = docker_env() | {"TRACKSTACK_ENV_FILE": str(path)}
     run([*invoke_command(), "init"], env=env, cwd=ROOT)
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     path.write_text(

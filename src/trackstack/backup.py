@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from trackstack import engine, stack
+from trackstack import database, engine, stack
 from trackstack.engine import Project
 from trackstack.errors import TrackstackError
 from trackstack.seed import minio_client
@@ -48,7 +48,7 @@ def _sha256(path: Path) -> str:
 
 def counts(project: Project) -> Counts:
     """How much the stack holds: what `reset` would delete and what a backup contains."""
-    found = stack.psql(
+    found = database.psql(
         project,
         "SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM experiments)"
         " WHERE to_regclass('public.runs') IS NOT NULL;\n",
@@ -82,19 +82,7 @@ def backup(project: Project, into: Path) -> Path:
     try:
         stack.say(f"dumping database {settings.postgres_db}")
         with (partial / DUMP).open("wb") as out:
-            engine.compose_stream(
-                project,
-                "exec",
-                "-T",
-                "postgres",
-                "pg_dump",
-                "--format=custom",
-                "-U",
-                settings.postgres_user,
-                "-d",
-                settings.postgres_db,
-                stdout=out,
-            )
+            database.dump(project, out)
         client = minio_client(settings)
         keys = [obj.object_name for obj in client.list_objects(settings.mlflow_bucket, recursive=True)]
         stack.say(f"copying {len(keys)} objects of bucket {settings.mlflow_bucket}")
@@ -158,23 +146,9 @@ def restore(project: Project, folder: Path) -> Counts:
     engine.compose(project, "stop", "mlflow")
     try:
         stack.say(f"restoring database {settings.postgres_db}")
-        stack.psql(project, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;\n")
+        database.psql(project, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;\n")
         with (folder / DUMP).open("rb") as dump:
-            engine.compose_stream(
-                project,
-                "exec",
-                "-T",
-                "postgres",
-                "pg_restore",
-                "--no-owner",
-                "--exit-on-error",
-                "--single-transaction",
-                "-U",
-                settings.postgres_user,
-                "-d",
-                settings.postgres_db,
-                stdin=dump,
-            )
+            database.load(project, dump, database=settings.postgres_db)
         client = minio_client(settings)
         bucket = settings.mlflow_bucket
         if not client.bucket_exists(bucket):

@@ -9,7 +9,8 @@ from typing import Literal
 
 from trackstack import engine
 from trackstack.engine import Project
-from trackstack.settings import SettingsError, load_settings
+from trackstack.problems import SettingsError
+from trackstack.validation import load_settings
 
 Level = Literal["ok", "warn", "fail"]
 

@@ -92,10 +92,21 @@ def run(
         ) from None
     if check and result.returncode != 0:
         detail = (result.stderr or "").strip() if capture else ""
-        raise DockerError(
-            f"`{' '.join(args[:4])} ...` failed (exit {result.returncode})" + (f":\n{detail}" if detail else "")
-        )
+        raise DockerError(f"`{describe(args)}` failed (exit {result.returncode})" + (f":\n{detail}" if detail else ""))
     return result
+
+
+def describe(args: Sequence[str]) -> str:
+    """A command as an error message names it: the subcommand, not the options every call repeats."""
+    words = list(args)
+    if words[:2] == ["docker", "compose"]:
+        shown = ["docker", "compose"]
+        rest = words[2:]
+        while rest and rest[0] in ("--project-directory", "-f", "-p", "--env-file"):
+            rest = rest[2:]
+        words = shown + rest
+    text = " ".join(words[:6])
+    return text + (" ..." if len(words) > 6 else "")
 
 
 def compose_args(project: Project, *args: str) -> list[str]:
@@ -130,7 +141,7 @@ def compose_stream(
     )
     if result.returncode != 0:
         detail = result.stderr.decode(errors="replace").strip()
-        raise DockerError(f"`docker compose {' '.join(args[:5])} ...` failed (exit {result.returncode}):\n{detail}")
+        raise DockerError(f"`{describe(compose_args(project, *args))}` failed (exit {result.returncode}):\n{detail}")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Writing `.env` for a newcomer: the documented example with fresh random secrets."""
+"""The `.env` file on disk: reading it without side effects, and writing a newcomer's first one."""
 
 from __future__ import annotations
 
@@ -8,8 +8,56 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
+from dotenv.parser import parse_stream
+
 from trackstack.errors import TrackstackError
-from trackstack.settings import SECRET_KEYS
+from trackstack.problems import Problem, SettingsError
+from trackstack.settings import KEYS, SECRET_KEYS
+
+_KEY_PREFIX = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
+
+
+def read_env_file(path: Path) -> tuple[dict[str, str], list[Problem]]:
+    """Parse `.env` without interpolation or `os.environ` changes; report unparsable lines.
+
+    A line that cannot be parsed is named by its number and key, never quoted: it may hold
+    a secret (an unclosed quote swallows the lines after it).
+    """
+    if not path.is_file():
+        raise SettingsError(
+            path,
+            [Problem(str(path.name), None, "file not found", "run `invoke init` to create it from .env.example")],
+        )
+    values: dict[str, str] = {}
+    problems: list[Problem] = []
+    with path.open(encoding="utf-8") as stream:
+        for binding in parse_stream(stream):
+            line_no = binding.original.line
+            if binding.error:
+                key = _KEY_PREFIX.match(binding.original.string)
+                where = f"line {line_no}" + (f" ({key[1]}=...)" if key and key[1] in KEYS else "")
+                problems.append(
+                    Problem(
+                        where,
+                        None,
+                        "cannot be parsed (an unclosed quote?)",
+                        "write it as KEY=value, or start it with # to make it a comment",
+                    )
+                )
+                continue
+            if binding.key is None:
+                continue  # blank line or comment
+            if binding.value is None:
+                # A word alone on a line may be a password that slipped: name only known keys.
+                where = binding.key if binding.key in KEYS else f"line {line_no}"
+                problems.append(Problem(where, None, f"has no '=' (line {line_no})", "write it as KEY=value"))
+                continue
+            if binding.key in values:
+                problems.append(
+                    Problem(binding.key, None, f"is set twice (again on line {line_no})", "keep one of the lines")
+                )
+            values[binding.key] = binding.value
+    return values, problems
 
 
 def fill_secrets(example: str, token: Callable[[], str] = lambda: secrets.token_urlsafe(24)) -> str:
@@ -29,7 +77,7 @@ def create_env(example: Path, target: Path, *, force: bool = False) -> bool:
     if not example.is_file():
         raise TrackstackError(f"{example} is missing; it is part of the checkout (git checkout {example.name}).")
     text = fill_secrets(example.read_text(encoding="utf-8"))
-    temporary = target.with_name(f".{target.name}.new")
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.new")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
         stream.write(text)

@@ -1,10 +1,18 @@
-"""Files that ship with trackstack: the templates and the MLflow image's dependency locks."""
+"""Where trackstack's files are: the templates, the MLflow image's dependency locks, `.env`."""
 
+import os
 from pathlib import Path
 
 PROJECT_FILES = Path(__file__).resolve().parents[2]
 TEMPLATES = PROJECT_FILES / "templates"
 CONSTRAINTS = PROJECT_FILES / "constraints"
+# The one way to point tasks, tests and the benchmark at another `.env` (README, Configuration).
+ENV_FILE_VARIABLE = "TRACKSTACK_ENV_FILE"
+
+
+def env_file(root: Path) -> Path:
+    """The `.env` of the project in `root`: $TRACKSTACK_ENV_FILE (relative to `root`) or `root/.env`."""
+    return root / os.environ.get(ENV_FILE_VARIABLE, ".env")
 
 
 def constraints_file(mlflow_version: str) -> Path:

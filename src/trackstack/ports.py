@@ -5,16 +5,9 @@ from __future__ import annotations
 import socket
 from collections.abc import Collection
 
-from trackstack.settings import Problem, Settings
-
-# Which service publishes the port of each `.env` key.
-SERVICE_OF_PORT = {
-    "MLFLOW_PORT": "mlflow",
-    "PGADMIN_PORT": "pgadmin",
-    "MINIO_API_PORT": "minio",
-    "MINIO_CONSOLE_PORT": "minio",
-    "POSTGRES_PORT": "postgres",
-}
+from trackstack.problems import Problem
+from trackstack.services import SERVICE_OF_PORT
+from trackstack.settings import Settings
 
 
 def port_is_free(host: str, port: int) -> bool:

@@ -7,6 +7,7 @@ Docker Compose fills in from `.env` at run time, so no generated file holds a se
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import jinja2
 
 from trackstack.paths import PROJECT_FILES, TEMPLATES, constraints_file
+from trackstack.services import BY_NAME, VOLUMES
 from trackstack.settings import Settings
 
 # The MLflow image's Python dependencies besides MLflow itself, pinned for repeatable builds.
@@ -56,6 +58,8 @@ def environment(templates: Path = TEMPLATES) -> jinja2.Environment:
         autoescape=False,  # noqa: S701 - YAML, Dockerfile and JSON, never HTML
     )
     env.filters["pgpass_escape"] = pgpass_escape
+    # A JSON list is a YAML flow sequence; unlike `tojson` this leaves quotes unescaped.
+    env.filters["json"] = json.dumps
     return env
 
 
@@ -81,19 +85,16 @@ def build_digest(settings: Settings, dockerfile: str) -> str:
 
 
 def render_compose(settings: Settings, engine: EngineFeatures, dockerfile: str) -> str:
+    port = settings.ports["MLFLOW_PORT"]
     allowed_hosts = sorted(
-        {
-            f"localhost:{settings.mlflow_port}",
-            f"127.0.0.1:{settings.mlflow_port}",
-            f"{settings.host}:{settings.mlflow_port}",
-            "mlflow:5000",
-            "mlflow",
-        }
+        {f"localhost:{port}", f"127.0.0.1:{port}", f"{settings.host}:{port}", "mlflow:5000", "mlflow"}
     )
     return render_template(
         f"{COMPOSE_FILE}.j2",
         s=settings,
         engine=engine,
+        services=BY_NAME,
+        volumes=VOLUMES,
         allowed_hosts=",".join(allowed_hosts),
         dockerfile=DOCKERFILE,
         dockerfile_label=DOCKERFILE_LABEL,

@@ -27,7 +27,7 @@ def minio_client(settings: Settings) -> Any:
     from minio import Minio
 
     return Minio(
-        f"{settings.host}:{settings.minio_api_port}",
+        f"{settings.host}:{settings.ports['MINIO_API_PORT']}",
         access_key=settings.minio_root_user,
         secret_key=settings.minio_root_password.get_secret_value(),
         secure=False,

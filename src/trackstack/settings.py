@@ -1,39 +1,22 @@
-"""One typed settings object, read once from `.env` and validated in one place.
+"""The settings model: one typed, frozen object for everything `.env` says about a stack.
 
-The `.env` file is parsed with python-dotenv without touching `os.environ`. Every
-problem is collected (not just the first), reported with its key, the offending value
-(masked when it is a secret) and what would fix it, and nothing else runs until the
-file is clean.
+Each field's `.env` key is its name in upper case; the published ports come from the
+service table. Reading the file is `envfile.py`'s job, collecting and wording problems
+`validation.py`'s.
 """
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from dotenv.parser import parse_stream
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from trackstack.errors import TrackstackError
 from trackstack.paths import constraints_file, supported_mlflow_versions
+from trackstack.services import ENDPOINT_OF_PORT, PORT_KEYS
 
 Port = Annotated[int, Field(ge=1, le=65535, strict=False)]
-
-# Values that the upstream images accept but that nobody should run with.
-WEAK_SECRETS = frozenset({"password", "changeme", "minioadmin", "postgres", "admin", "secret", "12345678", "pgadmin"})
 
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _PG_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -46,68 +29,55 @@ _PINNED_REF = re.compile(
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@sha256:[0-9a-f]{64})?$"
 )
+# Below this pgAdmin's own password check refuses the login at first start.
+PGADMIN_MIN_PASSWORD = 6
 
 
 class Settings(BaseModel):
     """Everything trackstack knows about one stack, from `.env`."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=False)
+    model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=str.upper, populate_by_name=False)
 
-    compose_project_name: str = Field(
-        alias="COMPOSE_PROJECT_NAME",
-        description="lower-case letters, digits, '-' or '_', e.g. trackstack",
-    )
+    compose_project_name: str = Field(description="lower-case letters, digits, '-' or '_', e.g. trackstack")
     bind_address: str = Field(
-        alias="BIND_ADDRESS",
-        description="the host address the ports are published on: 127.0.0.1 (this machine only) or 0.0.0.0",
+        description="the host address the ports are published on: 127.0.0.1 (this machine only) or 0.0.0.0"
     )
     restart_policy: Literal["always", "unless-stopped", "no", "on-failure"] = Field(
-        alias="RESTART_POLICY", description="one of always, unless-stopped, on-failure, no"
+        description="one of always, unless-stopped, on-failure, no"
     )
+    # Host ports by `.env` key (MLFLOW_PORT, ...): one per endpoint of the service table.
+    ports: dict[str, Port] = Field(description="host ports")
 
-    mlflow_port: Port = Field(alias="MLFLOW_PORT", description="a free TCP port 1-65535 (course: 5001)")
-    pgadmin_port: Port = Field(alias="PGADMIN_PORT", description="a free TCP port 1-65535 (course: 5051)")
-    minio_api_port: Port = Field(alias="MINIO_API_PORT", description="a free TCP port 1-65535 (course: 9000)")
-    minio_console_port: Port = Field(alias="MINIO_CONSOLE_PORT", description="a free TCP port 1-65535 (course: 9001)")
-    postgres_port: Port = Field(alias="POSTGRES_PORT", description="a free TCP port 1-65535 (course: 5432)")
-
-    postgres_user: str = Field(
-        alias="POSTGRES_USER", description="letters, digits and '_', starting with a letter, e.g. mlflow"
-    )
-    postgres_password: SecretStr = Field(
-        alias="POSTGRES_PASSWORD", description="a non-empty password; `invoke init` generates one"
-    )
-    postgres_db: str = Field(alias="POSTGRES_DB", description="MLflow's database: letters, digits and '_', e.g. mlflow")
+    postgres_user: str = Field(description="letters, digits and '_', starting with a letter, e.g. mlflow")
+    postgres_password: SecretStr = Field(description="a non-empty password; `invoke init` generates one")
+    postgres_db: str = Field(description="MLflow's database: letters, digits and '_', e.g. mlflow")
     pgadmin_default_email: str = Field(
-        alias="PGADMIN_DEFAULT_EMAIL",
-        description="a valid e-mail address that pgAdmin accepts, e.g. admin@example.com",
+        description="a valid e-mail address that pgAdmin accepts, e.g. admin@example.com"
     )
     pgadmin_default_password: SecretStr = Field(
-        alias="PGADMIN_DEFAULT_PASSWORD", description="a non-empty password; `invoke init` generates one"
+        description=f"at least {PGADMIN_MIN_PASSWORD} characters; `invoke init` generates one"
     )
-    minio_root_user: str = Field(alias="MINIO_ROOT_USER", description="at least 3 characters, e.g. trackstack")
-    minio_root_password: SecretStr = Field(
-        alias="MINIO_ROOT_PASSWORD", description="at least 8 characters; `invoke init` generates one"
-    )
+    minio_root_user: str = Field(description="at least 3 characters, e.g. trackstack")
+    minio_root_password: SecretStr = Field(description="at least 8 characters; `invoke init` generates one")
     mlflow_bucket: str = Field(
-        alias="MLFLOW_BUCKET",
-        description="an S3 bucket name: 3-63 lower-case letters, digits, '.' or '-', e.g. mlflow",
+        description="an S3 bucket name: 3-63 lower-case letters, digits, '.' or '-', e.g. mlflow"
     )
 
-    postgres_image: str = Field(alias="POSTGRES_IMAGE", description="a pinned image, e.g. postgres:17-trixie")
-    minio_image: str = Field(
-        alias="MINIO_IMAGE", description="a pinned image, e.g. quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"
-    )
-    pgadmin_image: str = Field(alias="PGADMIN_IMAGE", description="a pinned image, e.g. dpage/pgadmin4:9.10")
-    mlflow_base_image: str = Field(
-        alias="MLFLOW_BASE_IMAGE", description="a pinned Python image, e.g. python:3.13-slim-trixie"
-    )
-    mlflow_version: str = Field(
-        alias="MLFLOW_VERSION", description="an exact MLflow release (3.5 or later), e.g. 3.8.1"
-    )
-    mlflow_workers: int = Field(
-        alias="MLFLOW_WORKERS", ge=1, le=16, description="uvicorn worker processes, 1-16 (e.g. 2)"
-    )
+    postgres_image: str = Field(description="a pinned image, e.g. postgres:17-trixie")
+    minio_image: str = Field(description="a pinned image, e.g. quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z")
+    pgadmin_image: str = Field(description="a pinned image, e.g. dpage/pgadmin4:9.10")
+    mlflow_base_image: str = Field(description="a pinned Python image, e.g. python:3.13-slim-trixie")
+    mlflow_version: str = Field(description="an exact MLflow release (3.5 or later), e.g. 3.8.1")
+    mlflow_workers: int = Field(ge=1, le=16, description="uvicorn worker processes, 1-16 (e.g. 2)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_ports(cls, data: object) -> object:
+        """`.env` is flat: collect its port keys into `ports`."""
+        if isinstance(data, dict):
+            data = dict(data)
+            data["PORTS"] = {key: data.pop(key) for key in PORT_KEYS if key in data}
+        return data
 
     # -- field checks -------------------------------------------------------------
     @field_validator("compose_project_name")
@@ -150,18 +120,19 @@ class Settings(BaseModel):
             raise ValueError("MinIO needs at least 3 characters")
         return value
 
-    @field_validator("postgres_password", "pgadmin_default_password")
+    @field_validator("postgres_password", "pgadmin_default_password", "minio_root_password")
     @classmethod
-    def _non_empty_secret(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value():
+    def _secret(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
+        secret = value.get_secret_value()
+        minimum = {"pgadmin_default_password": PGADMIN_MIN_PASSWORD, "minio_root_password": 8}.get(
+            str(info.field_name), 1
+        )
+        if not secret:
             raise ValueError("the image refuses to start with an empty password")
-        return value
-
-    @field_validator("minio_root_password")
-    @classmethod
-    def _minio_secret(cls, value: SecretStr) -> SecretStr:
-        if len(value.get_secret_value()) < 8:
-            raise ValueError("MinIO needs at least 8 characters")
+        if len(secret) < minimum:
+            raise ValueError(f"the image needs at least {minimum} characters")
+        if any(ord(char) < 32 or ord(char) == 127 for char in secret):
+            raise ValueError("contains a control character (a line break?), which would split the files it goes into")
         return value
 
     @field_validator("mlflow_bucket")
@@ -198,39 +169,30 @@ class Settings(BaseModel):
 
     # -- derived values -------------------------------------------------------------
     def published_ports(self) -> dict[str, int]:
-        """Host ports by `.env` key, in the order users meet them."""
-        return {
-            "MLFLOW_PORT": self.mlflow_port,
-            "PGADMIN_PORT": self.pgadmin_port,
-            "MINIO_API_PORT": self.minio_api_port,
-            "MINIO_CONSOLE_PORT": self.minio_console_port,
-            "POSTGRES_PORT": self.postgres_port,
-        }
+        """Host ports by `.env` key, in the order of the service table."""
+        return {key: self.ports[key] for key in PORT_KEYS}
 
     @property
     def host(self) -> str:
         """Where this machine reaches the published ports."""
         return "127.0.0.1" if self.bind_address == "0.0.0.0" else self.bind_address  # noqa: S104
 
-    @property
-    def mlflow_image(self) -> str:
-        return f"{self.compose_project_name}-mlflow:{self.mlflow_version}"
+    def url(self, port_key: str) -> str:
+        """The URL of the endpoint published on `.env` key `port_key`, as this machine reaches it."""
+        endpoint = ENDPOINT_OF_PORT[port_key]
+        address = f"{self.host}:{self.ports[port_key]}"
+        if endpoint.scheme == "postgresql":
+            return f"postgresql://{self.postgres_user}@{address}/{self.postgres_db}"
+        return f"{endpoint.scheme}://{address}"
 
     @property
     def mlflow_url(self) -> str:
-        return f"http://{self.host}:{self.mlflow_port}"
+        """The tracking URI clients use (the one URL that code and tests need most)."""
+        return self.url("MLFLOW_PORT")
 
     @property
-    def pgadmin_url(self) -> str:
-        return f"http://{self.host}:{self.pgadmin_port}"
-
-    @property
-    def minio_api_url(self) -> str:
-        return f"http://{self.host}:{self.minio_api_port}"
-
-    @property
-    def minio_console_url(self) -> str:
-        return f"http://{self.host}:{self.minio_console_port}"
+    def mlflow_image(self) -> str:
+        return f"{self.compose_project_name}-mlflow:{self.mlflow_version}"
 
     def secret_values(self) -> list[str]:
         """Every secret, so that output and generated files can be checked against them."""
@@ -238,17 +200,6 @@ class Settings(BaseModel):
             s.get_secret_value()
             for s in (self.postgres_password, self.pgadmin_default_password, self.minio_root_password)
         ]
-
-
-SECRET_KEYS = frozenset(str(field.alias) for field in Settings.model_fields.values() if field.annotation is SecretStr)
-KEYS: tuple[str, ...] = tuple(str(field.alias) for field in Settings.model_fields.values())
-_FIELD_BY_NAME = {name: field for name, field in Settings.model_fields.items()}
-PORT_KEYS = ("MLFLOW_PORT", "PGADMIN_PORT", "MINIO_API_PORT", "MINIO_CONSOLE_PORT", "POSTGRES_PORT")
-CREDENTIAL_PAIRS = (
-    ("POSTGRES_PASSWORD", "POSTGRES_USER"),
-    ("PGADMIN_DEFAULT_PASSWORD", "PGADMIN_DEFAULT_EMAIL"),
-    ("MINIO_ROOT_PASSWORD", "MINIO_ROOT_USER"),
-)
 
 
 def _looks_like_ip(value: str) -> bool:
@@ -259,212 +210,15 @@ def _looks_like_ip(value: str) -> bool:
     return True
 
 
-def _is_weak(secret: str, user: str) -> bool:
-    lowered = secret.lower()
-    names = {user.lower(), user.split("@")[0].lower()} - {""}
-    # The placeholders of .env.example are public, so they count as weak too.
-    placeholder = re.sub(r"[^a-z0-9]", "", lowered).startswith("changeme")
-    return lowered in WEAK_SECRETS or lowered in names or placeholder
+_FIELDS = {str(field.alias): field for name, field in Settings.model_fields.items() if name != "ports"}
+# Every `.env` key, in the order of `.env.example`'s sections.
+KEYS: tuple[str, ...] = (*list(_FIELDS)[:3], *PORT_KEYS, *list(_FIELDS)[3:])
+SECRET_KEYS = frozenset(key for key, field in _FIELDS.items() if field.annotation is SecretStr)
 
 
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with `.env`, phrased for the person who has to fix it."""
-
-    key: str
-    value: str | None
-    reason: str
-    fix: str
-
-    def __str__(self) -> str:
-        shown = f"{self.key}={self.value}" if self.value is not None else self.key
-        return f"{shown}: {self.reason}. Fix: {self.fix}."
-
-
-class SettingsError(TrackstackError):
-    """`.env` is unusable; carries every problem found."""
-
-    def __init__(self, path: Path, problems: list[Problem]) -> None:
-        self.path = path
-        self.problems = problems
-        count = f"{len(problems)} problem" + ("s" if len(problems) != 1 else "")
-        lines = [f"{path} has {count}; nothing was changed:"]
-        lines += [f"  - {problem}" for problem in problems]
-        super().__init__("\n".join(lines))
-
-
-def mask(key: str, value: str) -> str:
-    """Show a value in an error message, hiding secrets but keeping a hint of their shape."""
-    if key in SECRET_KEYS:
-        return f"<hidden, {len(value)} characters>"
-    return repr(value)
-
-
-def read_env_file(path: Path) -> tuple[dict[str, str], list[Problem]]:
-    """Parse `.env` without interpolation or `os.environ` changes; report unparsable lines."""
-    if not path.is_file():
-        raise SettingsError(
-            path,
-            [Problem(str(path.name), None, "file not found", "run `invoke init` to create it from .env.example")],
-        )
-    values: dict[str, str] = {}
-    problems: list[Problem] = []
-    with path.open(encoding="utf-8") as stream:
-        for binding in parse_stream(stream):
-            line_no = binding.original.line
-            if binding.error:
-                text = binding.original.string.strip()
-                problems.append(
-                    Problem(
-                        f"line {line_no}",
-                        None,
-                        f"cannot be parsed ({text[:40]!r})",
-                        "write it as KEY=value, or start it with # to make it a comment",
-                    )
-                )
-                continue
-            if binding.key is None:
-                continue  # blank line or comment
-            if binding.value is None:
-                problems.append(Problem(binding.key, None, f"has no '=' (line {line_no})", "write it as KEY=value"))
-                continue
-            if binding.key in values:
-                problems.append(
-                    Problem(binding.key, None, f"is set twice (again on line {line_no})", "keep one of the lines")
-                )
-            values[binding.key] = binding.value
-    return values, problems
-
-
-def validate(
-    values: Mapping[str, str],
-    *,
-    path: Path = Path(".env"),
-    allow_weak_secrets: bool = False,
-    allow_unpinned: bool = False,
-    problems: list[Problem] | None = None,
-) -> Settings:
-    """Turn raw `.env` values into `Settings`, or raise one `SettingsError` naming every problem."""
-    found = list(problems or [])
-    for key, value in values.items():
-        if key not in KEYS:
-            close = difflib.get_close_matches(key, KEYS, n=1, cutoff=0.6)
-            fix = f"did you mean {close[0]}?" if close else "remove it (.env.example lists every key)"
-            found.append(Problem(key, None, "unknown key", fix.rstrip("?") if not close else fix))
-        elif "$" in value:
-            found.append(
-                Problem(
-                    key,
-                    mask(key, value),
-                    "contains '$', which Docker Compose would expand",
-                    "choose a value without '$'",
-                )
-            )
-    for key in KEYS:
-        if key not in values:
-            found.append(Problem(key, None, "missing", f"add {key}=... ({_describe(key)}); see .env.example"))
-
-    found += _port_clashes(values)
-    if not allow_weak_secrets:
-        found += _weak_secrets(values)
-    known = {k: v for k, v in values.items() if k in KEYS and "$" not in v}
-    try:
-        settings = Settings.model_validate(known, context={"allow_unpinned": allow_unpinned})
-    except ValidationError as error:
-        found += _problems_from(error, values)
-        raise SettingsError(path, _dedupe(found)) from None
-    if found:
-        raise SettingsError(path, _dedupe(found))
-    return settings
-
-
-def load_settings(path: Path, *, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> Settings:
-    """Read and validate `.env` at `path`."""
-    values, problems = read_env_file(path)
-    return validate(
-        values,
-        path=path,
-        allow_weak_secrets=allow_weak_secrets,
-        allow_unpinned=allow_unpinned,
-        problems=problems,
-    )
-
-
-def _describe(key: str) -> str:
-    for name, field in _FIELD_BY_NAME.items():
-        if field.alias == key:
-            return field.description or name
-    return key
-
-
-def _problems_from(error: ValidationError, values: Mapping[str, str]) -> list[Problem]:
-    problems = []
-    for item in error.errors(include_url=False):
-        loc = item["loc"]
-        key = str(loc[0])
-        if item["type"] == "missing":
-            continue  # reported above with a friendlier fix
-        raw = values.get(key, "")
-        reason = _reason(item)
-        problems.append(Problem(key, mask(key, raw), reason, _describe(key)))
-    return problems
-
-
-def _reason(item: Any) -> str:
-    kind = item["type"]
-    if kind in ("int_parsing", "int_type"):
-        return "not a whole number"
-    if kind in ("greater_than_equal", "less_than_equal"):
-        return "out of range"
-    if kind == "literal_error":
-        return "not a known value"
-    message = str(item["msg"])
-    return message.removeprefix("Value error, ")
-
-
-def _port_clashes(values: Mapping[str, str]) -> list[Problem]:
-    owner: dict[str, str] = {}
-    problems = []
-    for key in PORT_KEYS:
-        port = values.get(key, "").strip()
-        if not port.isdigit():
-            continue  # reported as a bad value by the field check
-        if port in owner:
-            problems.append(
-                Problem(
-                    key,
-                    repr(port),
-                    f"{owner[port]} uses port {port} too",
-                    "give every service its own host port",
-                )
-            )
-        else:
-            owner[port] = key
-    return problems
-
-
-def _weak_secrets(values: Mapping[str, str]) -> list[Problem]:
-    problems = []
-    for secret_key, user_key in CREDENTIAL_PAIRS:
-        secret = values.get(secret_key, "")
-        if secret and _is_weak(secret, values.get(user_key, "")):
-            problems.append(
-                Problem(
-                    secret_key,
-                    mask(secret_key, secret),
-                    "a well-known weak password, or the same as the user name",
-                    "choose a strong one (`invoke init --force` writes new ones), or pass --allow-weak-secrets",
-                )
-            )
-    return problems
-
-
-def _dedupe(problems: list[Problem]) -> list[Problem]:
-    seen: set[tuple[str, str]] = set()
-    unique = []
-    for problem in problems:
-        marker = (problem.key, problem.reason)
-        if marker not in seen:
-            seen.add(marker)
-            unique.append(problem)
-    return unique
+def describe(key: str) -> str:
+    """What a valid value of `.env` key `key` looks like."""
+    if key in ENDPOINT_OF_PORT:
+        return f"a free TCP port 1-65535 (course: {ENDPOINT_OF_PORT[key].course_port})"
+    field = _FIELDS.get(key)
+    return (field.description if field else None) or key

@@ -8,14 +8,14 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
-from trackstack import engine
+from trackstack import database, engine
 from trackstack.engine import DockerError, Project, ServiceState
 from trackstack.errors import TrackstackError
 from trackstack.render import DOCKERFILE, DOCKERFILE_LABEL, EngineFeatures, build_digest, render_all
-
-SERVICES = ("postgres", "minio", "mlflow", "pgadmin")
+from trackstack.services import SERVICE_NAMES
 
 
 def say(message: str) -> None:
@@ -74,7 +74,7 @@ def build(project: Project, *, force: bool = False) -> None:
 def check_ports(project: Project) -> None:
     """Refuse to start when a port this stack would publish is taken by someone else."""
     from trackstack.ports import busy_ports
-    from trackstack.settings import SettingsError
+    from trackstack.problems import SettingsError
 
     problems = busy_ports(project.settings, engine.running_services(project))
     if problems:
@@ -93,7 +93,9 @@ def preflight(project: Project) -> EngineFeatures:
     return features
 
 
-def up(project: Project, *, timeout: float = 300) -> None:
+def up(project: Project, *, timeout: float = 300) -> float:
+    """Render, build, start and wait; return the seconds until every service was healthy."""
+    started = time.monotonic()
     features = preflight(project)
     changed = write_generated(project, features)
     say(f"rendered {', '.join(changed)}" if changed else "generated files are up to date")
@@ -103,9 +105,31 @@ def up(project: Project, *, timeout: float = 300) -> None:
     # connects; MinIO and pgAdmin (the slowest to start) need neither, so they start with it.
     _compose_up(project, "postgres", "minio", "pgadmin")
     wait_healthy(project, services=("postgres",), timeout=timeout)
-    sync_postgres_password(project)
+    database.sync_password(project)
     _compose_up(project)
     wait_healthy(project, timeout=timeout)
+    return time.monotonic() - started
+
+
+@dataclass(frozen=True)
+class StartReport:
+    """How long `invoke up` took to each milestone, for people and for the benchmark."""
+
+    healthy: float  # seconds from the start until every service was healthy
+    ready: float  # ... until seeding was done too
+    seeded: tuple[str, ...]  # what seeding did, one line per step
+
+
+def start(project: Project, *, timeout: float = 300) -> StartReport:
+    """Bring the stack up and seed it: all of `invoke up` but printing the URLs."""
+    from trackstack import seed
+
+    started = time.monotonic()
+    healthy = up(project, timeout=timeout)
+    lines = tuple(seed.seed(project))
+    for line in lines:
+        say(line)
+    return StartReport(healthy=healthy, ready=time.monotonic() - started, seeded=lines)
 
 
 def _compose_up(project: Project, *services: str) -> None:
@@ -120,44 +144,10 @@ def _compose_up(project: Project, *services: str) -> None:
     _raise_unhealthy(project, engine.ps(project), result.stderr.strip())
 
 
-def psql(project: Project, sql: str) -> str:
-    """Run SQL as the `.env` user over the Postgres container's local socket, which the image trusts.
-
-    The SQL travels on stdin, so values in it (a new password) never reach a command line.
-    Returns the unaligned, tuples-only output.
-    """
-    settings = project.settings
-    result = engine.compose(
-        project,
-        "exec",
-        "-T",
-        "postgres",
-        "psql",
-        "--no-psqlrc",
-        "--quiet",
-        "-tA",
-        "-v",
-        "ON_ERROR_STOP=1",
-        "-U",
-        settings.postgres_user,
-        "-d",
-        settings.postgres_db,
-        capture=True,
-        input_text=sql,
-    )
-    return result.stdout.strip()
-
-
-def sync_postgres_password(project: Project) -> None:
-    """Make Postgres accept the password in .env, which its image only reads on first start."""
-    literal = project.settings.postgres_password.get_secret_value().replace("'", "''")
-    psql(project, f"ALTER ROLE CURRENT_USER WITH PASSWORD '{literal}';\n")
-
-
 def wait_healthy(
     project: Project,
     *,
-    services: tuple[str, ...] = SERVICES,
+    services: tuple[str, ...] = SERVICE_NAMES,
     timeout: float = 300,
     poll: float = 0.5,
     clock: Callable[[], float] = time.monotonic,
@@ -244,70 +234,12 @@ def confirm_reset(project: Project, *, yes: bool, summary: str, ask: Callable[[s
         raise TrackstackError("reset cancelled; nothing was deleted.")
 
 
-def urls(project: Project) -> dict[str, str]:
-    s = project.settings
-    return {
-        "MLflow UI": s.mlflow_url,
-        "pgAdmin": s.pgadmin_url,
-        "MinIO console": s.minio_console_url,
-        "MinIO S3 API": s.minio_api_url,
-        "PostgreSQL": f"postgresql://{s.postgres_user}@{s.host}:{s.postgres_port}/{s.postgres_db}",
-    }
-
-
-# Where each login comes from: names of .env keys, never their values.
-LOGIN_HINTS = {
-    "MLflow UI": "no login",
-    "pgAdmin": "log in with PGADMIN_DEFAULT_EMAIL / PGADMIN_DEFAULT_PASSWORD from .env",
-    "MinIO console": "log in with MINIO_ROOT_USER / MINIO_ROOT_PASSWORD from .env",
-    "MinIO S3 API": "keys MINIO_ROOT_USER / MINIO_ROOT_PASSWORD (MLflow clients need none)",
-    "PostgreSQL": "password POSTGRES_PASSWORD from .env",
-}
-BROWSER_UIS = ("MLflow UI", "pgAdmin", "MinIO console")
-
-
-def print_urls(project: Project, *, hints: bool = True) -> None:
-    links = urls(project)
-    width = max(len(name) for name in links)
-    url_width = max(len(url) for url in links.values())
-    for name, url in links.items():
-        hint = f"  {LOGIN_HINTS[name]}" if hints else ""
-        print(f"  {name:<{width}}  {url:<{url_width}}{hint}".rstrip(), flush=True)
-
-
-def status_rows(project: Project) -> list[tuple[str, ...]]:
-    ensure_rendered(project)
-    by_service = {state.service: state for state in engine.ps(project)}
-    sizes = engine.volume_sizes(project)
-    endpoint = {
-        "postgres": urls(project)["PostgreSQL"],
-        "minio": project.settings.minio_console_url,
-        "mlflow": project.settings.mlflow_url,
-        "pgadmin": project.settings.pgadmin_url,
-    }
-    volume = {"postgres": "postgres-data", "minio": "minio-data", "pgadmin": "pgadmin-data"}
-    rows: list[tuple[str, ...]] = []
-    for name in SERVICES:
-        state = by_service.get(name)
-        size = sizes.get(f"{project.name}_{volume[name]}", "-") if name in volume else "-"
-        rows.append(
-            (
-                name,
-                state.state if state else "absent",
-                (state.health or "-") if state else "-",
-                endpoint[name],
-                size,
-            )
-        )
-    return rows
-
-
 def require_running(project: Project) -> None:
     """Fail with one clear message when the stack is not up."""
     try:
         states = engine.ps(project)
     except DockerError as error:
         raise TrackstackError(f"stack not running: run `invoke up` ({error})") from None
-    down_services = [name for name in SERVICES if not any(s.service == name and s.ready for s in states)]
+    down_services = [name for name in SERVICE_NAMES if not any(s.service == name and s.ready for s in states)]
     if down_services:
         raise TrackstackError(f"stack not running ({', '.join(down_services)} not healthy): run `invoke up`")

@@ -21,13 +21,17 @@ from trackstack.errors import TrackstackError
 
 if TYPE_CHECKING:
     from trackstack.engine import Project
+    from trackstack.validation import Policy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Tasks that start or change containers enforce the two policy checks and take these flags;
+# the others say in their help that they skip them (tests/unit/test_tasks.py keeps this true).
 POLICY_HELP = {
     "allow_weak_secrets": "accept well-known weak passwords (course demos only)",
     "allow_unpinned": "accept image references without a pinned tag, or 'latest'",
 }
+RELAXED_NOTE = "Skips the weak-secret and image-pinning checks: it starts nothing new."
 
 
 def reports_errors(func: F) -> F:
@@ -46,26 +50,42 @@ def reports_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _project(c: Context, *, allow_weak_secrets: bool = True, allow_unpinned: bool = True) -> Project:
+def _root(c: Context) -> Path:
+    return Path(c.config.trackstack.root)
+
+
+def _project(c: Context, policy: Policy) -> Project:
     """Read and validate `.env` once; nothing is written or run before this succeeds."""
     from trackstack.engine import Project
-    from trackstack.settings import load_settings
+    from trackstack.paths import env_file
+    from trackstack.validation import load_settings
 
-    root = Path(c.config.trackstack.root)
-    env_file = root / c.config.trackstack.env_file
-    settings = load_settings(env_file, allow_weak_secrets=allow_weak_secrets, allow_unpinned=allow_unpinned)
-    return Project(root=root, env_file=env_file, settings=settings)
+    root = _root(c)
+    path = env_file(root)
+    return Project(root=root, env_file=path, settings=load_settings(path, policy))
+
+
+def _enforced(c: Context, allow_weak_secrets: bool, allow_unpinned: bool) -> Project:
+    """The project for a task that starts or changes containers: both policy checks apply unless relaxed by flag."""
+    from trackstack.validation import Policy
+
+    return _project(c, Policy(allow_weak_secrets=allow_weak_secrets, allow_unpinned=allow_unpinned))
+
+
+def _relaxed(c: Context) -> Project:
+    """The project for a task that starts nothing new (see RELAXED_NOTE)."""
+    from trackstack.validation import RELAXED
+
+    return _project(c, RELAXED)
 
 
 def _start(project: Project, ready: str, *, timeout: float = 300) -> None:
     """Bring the stack up, seed it and print where everything is."""
-    from trackstack import seed, stack
+    from trackstack import overview, stack
 
-    stack.up(project, timeout=timeout)
-    for line in seed.seed(project):
-        stack.say(line)
+    stack.start(project, timeout=timeout)
     stack.say(ready)
-    stack.print_urls(project)
+    overview.print_urls(project)
 
 
 @task(help={"force": "replace an existing .env (its secrets are lost)"})
@@ -73,9 +93,10 @@ def _start(project: Project, ready: str, *, timeout: float = 300) -> None:
 def init(c: Context, force: bool = False) -> None:
     """Create .env from .env.example with random secrets."""
     from trackstack.envfile import create_env
+    from trackstack.paths import env_file
 
-    root = Path(c.config.trackstack.root)
-    target = root / c.config.trackstack.env_file
+    root = _root(c)
+    target = env_file(root)
     if create_env(root / ".env.example", target, force=force):
         print(f"trackstack: wrote {target} (mode 600) with new random passwords")
     else:
@@ -88,7 +109,7 @@ def render(c: Context, allow_weak_secrets: bool = False, allow_unpinned: bool = 
     """Render compose.yaml and Dockerfile.mlflow from .env."""
     from trackstack import stack
 
-    stack.render(_project(c, allow_weak_secrets=allow_weak_secrets, allow_unpinned=allow_unpinned))
+    stack.render(_enforced(c, allow_weak_secrets, allow_unpinned))
 
 
 @task(help={"force": "rebuild from scratch even if the image is current", **POLICY_HELP})
@@ -97,7 +118,7 @@ def build(c: Context, force: bool = False, allow_weak_secrets: bool = False, all
     """Build the MLflow image if its Dockerfile changed."""
     from trackstack import stack
 
-    project = _project(c, allow_weak_secrets=allow_weak_secrets, allow_unpinned=allow_unpinned)
+    project = _enforced(c, allow_weak_secrets, allow_unpinned)
     stack.render(project)
     stack.build(project, force=force)
 
@@ -110,7 +131,7 @@ def build(c: Context, force: bool = False, allow_weak_secrets: bool = False, all
 def up(c: Context, timeout: int = 300, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
     """Start the stack, wait until healthy, seed it, print URLs."""
 
-    project = _project(c, allow_weak_secrets=allow_weak_secrets, allow_unpinned=allow_unpinned)
+    project = _enforced(c, allow_weak_secrets, allow_unpinned)
     _start(project, "ready:", timeout=timeout)
 
 
@@ -121,7 +142,7 @@ def seed(c: Context, allow_weak_secrets: bool = False, allow_unpinned: bool = Fa
     from trackstack import seed as seeding
     from trackstack import stack
 
-    project = _project(c, allow_weak_secrets=allow_weak_secrets, allow_unpinned=allow_unpinned)
+    project = _enforced(c, allow_weak_secrets, allow_unpinned)
     stack.require_running(project)
     for line in seeding.seed(project):
         stack.say(line)
@@ -130,19 +151,25 @@ def seed(c: Context, allow_weak_secrets: bool = False, allow_unpinned: bool = Fa
 @task
 @reports_errors
 def stop(c: Context) -> None:
-    """Stop the containers; keep everything else."""
+    """Stop the containers; keep everything else.
+
+    Skips the weak-secret and image-pinning checks: it starts nothing new.
+    """
     from trackstack import stack
 
-    stack.stop(_project(c))
+    stack.stop(_relaxed(c))
 
 
 @task
 @reports_errors
 def down(c: Context) -> None:
-    """Remove containers and network; keep the data."""
+    """Remove containers and network; keep the data.
+
+    Skips the weak-secret and image-pinning checks: it starts nothing new.
+    """
     from trackstack import stack
 
-    stack.down(_project(c))
+    stack.down(_relaxed(c))
 
 
 @task(
@@ -164,7 +191,7 @@ def reset(
     from trackstack import backup as backups
     from trackstack import engine, stack
 
-    project = _project(c, allow_weak_secrets=allow_weak_secrets, allow_unpinned=allow_unpinned)
+    project = _enforced(c, allow_weak_secrets, allow_unpinned)
     stack.render(project)
     running = engine.running_services(project) >= {"postgres", "minio"}
     if running:
@@ -185,54 +212,63 @@ def reset(
 @task(help={"into": "folder for backups (default: backups/ in the project)"})
 @reports_errors
 def backup(c: Context, into: str = "") -> None:
-    """Back up MLflow's database and artifacts of the running stack."""
+    """Back up MLflow's database and artifacts of the running stack.
+
+    Skips the weak-secret and image-pinning checks: it starts nothing new.
+    """
     from trackstack import backup as backups
     from trackstack import stack
 
-    folder = backups.backup(_project(c), Path(into) if into else _backups_dir(c))
+    folder = backups.backup(_relaxed(c), Path(into) if into else _backups_dir(c))
     stack.say(f"backup written to {folder}")
 
 
 @task(help={"path": "a backup folder written by `invoke backup`"})
 @reports_errors
 def restore(c: Context, path: str) -> None:
-    """Restore a backup into the running stack (checked first)."""
+    """Restore a backup into the running stack (checked first).
+
+    Skips the weak-secret and image-pinning checks: it starts nothing new.
+    """
     from trackstack import backup as backups
     from trackstack import stack
 
-    held = backups.restore(_project(c), Path(path))
+    held = backups.restore(_relaxed(c), Path(path))
     stack.say(f"restored {held.experiments} experiments, {held.runs} runs, {held.objects} artifact objects")
 
 
 def _backups_dir(c: Context) -> Path:
-    return Path(c.config.trackstack.root) / "backups"
+    return _root(c) / "backups"
 
 
 @task
 @reports_errors
 def status(c: Context) -> None:
-    """Show each service's state, health, URL and volume size."""
-    from trackstack import stack
+    """Show each service's state, health, URL and volume size.
 
-    rows = [("SERVICE", "STATE", "HEALTH", "URL", "VOLUME"), *stack.status_rows(_project(c))]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    Skips the weak-secret and image-pinning checks: it starts nothing new.
+    """
+    from trackstack import overview
+
+    print(overview.table([overview.STATUS_HEADER, *overview.status_rows(_relaxed(c))]))
 
 
 @task(
     help={
-        "service": "only this service (postgres, minio, mlflow, pgadmin)",
+        "service": "only this service (mlflow, pgadmin, minio, postgres)",
         "follow": "keep printing new lines",
         "tail": "lines per service to start with (default 100)",
     }
 )
 @reports_errors
 def logs(c: Context, service: str = "", follow: bool = False, tail: int = 100) -> None:
-    """Print the services' logs."""
+    """Print the services' logs.
+
+    Skips the weak-secret and image-pinning checks: it starts nothing new.
+    """
     from trackstack import engine, stack
 
-    project = _project(c)
+    project = _relaxed(c)
     stack.ensure_rendered(project)
     args = ["logs", "--tail", str(tail)] + (["--follow"] if follow else []) + ([service] if service else [])
     engine.compose(project, *args, check=False)
@@ -241,23 +277,27 @@ def logs(c: Context, service: str = "", follow: bool = False, tail: int = 100) -
 @task
 @reports_errors
 def urls(c: Context) -> None:
-    """Print the URLs, and which .env keys hold each login."""
-    from trackstack import stack
+    """Print the URLs, and which .env keys hold each login.
 
-    stack.print_urls(_project(c))
+    Skips the weak-secret and image-pinning checks: it starts nothing new.
+    """
+    from trackstack import overview
+
+    overview.print_urls(_relaxed(c))
 
 
 @task(name="open")
 @reports_errors
 def open_uis(c: Context) -> None:
-    """Open the MLflow, pgAdmin and MinIO UIs in the browser."""
+    """Open the MLflow, pgAdmin and MinIO UIs in the browser.
+
+    Skips the weak-secret and image-pinning checks: it starts nothing new.
+    """
     import webbrowser
 
-    from trackstack import stack
+    from trackstack import overview, stack
 
-    project = _project(c)
-    for name in stack.BROWSER_UIS:
-        url = stack.urls(project)[name]
+    for name, url in overview.browser_urls(_relaxed(c)).items():
         stack.say(f"opening {name}: {url}")
         if not webbrowser.open(url):
             stack.say(f"no browser found here; open {url} yourself")
@@ -268,8 +308,9 @@ def open_uis(c: Context) -> None:
 def doctor(c: Context) -> None:
     """Check Docker, ports, disk and .env; print a fix for each problem."""
     from trackstack.doctor import report, run_checks
+    from trackstack.paths import env_file
 
-    checks = run_checks(Path(c.config.trackstack.root) / c.config.trackstack.env_file)
+    checks = run_checks(env_file(_root(c)))
     print(report(checks))
     blockers = [check.name for check in checks if check.blocking]
     if blockers:
@@ -284,5 +325,5 @@ def namespace(root: Path) -> Collection:
     ns = Collection(
         init, render, build, up, seed, stop, down, reset, backup, restore, status, logs, urls, open_uis, doctor
     )
-    ns.configure({"trackstack": {"root": str(root), "env_file": ".env"}})
+    ns.configure({"trackstack": {"root": str(root)}})
     return ns

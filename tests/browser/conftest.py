@@ -14,12 +14,9 @@ import pytest
 from playwright.sync_api import Browser, Page, Playwright, Route, expect, sync_playwright
 
 from tests.browser.ui import TIMEOUT_MS
-from tests.live.fixtures import mark_live, settings, stack_is_up
+from tests.conftest import ROOT
 from trackstack.settings import Settings
 
-__all__ = ["settings", "stack_is_up"]  # fixtures of the live suites
-
-ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 # Root needs --no-sandbox; the rest keeps Chromium from calling home, which would only stall here.
@@ -32,10 +29,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    mark_live(items)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from trackstack.settings import Settings
 
 
 def _log_in(page: Page, settings: Settings, password: str) -> None:
-    page.goto(settings.minio_console_url)
+    page.goto(settings.url("MINIO_CONSOLE_PORT"))
     page.get_by_role("textbox", name="Username").fill(settings.minio_root_user)
     type_secret(page.get_by_role("textbox", name="Password"), password)
     page.get_by_role("button", name="Login").click()

@@ -45,7 +45,7 @@ def _expand(page: Page, label: str, until: Locator) -> None:
 def test_pgadmin_opens_mlflow_tables_without_a_password(page: Page, settings: Settings) -> None:
     # The tree draws only the rows in view: make room for all of MLflow's tables.
     page.set_viewport_size({"width": 1440, "height": 2400})
-    page.goto(settings.pgadmin_url)
+    page.goto(settings.url("PGADMIN_PORT"))
     page.get_by_placeholder("Email Address / Username").fill(settings.pgadmin_default_email)
     type_secret(page.get_by_placeholder("Password"), settings.pgadmin_default_password.get_secret_value())
     page.get_by_role("button", name="Login").click()

@@ -9,15 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.lifecycle.helpers import Invoke
-from tests.live.fixtures import ROOT, mark_live, project, settings, stack_is_up
 from trackstack.engine import Project
-
-__all__ = ["project", "settings", "stack_is_up"]  # fixtures of the live suites
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    mark_live(items)
+from trackstack.paths import ENV_FILE_VARIABLE
 
 
 @pytest.fixture(scope="session")
@@ -25,7 +20,7 @@ def invoke(project: Project) -> Invoke:
     """Run `invoke ARGS` in the project folder with no terminal on stdin, as CI and scripts do."""
 
     def run(*args: str, check: bool = True, env_file: Path | None = None) -> subprocess.CompletedProcess[str]:
-        env = dict(os.environ, INVOKE_TRACKSTACK_ENV_FILE=str(env_file or project.env_file))
+        env = dict(os.environ) | {ENV_FILE_VARIABLE: str(env_file or project.env_file)}
         result = subprocess.run(
             [sys.executable, "-m", "invoke", *args],
             cwd=ROOT,

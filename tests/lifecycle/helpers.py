@@ -15,9 +15,10 @@ import requests
 
 from trackstack.engine import Project, compose_args
 from trackstack.seed import minio_client
+from trackstack.services import SERVICE_NAMES
 
 Invoke = Callable[..., subprocess.CompletedProcess[str]]
-SERVICES = {"postgres", "minio", "mlflow", "pgadmin"}
+SERVICES = set(SERVICE_NAMES)
 
 
 def containers(project: Project) -> dict[str, dict[str, str]]:

@@ -12,14 +12,15 @@ import pytest
 from tests.lifecycle.helpers import Invoke
 from tests.live.pgadmin_api import PgAdmin
 from trackstack.engine import Project
-from trackstack.settings import Settings, load_settings
+from trackstack.settings import Settings
+from trackstack.validation import Policy, load_settings
 
 
 def _connects(settings: Settings, password: str) -> bool:
     try:
         with psycopg.connect(
             host=settings.host,
-            port=settings.postgres_port,
+            port=settings.ports["POSTGRES_PORT"],
             user=settings.postgres_user,
             password=password,
             dbname=settings.postgres_db,
@@ -47,7 +48,7 @@ def rotated(project: Project, invoke: Invoke, tmp_path: Path) -> Iterator[Path]:
 def test_changed_password_reaches_postgres_mlflow_and_pgadmin(project: Project, invoke: Invoke, rotated: Path) -> None:
     old = project.settings.postgres_password.get_secret_value()
     invoke("up", env_file=rotated)
-    settings = load_settings(rotated, allow_weak_secrets=True)
+    settings = load_settings(rotated, Policy(allow_weak_secrets=True))
     new = settings.postgres_password.get_secret_value()
     assert _connects(settings, new)
     assert not _connects(settings, old)
@@ -57,7 +58,7 @@ def test_changed_password_reaches_postgres_mlflow_and_pgadmin(project: Project, 
 
     assert MlflowClient(tracking_uri=settings.mlflow_url).search_experiments()
 
-    pgadmin = PgAdmin(settings.pgadmin_url)
+    pgadmin = PgAdmin(settings.url("PGADMIN_PORT"))
     assert pgadmin.login(settings.pgadmin_default_email, settings.pgadmin_default_password.get_secret_value())
     ours = [(g, n) for g, n in pgadmin.servers() if n["label"] == "localhost"]
     assert len(ours) == 1  # replaced, not duplicated

@@ -40,7 +40,7 @@ def pgadmin_group(project: Project) -> Iterator[str]:
 
 
 def _pgadmin(project: Project) -> PgAdmin:
-    client = PgAdmin(project.settings.pgadmin_url)
+    client = PgAdmin(project.settings.url("PGADMIN_PORT"))
     settings = project.settings
     assert client.login(settings.pgadmin_default_email, settings.pgadmin_default_password.get_secret_value())
     return client

@@ -5,9 +5,8 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
-from tests.live.fixtures import ROOT, env_file
-from trackstack.engine import Project, compose_args
-from trackstack.settings import load_settings
+from tests.conftest import live_project
+from trackstack.engine import compose_args
 
 
 def purge_experiment(client: Any, experiment_id: str) -> None:
@@ -19,8 +18,8 @@ def purge_experiment(client: Any, experiment_id: str) -> None:
     for run_id in runs:
         client.delete_run(run_id)
     client.delete_experiment(experiment_id)
-    settings = load_settings(env_file(), allow_weak_secrets=True, allow_unpinned=True)
-    project = Project(ROOT, env_file(), settings)
+    project = live_project()
+    settings = project.settings
     args = [
         "exec",
         "-T",

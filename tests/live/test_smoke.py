@@ -24,7 +24,7 @@ Require = Callable[[str], None]
 def _connect(settings: Settings) -> psycopg.Connection[Any]:
     return psycopg.connect(
         host=settings.host,
-        port=settings.postgres_port,
+        port=settings.ports["POSTGRES_PORT"],
         user=settings.postgres_user,
         password=settings.postgres_password.get_secret_value(),
         dbname=settings.postgres_db,
@@ -67,7 +67,7 @@ def test_mlflow_tables_live_in_postgres(settings: Settings, require_service: Req
 
 def test_minio_is_live(settings: Settings, require_service: Require) -> None:
     require_service("minio")
-    response = requests.get(f"{settings.minio_api_url}/minio/health/live", timeout=5)
+    response = requests.get(f"{settings.url('MINIO_API_PORT')}/minio/health/live", timeout=5)
     assert response.status_code == 200
 
 
@@ -180,21 +180,21 @@ def test_mlflow_tracks_through_the_server(
 
 def test_pgadmin_ping(settings: Settings, require_service: Require) -> None:
     require_service("pgadmin")
-    response = requests.get(f"{settings.pgadmin_url}/misc/ping", timeout=5)
+    response = requests.get(f"{settings.url('PGADMIN_PORT')}/misc/ping", timeout=5)
     assert (response.status_code, response.text.strip()) == (200, "PING")
 
 
 @pytest.fixture
 def pgadmin(settings: Settings, require_service: Require) -> PgAdmin:
     require_service("pgadmin")
-    client = PgAdmin(settings.pgadmin_url)
+    client = PgAdmin(settings.url("PGADMIN_PORT"))
     assert client.login(settings.pgadmin_default_email, settings.pgadmin_default_password.get_secret_value())
     return client
 
 
 def test_pgadmin_rejects_a_wrong_password(settings: Settings, require_service: Require) -> None:
     require_service("pgadmin")
-    assert not PgAdmin(settings.pgadmin_url).login(settings.pgadmin_default_email, "not-the-password")
+    assert not PgAdmin(settings.url("PGADMIN_PORT")).login(settings.pgadmin_default_email, "not-the-password")
 
 
 def test_pgadmin_lists_the_seeded_server(pgadmin: PgAdmin, settings: Settings) -> None:

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from dotenv import dotenv_values
 
-from trackstack.settings import Settings, validate
+from tests.conftest import ROOT
+from trackstack.settings import Settings
+from trackstack.validation import validate
 
-ROOT = Path(__file__).resolve().parents[2]
 STRONG = {
     "POSTGRES_PASSWORD": "pg-Strong-Secret-4711",
     "PGADMIN_DEFAULT_PASSWORD": "pga-Strong-Secret-4712",

@@ -3,10 +3,10 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+from tests.conftest import ROOT
 from trackstack.envfile import create_env
-from trackstack.settings import SECRET_KEYS, load_settings
-
-ROOT = Path(__file__).resolve().parents[2]
+from trackstack.settings import SECRET_KEYS
+from trackstack.validation import load_settings
 
 
 def test_init_writes_a_valid_private_env(tmp_path: Path) -> None:

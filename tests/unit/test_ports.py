@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from trackstack.ports import busy_ports, port_is_free, port_owner
-from trackstack.settings import Settings, validate
+from trackstack.settings import Settings
+from trackstack.validation import validate
 
 
 @pytest.fixture

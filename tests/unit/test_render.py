@@ -18,9 +18,11 @@ from trackstack.render import (
     render_pgpass,
     render_servers_json,
 )
-from trackstack.settings import Settings, validate
+from trackstack.services import SERVICE_NAMES
+from trackstack.settings import Settings
+from trackstack.validation import validate
 
-SERVICES = {"postgres", "minio", "mlflow", "pgadmin"}
+SERVICES = set(SERVICE_NAMES)
 
 
 def compose_of(settings: Settings, start_interval: bool = True) -> dict[str, Any]:
@@ -55,7 +57,7 @@ def test_published_ports_bound_to_the_bind_address(settings: Settings) -> None:
     services = compose_of(settings)["services"]
     assert services["mlflow"]["ports"] == ["127.0.0.1:5001:5000"]
     assert services["pgadmin"]["ports"] == ["127.0.0.1:5051:80"]
-    assert services["minio"]["ports"] == ["127.0.0.1:9000:9000", "127.0.0.1:9001:9001"]
+    assert services["minio"]["ports"] == ["127.0.0.1:9001:9001", "127.0.0.1:9000:9000"]
     assert services["postgres"]["ports"] == ["127.0.0.1:5432:5432"]
 
 

@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-from trackstack.settings import KEYS, SECRET_KEYS, Settings, SettingsError, load_settings, validate
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import ROOT
+from trackstack.problems import SettingsError
+from trackstack.settings import KEYS, SECRET_KEYS, Settings
+from trackstack.validation import Policy, load_settings, validate
 
 
 def test_example_documents_every_key_once() -> None:
@@ -19,8 +20,8 @@ def test_course_defaults(settings: Settings) -> None:
     assert settings.published_ports() == {
         "MLFLOW_PORT": 5001,
         "PGADMIN_PORT": 5051,
-        "MINIO_API_PORT": 9000,
         "MINIO_CONSOLE_PORT": 9001,
+        "MINIO_API_PORT": 9000,
         "POSTGRES_PORT": 5432,
     }
     assert settings.bind_address == "127.0.0.1"
@@ -54,6 +55,10 @@ BAD_VALUES = [
     ("MINIO_ROOT_PASSWORD", "short", "8 characters"),
     ("POSTGRES_PASSWORD", "", "empty password"),
     ("PGADMIN_DEFAULT_PASSWORD", "", "empty password"),
+    ("PGADMIN_DEFAULT_PASSWORD", "Ab3$x", "'$'"),
+    ("PGADMIN_DEFAULT_PASSWORD", "Ab3xy", "at least 6 characters"),
+    ("POSTGRES_PASSWORD", "line-one\nline-two", "control character"),
+    ("MINIO_ROOT_PASSWORD", "tab\tinside-it", "control character"),
     ("PGADMIN_DEFAULT_EMAIL", "not-an-email", "e-mail"),
     ("PGADMIN_DEFAULT_EMAIL", "admin@pgadmin.local", ".local"),
     ("POSTGRES_USER", "ml-flow", "PostgreSQL name"),
@@ -122,10 +127,10 @@ def test_two_services_on_one_port(values: dict[str, str]) -> None:
 
 def test_policy_flags_relax_only_their_rule(values: dict[str, str]) -> None:
     values |= {"POSTGRES_PASSWORD": "password", "PGADMIN_IMAGE": "dpage/pgadmin4:latest"}
-    settings = validate(values, allow_weak_secrets=True, allow_unpinned=True)
+    settings = validate(values, policy=Policy(allow_weak_secrets=True, allow_unpinned=True))
     assert settings.pgadmin_image == "dpage/pgadmin4:latest"
     with pytest.raises(SettingsError, match="not pinned"):
-        validate(values, allow_weak_secrets=True)
+        validate(values, policy=Policy(allow_weak_secrets=True))
 
 
 def test_digest_pinned_image_is_accepted(values: dict[str, str]) -> None:
@@ -141,6 +146,23 @@ def test_malformed_line_is_reported_with_its_number(tmp_path: Path, values: dict
     with pytest.raises(SettingsError) as caught:
         load_settings(env)
     assert [p.key for p in caught.value.problems] == ["line 4"]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        'POSTGRES_PASSWORD="s3cr3t-Value-never-shown',  # an unclosed quote
+        "s3cr3t-Value-never-shown",  # a password that slipped onto its own line
+    ],
+)
+def test_an_unparsable_line_is_never_quoted(tmp_path: Path, values: dict[str, str], line: str) -> None:
+    lines = [f"{k}={v}" for k, v in values.items() if k != "POSTGRES_PASSWORD"]
+    env = tmp_path / ".env"
+    env.write_text("\n".join([*lines, line, "# trailing comment"]) + "\n")
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    assert "s3cr3t" not in str(caught.value)
+    assert "line " in str(caught.value)
 
 
 def test_missing_file_says_how_to_create_it(tmp_path: Path) -> None:

@@ -1,0 +1,60 @@
+"""MLflow's database, reached through the Postgres container's own client tools.
+
+The tools run inside the container over its local socket, which the image trusts, so no
+password is needed and none reaches a command line; SQL and dumps travel on stdin/stdout.
+"""
+
+from __future__ import annotations
+
+from typing import IO
+
+from trackstack import engine
+from trackstack.engine import Project
+
+
+def tool_args(project: Project, tool: str, *options: str, database: str | None = None) -> list[str]:
+    """`docker compose exec` arguments that run a Postgres client tool as the `.env` user."""
+    settings = project.settings
+    return [
+        "exec",
+        "-T",
+        "postgres",
+        tool,
+        *options,
+        "-U",
+        settings.postgres_user,
+        "-d",
+        database or settings.postgres_db,
+    ]
+
+
+def psql(project: Project, sql: str, *, database: str | None = None) -> str:
+    """Run SQL (on stdin) and return the unaligned, tuples-only output."""
+    options = ("--no-psqlrc", "--quiet", "-tA", "-v", "ON_ERROR_STOP=1")
+    result = engine.compose(project, *tool_args(project, "psql", *options, database=database), capture=True,
+                            input_text=sql)  # fmt: skip
+    return result.stdout.strip()
+
+
+def dump(project: Project, out: IO[bytes]) -> None:
+    """pg_dump of MLflow's database in the custom format."""
+    engine.compose_stream(project, *tool_args(project, "pg_dump", "--format=custom"), stdout=out)
+
+
+def load(project: Project, dump_file: IO[bytes], *, database: str) -> None:
+    """pg_restore a custom-format dump into `database`, all or nothing."""
+    options = ("--no-owner", "--exit-on-error", "--single-transaction")
+    engine.compose_stream(project, *tool_args(project, "pg_restore", *options, database=database), stdin=dump_file)
+
+
+def literal(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sync_password(project: Project) -> None:
+    """Make Postgres accept the password in .env, which its image only reads on first start."""
+    psql(
+        project,
+        f"ALTER ROLE CURRENT_USER WITH PASSWORD {literal(project.settings.postgres_password.get_secret_value())};\n",
+    )

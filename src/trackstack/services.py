@@ -1,0 +1,139 @@
+"""The one table of services: what every other module knows about the four containers.
+
+Settings take their port keys from it, the compose template its ports, volumes and
+healthchecks, the port check, `status`, `urls`, `open` and the tests their names, URLs and
+login hints. Adding a service is one entry here plus its block in `templates/compose.yaml.j2`
+(a unit test fails when the two disagree).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One published port of a service, as users meet it."""
+
+    title: str  # what `invoke urls` calls it
+    port_key: str  # the `.env` key of the host port
+    container_port: int
+    course_port: int  # the course's default, written in .env.example
+    login: str  # where the login comes from: names of `.env` keys, never their values
+    scheme: str = "http"
+    browser: bool = False  # opened by `invoke open`
+    health_path: str = ""  # unauthenticated HTTP path that answers when the service is up
+
+
+@dataclass(frozen=True)
+class Volume:
+    name: str
+    mount: str
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A healthcheck run inside the container: `tool` must exist in the service's image."""
+
+    tool: str  # "pg_isready", or an HTTP client the image ships: curl, wget, python
+    port: int
+    path: str = ""
+
+    def command(self) -> list[str]:
+        url = f"http://127.0.0.1:{self.port}{self.path}"
+        if self.tool == "pg_isready":
+            # Over TCP: during first-run init the server listens on its socket only.
+            return ["CMD", "pg_isready", "-h", "127.0.0.1", "-p", str(self.port), "-U", "${POSTGRES_USER}",
+                    "-d", "${POSTGRES_DB}"]  # fmt: skip
+        if self.tool == "curl":
+            return ["CMD", "curl", "-fsS", "-o", "/dev/null", url]
+        if self.tool == "wget":
+            return ["CMD", "wget", "-q", "-O", "/dev/null", url]
+        if self.tool == "python":
+            return ["CMD", "python", "-c", f"import urllib.request; urllib.request.urlopen('{url}', timeout=4)"]
+        raise ValueError(f"unknown probe tool {self.tool!r}")
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    image_key: str | None  # `.env` key of its pinned image; None for the image trackstack builds
+    endpoints: tuple[Endpoint, ...]  # the first is the one `status` shows
+    probe: Probe
+    start_period: int  # seconds a starting service may fail its probe without counting
+    volume: Volume | None = None
+
+
+POSTGRES = Service(
+    name="postgres",
+    image_key="POSTGRES_IMAGE",
+    endpoints=(
+        Endpoint(
+            "PostgreSQL", "POSTGRES_PORT", 5432, 5432, "password POSTGRES_PASSWORD from .env", scheme="postgresql"
+        ),
+    ),
+    probe=Probe("pg_isready", 5432),
+    start_period=60,
+    volume=Volume("postgres-data", "/var/lib/postgresql/data"),
+)
+MINIO = Service(
+    name="minio",
+    image_key="MINIO_IMAGE",
+    endpoints=(
+        Endpoint(
+            "MinIO console",
+            "MINIO_CONSOLE_PORT",
+            9001,
+            9001,
+            "log in with MINIO_ROOT_USER / MINIO_ROOT_PASSWORD from .env",
+            browser=True,
+        ),
+        Endpoint(
+            "MinIO S3 API",
+            "MINIO_API_PORT",
+            9000,
+            9000,
+            "keys MINIO_ROOT_USER / MINIO_ROOT_PASSWORD (MLflow clients need none)",
+            health_path="/minio/health/live",
+        ),
+    ),
+    probe=Probe("curl", 9000, "/minio/health/live"),
+    start_period=30,
+    volume=Volume("minio-data", "/data"),
+)
+MLFLOW = Service(
+    name="mlflow",
+    image_key=None,
+    endpoints=(Endpoint("MLflow UI", "MLFLOW_PORT", 5000, 5001, "no login", browser=True, health_path="/health"),),
+    probe=Probe("python", 5000, "/health"),
+    start_period=90,
+)
+PGADMIN = Service(
+    name="pgadmin",
+    image_key="PGADMIN_IMAGE",
+    endpoints=(
+        Endpoint(
+            "pgAdmin",
+            "PGADMIN_PORT",
+            80,
+            5051,
+            "log in with PGADMIN_DEFAULT_EMAIL / PGADMIN_DEFAULT_PASSWORD from .env",
+            browser=True,
+            health_path="/misc/ping",
+        ),
+    ),
+    probe=Probe("wget", 80, "/misc/ping"),
+    start_period=90,
+    volume=Volume("pgadmin-data", "/var/lib/pgadmin"),
+)
+
+# In the order users meet them (`urls`, `status`, `.env.example`).
+SERVICES: tuple[Service, ...] = (MLFLOW, PGADMIN, MINIO, POSTGRES)
+SERVICE_NAMES: tuple[str, ...] = tuple(service.name for service in SERVICES)
+BY_NAME = {service.name: service for service in SERVICES}
+ENDPOINTS: tuple[Endpoint, ...] = tuple(endpoint for service in SERVICES for endpoint in service.endpoints)
+PORT_KEYS: tuple[str, ...] = tuple(endpoint.port_key for endpoint in ENDPOINTS)
+# Which service publishes the port of each `.env` key.
+SERVICE_OF_PORT = {endpoint.port_key: service.name for service in SERVICES for endpoint in service.endpoints}
+ENDPOINT_OF_PORT = {endpoint.port_key: endpoint for endpoint in ENDPOINTS}
+VOLUMES: tuple[Volume, ...] = tuple(service.volume for service in SERVICES if service.volume)

@@ -1,0 +1,148 @@
+"""From raw `.env` values to `Settings`, collecting every problem before anything runs.
+
+Field checks live on the model; here are the checks across keys (unknown and missing keys,
+port clashes, weak secrets) and the wording of pydantic's errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from trackstack.envfile import read_env_file
+from trackstack.problems import Problem, SettingsError, dedupe, mask
+from trackstack.services import PORT_KEYS
+from trackstack.settings import KEYS, Settings, describe
+
+# Values that the upstream images accept but that nobody should run with.
+WEAK_SECRETS = frozenset({"password", "changeme", "minioadmin", "postgres", "admin", "secret", "12345678", "pgadmin"})
+CREDENTIAL_PAIRS = (
+    ("POSTGRES_PASSWORD", "POSTGRES_USER"),
+    ("PGADMIN_DEFAULT_PASSWORD", "PGADMIN_DEFAULT_EMAIL"),
+    ("MINIO_ROOT_PASSWORD", "MINIO_ROOT_USER"),
+)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The two checks a course demo may relax; every task that starts or changes containers enforces them."""
+
+    allow_weak_secrets: bool = False
+    allow_unpinned: bool = False
+
+
+ENFORCED = Policy()
+# For tasks that only look at, stop or remove what already runs: refusing to stop a stack
+# because its password is weak would help nobody.
+RELAXED = Policy(allow_weak_secrets=True, allow_unpinned=True)
+
+
+def validate(
+    values: Mapping[str, str],
+    *,
+    path: Path = Path(".env"),
+    policy: Policy = ENFORCED,
+    problems: list[Problem] | None = None,
+) -> Settings:
+    """Turn raw `.env` values into `Settings`, or raise one `SettingsError` naming every problem."""
+    found = list(problems or [])
+    for key, value in values.items():
+        if key not in KEYS:
+            close = difflib.get_close_matches(key, KEYS, n=1, cutoff=0.6)
+            fix = f"did you mean {close[0]}?" if close else "remove it (.env.example lists every key)"
+            found.append(Problem(key, None, "unknown key", fix))
+        elif "$" in value:
+            found.append(
+                Problem(
+                    key, mask(key, value), "contains '$', which Docker Compose would expand", "choose one without '$'"
+                )
+            )
+    for key in KEYS:
+        if key not in values:
+            found.append(Problem(key, None, "missing", f"add {key}=... ({describe(key)}); see .env.example"))
+
+    found += _port_clashes(values)
+    if not policy.allow_weak_secrets:
+        found += _weak_secrets(values)
+    known = {k: v for k, v in values.items() if k in KEYS and "$" not in v}
+    try:
+        settings = Settings.model_validate(known, context={"allow_unpinned": policy.allow_unpinned})
+    except ValidationError as error:
+        found += _problems_from(error, values)
+        raise SettingsError(path, dedupe(found)) from None
+    if found:
+        raise SettingsError(path, dedupe(found))
+    return settings
+
+
+def load_settings(path: Path, policy: Policy = ENFORCED) -> Settings:
+    """Read and validate `.env` at `path`."""
+    values, problems = read_env_file(path)
+    return validate(values, path=path, policy=policy, problems=problems)
+
+
+def _problems_from(error: ValidationError, values: Mapping[str, str]) -> list[Problem]:
+    problems = []
+    for item in error.errors(include_url=False):
+        if item["type"] == "missing":
+            continue  # reported by `validate` with a friendlier fix
+        key = str(item["loc"][-1])  # ports sit one level down: ("PORTS", "MLFLOW_PORT")
+        problems.append(Problem(key, mask(key, values.get(key, "")), _reason(item), describe(key)))
+    return problems
+
+
+def _reason(item: Any) -> str:
+    kind = item["type"]
+    if kind in ("int_parsing", "int_type"):
+        return "not a whole number"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        return "out of range"
+    if kind == "literal_error":
+        return "not a known value"
+    return str(item["msg"]).removeprefix("Value error, ")
+
+
+def _port_clashes(values: Mapping[str, str]) -> list[Problem]:
+    owner: dict[str, str] = {}
+    problems = []
+    for key in PORT_KEYS:
+        port = values.get(key, "").strip()
+        if not port.isdigit():
+            continue  # reported as a bad value by the field check
+        if port in owner:
+            problems.append(
+                Problem(key, repr(port), f"{owner[port]} uses port {port} too", "give every service its own host port")
+            )
+        else:
+            owner[port] = key
+    return problems
+
+
+def _is_weak(secret: str, user: str) -> bool:
+    lowered = secret.lower()
+    names = {user.lower(), user.split("@")[0].lower()} - {""}
+    # The placeholders of .env.example are public, so they count as weak too.
+    placeholder = re.sub(r"[^a-z0-9]", "", lowered).startswith("changeme")
+    return lowered in WEAK_SECRETS or lowered in names or placeholder
+
+
+def _weak_secrets(values: Mapping[str, str]) -> list[Problem]:
+    problems = []
+    for secret_key, user_key in CREDENTIAL_PAIRS:
+        secret = values.get(secret_key, "")
+        if secret and _is_weak(secret, values.get(user_key, "")):
+            problems.append(
+                Problem(
+                    secret_key,
+                    mask(secret_key, secret),
+                    "a well-known weak password, or the same as the user name",
+                    "choose a strong one (`invoke init --force` writes new ones), or pass --allow-weak-secrets",
+                )
+            )
+    return problems
