@@ -161,5 +161,5 @@ def restore(project: Project, folder: Path) -> Counts:
             client.fput_object(bucket, key, str(_safe_key_path(folder / ARTIFACTS, key)))
     finally:
         engine.compose(project, "up", "--detach", "mlflow", capture=True)
-        stack.wait_healthy(project)
+        stack.wait_ready(project)
     return counts(project)

@@ -51,10 +51,17 @@ class ServiceState:
     state: str  # running, exited, restarting, created, paused, dead
     health: str  # healthy, starting, unhealthy, or "" without a healthcheck
     exit_code: int
+    config_hash: str = ""  # Compose's hash of the service's configuration when it was created
+    image_id: str = ""  # the image the container was created from
 
     @property
     def ready(self) -> bool:
         return self.state == "running" and self.health in ("healthy", "")
+
+    @property
+    def broken(self) -> bool:
+        """Failed, or crash-looping under the restart policy."""
+        return self.health == "unhealthy" or self.state in ("exited", "dead", "restarting")
 
 
 def docker_env() -> dict[str, str]:
@@ -227,16 +234,35 @@ def parse_ps(output: str) -> list[ServiceState]:
     if not text:
         return []
     rows = json.loads(text) if text.startswith("[") else [json.loads(line) for line in text.splitlines()]
-    return [
-        ServiceState(
-            service=row["Service"],
-            container=row["Name"],
-            state=row.get("State", ""),
-            health=row.get("Health", "") or "",
-            exit_code=int(row.get("ExitCode", 0) or 0),
+    states = []
+    for row in rows:
+        labels = _labels(row.get("Labels", ""))
+        states.append(
+            ServiceState(
+                service=row["Service"],
+                container=row["Name"],
+                state=row.get("State", ""),
+                health=row.get("Health", "") or "",
+                exit_code=int(row.get("ExitCode", 0) or 0),
+                config_hash=labels.get("com.docker.compose.config-hash", ""),
+                image_id=labels.get("com.docker.compose.image", ""),
+            )
         )
-        for row in rows
-    ]
+    return states
+
+
+def _labels(text: str | dict[str, str]) -> dict[str, str]:
+    """`docker compose ps` gives labels as one "key=value,key=value" string (values have no commas)."""
+    if isinstance(text, dict):
+        return text
+    pairs = (item.partition("=") for item in text.split(",") if item)
+    return {key: value for key, _, value in pairs}
+
+
+def config_hashes(project: Project) -> dict[str, str]:
+    """The hash Compose would give each service's configuration now, from the compose file and `.env`."""
+    result = compose(project, "config", "--hash", "*", capture=True)
+    return dict(line.split(maxsplit=1) for line in result.stdout.splitlines() if line.strip())
 
 
 def ps(project: Project) -> list[ServiceState]:
@@ -270,6 +296,11 @@ def image_label(image: str, label: str) -> str | None:
     if result.returncode != 0:
         return None
     return result.stdout.strip()
+
+
+def image_id(image: str) -> str | None:
+    result = run(["docker", "image", "inspect", "--format", "{{ .Id }}", image], capture=True, check=False)
+    return result.stdout.strip() if result.returncode == 0 else None
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

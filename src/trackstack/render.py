@@ -24,7 +24,11 @@ BOTO3_VERSION = "1.38.23"
 
 COMPOSE_FILE = "compose.yaml"
 DOCKERFILE = "Dockerfile.mlflow"
+# pgAdmin's server list, mounted into its container (a Compose config): no secret in it.
+SERVERS_FILE = "pgadmin-servers.json"
 DOCKERFILE_LABEL = "org.trackstack.dockerfile-sha256"
+# Copied into the MLflow image: waits for Postgres and MinIO, then runs the server.
+MLFLOW_ENTRYPOINT = PROJECT_FILES / "docker" / "mlflow-entrypoint.py"
 
 
 @dataclass(frozen=True)
@@ -35,15 +39,10 @@ class EngineFeatures:
     start_interval: bool = True
 
 
-# pgAdmin's registration: the server name students know from the course, and the passfile
-# name inside the pgAdmin user's storage folder.
+# pgAdmin's registration: the server name students know from the course, and the command
+# pgAdmin runs for its password (the variable is set in the pgAdmin block of the template).
 PGADMIN_SERVER_NAME = "localhost"
-PGPASS_NAME = "pgpass"
-
-
-def pgpass_escape(value: str) -> str:
-    """Escape a field of a libpq password file."""
-    return value.replace("\\", "\\\\").replace(":", "\\:")
+PGADMIN_PASSWORD_COMMAND = "printenv TRACKSTACK_POSTGRES_PASSWORD"  # noqa: S105 - names a variable
 
 
 @cache
@@ -57,7 +56,6 @@ def environment(templates: Path = TEMPLATES) -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,  # noqa: S701 - YAML, Dockerfile and JSON, never HTML
     )
-    env.filters["pgpass_escape"] = pgpass_escape
     # A JSON list is a YAML flow sequence; unlike `tojson` this leaves quotes unescaped.
     env.filters["json"] = json.dumps
     return env
@@ -75,13 +73,14 @@ def render_dockerfile(settings: Settings) -> str:
         constraints=constraints_file(settings.mlflow_version).relative_to(PROJECT_FILES).as_posix(),
         psycopg2_version=PSYCOPG2_VERSION,
         boto3_version=BOTO3_VERSION,
+        entrypoint=MLFLOW_ENTRYPOINT.relative_to(PROJECT_FILES).as_posix(),
     )
 
 
 def build_digest(settings: Settings, dockerfile: str) -> str:
-    """What the MLflow image is built from: its Dockerfile and its dependency lock."""
+    """What the MLflow image is built from: its Dockerfile, its dependency lock and its entrypoint."""
     lock = constraints_file(settings.mlflow_version).read_bytes()
-    return hashlib.sha256(dockerfile.encode() + b"\0" + lock).hexdigest()
+    return hashlib.sha256(b"\0".join((dockerfile.encode(), lock, MLFLOW_ENTRYPOINT.read_bytes()))).hexdigest()
 
 
 def render_compose(settings: Settings, engine: EngineFeatures, dockerfile: str) -> str:
@@ -99,26 +98,19 @@ def render_compose(settings: Settings, engine: EngineFeatures, dockerfile: str) 
         dockerfile=DOCKERFILE,
         dockerfile_label=DOCKERFILE_LABEL,
         dockerfile_digest=build_digest(settings, dockerfile),
+        servers_file=SERVERS_FILE,
+        pgadmin_server_name=PGADMIN_SERVER_NAME,
     )
 
 
 def render_servers_json(settings: Settings) -> str:
-    """pgAdmin's server list: no password, only a pointer to the passfile."""
+    """pgAdmin's server list: no password, only the command that reads it."""
     return render_template(
         "pgadmin/servers.json.j2",
         name=PGADMIN_SERVER_NAME,
         maintenance_db=settings.postgres_db,
         username=settings.postgres_user,
-        passfile=PGPASS_NAME,
-    )
-
-
-def render_pgpass(settings: Settings) -> str:
-    """The passfile pgAdmin connects with. Holds a secret: never written to the project folder."""
-    return render_template(
-        "pgadmin/pgpass.j2",
-        username=settings.postgres_user,
-        password=settings.postgres_password.get_secret_value(),
+        password_command=PGADMIN_PASSWORD_COMMAND,
     )
 
 
@@ -128,4 +120,5 @@ def render_all(settings: Settings, engine: EngineFeatures) -> dict[str, str]:
     return {
         COMPOSE_FILE: render_compose(settings, engine, dockerfile),
         DOCKERFILE: dockerfile,
+        SERVERS_FILE: render_servers_json(settings),
     }

@@ -1,7 +1,9 @@
 """What students used to click by hand: the artifact bucket and pgAdmin's server entry.
 
-Both steps are idempotent: seeding a seeded stack changes nothing, and seeding after the
-Postgres credentials changed replaces the stale entry and passfile.
+pgAdmin loads its entry by itself on first start (the image reads the servers file that the
+compose file provides); seeding only checks it, cheaply, and repairs it when it differs
+(a renamed POSTGRES_USER, an entry deleted by hand, a volume from an older trackstack).
+Both steps are idempotent: seeding a seeded stack changes nothing.
 """
 
 from __future__ import annotations
@@ -11,15 +13,29 @@ import shlex
 from typing import Any
 
 from trackstack import engine
-from trackstack.engine import Project
-from trackstack.render import PGADMIN_SERVER_NAME, PGPASS_NAME, render_pgpass, render_servers_json
+from trackstack.engine import DockerError, Project
+from trackstack.render import PGADMIN_SERVER_NAME, render_servers_json
 from trackstack.settings import Settings
 
 # Paths inside the pgAdmin image (dpage/pgadmin4): its Python, its setup script, its data.
 PGADMIN_PYTHON = "/venv/bin/python3"
 PGADMIN_SETUP = "/pgadmin4/setup.py"
 PGADMIN_STORAGE = "/var/lib/pgadmin/storage"
+PGADMIN_DB = "/var/lib/pgadmin/pgadmin4.db"
 SERVERS_FILE = "/var/lib/pgadmin/trackstack-servers.json"
+# The fields of a server entry that trackstack owns, as servers.json names them.
+ENTRY_FIELDS = ("Name", "Group", "Host", "Port", "MaintenanceDB", "Username", "PasswordExecCommand")
+# Read pgAdmin's own configuration database, read-only: a fraction of a second, where its
+# `setup.py dump-servers` loads all of pgAdmin (seconds of CPU).
+_LIST_SERVERS = """
+import json, sqlite3, sys
+db = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
+rows = db.execute(
+    'SELECT s.name, g.name, s.host, s.port, s.maintenance_db, s.username, s.passexec_cmd'
+    ' FROM server s JOIN "user" u ON s.user_id = u.id JOIN servergroup g ON s.servergroup_id = g.id'
+    ' WHERE lower(u.email) = lower(?)', (sys.argv[2],)).fetchall()
+print(json.dumps(rows))
+"""
 
 
 def minio_client(settings: Settings) -> Any:
@@ -83,31 +99,43 @@ def registered_servers(project: Project) -> list[dict[str, Any]]:
     return list(servers.values())
 
 
-def _matches(entry: dict[str, Any], wanted: dict[str, Any]) -> bool:
-    keys = ("Name", "Group", "Host", "Port", "MaintenanceDB", "Username")
-    if any(entry.get(key) != wanted.get(key) for key in keys):
-        return False
-    params = entry.get("ConnectionParameters", {})
-    return bool(params.get("passfile") == wanted["ConnectionParameters"]["passfile"])
+def entries_in_config_db(project: Project) -> list[dict[str, Any]] | None:
+    """Our fields of every server of the `.env` login, read from pgAdmin's database; None if unreadable."""
+    try:
+        out = _pgadmin_exec(
+            project,
+            f'{PGADMIN_PYTHON} -c "$1" "$2" "$3"',
+            _LIST_SERVERS,
+            PGADMIN_DB,
+            project.settings.pgadmin_default_email,
+        )
+        rows = json.loads(out)
+    except (DockerError, ValueError):
+        return None  # an older or newer pgAdmin schema: fall back to its own export
+    return [dict(zip(ENTRY_FIELDS, row, strict=True)) for row in rows]
+
+
+def wanted_entry(settings: Settings) -> dict[str, Any]:
+    entry: dict[str, Any] = json.loads(render_servers_json(settings))["Servers"]["1"]
+    return entry
+
+
+def _ours_is_current(entries: list[dict[str, Any]], wanted: dict[str, Any]) -> bool:
+    ours = [entry for entry in entries if entry.get("Name") == PGADMIN_SERVER_NAME]
+    return len(ours) == 1 and all(ours[0].get(key) == wanted.get(key) for key in ENTRY_FIELDS)
 
 
 def seed_pgadmin(project: Project) -> str:
-    """Register the server `localhost` (host `postgres`) with a passfile; return what was done."""
+    """Make sure pgAdmin lists the server `localhost` (host `postgres`) as the servers file says."""
     settings = project.settings
-    storage = pgadmin_storage_dir(settings.pgadmin_default_email)
-    # The passfile is rewritten every time, so a changed password never goes stale.
-    _pgadmin_exec(
-        project,
-        'umask 077 && mkdir -p "$1" && cat > "$1/$2" && chmod 600 "$1/$2"',
-        storage,
-        PGPASS_NAME,
-        input_text=render_pgpass(settings),
-    )
-    wanted = json.loads(render_servers_json(settings))["Servers"]["1"]
-    current = registered_servers(project)
-    ours = [entry for entry in current if entry.get("Name") == PGADMIN_SERVER_NAME]
-    if len(ours) == 1 and _matches(ours[0], wanted):
+    wanted = wanted_entry(settings)
+    quick = entries_in_config_db(project)
+    if quick is not None and _ours_is_current(quick, wanted):
         return "pgAdmin already lists the server localhost"
+    current = registered_servers(project)
+    if _ours_is_current(current, wanted):
+        return "pgAdmin already lists the server localhost"
+    ours = [entry for entry in current if entry.get("Name") == PGADMIN_SERVER_NAME]
     # Replace only our entry: keep any server a student added by hand.
     others = [entry for entry in current if entry.get("Name") != PGADMIN_SERVER_NAME]
     servers = {str(index): entry for index, entry in enumerate([wanted, *others], start=1)}
@@ -123,10 +151,12 @@ def seed_pgadmin(project: Project) -> str:
     return f"pgAdmin: {verb} server localhost (host postgres, user {shlex.quote(settings.postgres_user)})"
 
 
+def bucket_line(settings: Settings) -> str:
+    created = seed_bucket(settings)
+    bucket = settings.mlflow_bucket
+    return f"MinIO: created bucket {bucket}" if created else f"MinIO: bucket {bucket} already exists"
+
+
 def seed(project: Project) -> list[str]:
     """Everything `invoke seed` does, in order; returns one line per step."""
-    created = seed_bucket(project.settings)
-    bucket = project.settings.mlflow_bucket
-    lines = [f"MinIO: created bucket {bucket}" if created else f"MinIO: bucket {bucket} already exists"]
-    lines.append(seed_pgadmin(project))
-    return lines
+    return [bucket_line(project.settings), seed_pgadmin(project)]

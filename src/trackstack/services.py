@@ -50,7 +50,15 @@ class Probe:
         if self.tool == "wget":
             return ["CMD", "wget", "-q", "-O", "/dev/null", url]
         if self.tool == "python":
-            return ["CMD", "python", "-c", f"import urllib.request; urllib.request.urlopen('{url}', timeout=4)"]
+            # Sockets only: urllib would import half the standard library every probe.
+            request = f"GET {self.path} HTTP/1.0\\r\\nHost: 127.0.0.1\\r\\n\\r\\n"
+            script = (
+                "import socket,sys;"
+                f"s=socket.create_connection(('127.0.0.1',{self.port}),4);"
+                f"s.sendall(b'{request}');"
+                "sys.exit(b' 200 ' not in s.recv(64))"
+            )
+            return ["CMD", "python", "-I", "-S", "-c", script]
         raise ValueError(f"unknown probe tool {self.tool!r}")
 
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from trackstack import database, engine
+from trackstack import database, engine, probes
 from trackstack.engine import DockerError, Project, ServiceState
 from trackstack.errors import TrackstackError
 from trackstack.render import DOCKERFILE, DOCKERFILE_LABEL, EngineFeatures, build_digest, render_all
@@ -71,69 +73,126 @@ def build(project: Project, *, force: bool = False) -> None:
     say(f"built {image} in {time.monotonic() - started:.0f}s")
 
 
-def check_ports(project: Project) -> None:
+def check_ports(project: Project, running: set[str] | None = None) -> None:
     """Refuse to start when a port this stack would publish is taken by someone else."""
     from trackstack.ports import busy_ports
     from trackstack.problems import SettingsError
 
-    problems = busy_ports(project.settings, engine.running_services(project))
+    problems = busy_ports(project.settings, engine.running_services(project) if running is None else running)
     if problems:
         raise SettingsError(project.env_file, problems)
+
+
+def concurrently(*calls: Callable[[], Any]) -> list[Any]:
+    """Run independent calls (mostly docker commands, which wait on the engine) at once; results in order."""
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return [future.result() for future in [pool.submit(call) for call in calls]]
 
 
 def preflight(project: Project) -> EngineFeatures:
     """The blocking checks of `invoke doctor`, run before `up` changes anything."""
     from trackstack import doctor
 
-    features = engine.check_docker()
-    blockers = [check for check in (doctor.check_architecture(), doctor.check_disk(project.root)) if check.blocking]
+    features, architecture, disk, running = concurrently(
+        engine.check_docker,
+        doctor.check_architecture,
+        lambda: doctor.check_disk(project.root),
+        lambda: engine.running_services(project),
+    )
+    blockers = [check for check in (architecture, disk) if check.blocking]
     if blockers:
         raise TrackstackError("\n".join(f"{c.name}: {c.detail}. Fix: {c.fix}." for c in blockers))
-    check_ports(project)
-    return features
-
-
-def up(project: Project, *, timeout: float = 300) -> float:
-    """Render, build, start and wait; return the seconds until every service was healthy."""
-    started = time.monotonic()
-    features = preflight(project)
-    changed = write_generated(project, features)
-    say(f"rendered {', '.join(changed)}" if changed else "generated files are up to date")
-    build(project)
-    say("starting the stack")
-    # Postgres before MLflow, so that a password changed in .env is applied before MLflow
-    # connects; MinIO and pgAdmin (the slowest to start) need neither, so they start with it.
-    _compose_up(project, "postgres", "minio", "pgadmin")
-    wait_healthy(project, services=("postgres",), timeout=timeout)
-    database.sync_password(project)
-    _compose_up(project)
-    wait_healthy(project, timeout=timeout)
-    return time.monotonic() - started
+    check_ports(project, running)
+    return features  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
 class StartReport:
     """How long `invoke up` took to each milestone, for people and for the benchmark."""
 
-    healthy: float  # seconds from the start until every service was healthy
-    ready: float  # ... until seeding was done too
+    ready: float  # seconds from the start until every service answered and seeding was done
+    answered: dict[str, float]  # seconds until each service answered on its health endpoint
     seeded: tuple[str, ...]  # what seeding did, one line per step
+    started_containers: bool  # False when everything already ran as configured
 
 
 def start(project: Project, *, timeout: float = 300) -> StartReport:
-    """Bring the stack up and seed it: all of `invoke up` but printing the URLs."""
+    """All of `invoke up` but printing the URLs: render, build, start, wait until ready, seed.
+
+    Seeding runs the moment its service answers: the bucket as soon as MinIO does, pgAdmin's
+    check when pgAdmin does, while the others are still starting.
+    """
     from trackstack import seed
 
     started = time.monotonic()
-    healthy = up(project, timeout=timeout)
-    lines = tuple(seed.seed(project))
-    for line in lines:
+    features = preflight(project)
+    changed = write_generated(project, features)
+    say(f"rendered {', '.join(changed)}" if changed else "generated files are up to date")
+    build(project)
+    seeded: list[str] = []
+
+    def note(line: str) -> None:
         say(line)
-    return StartReport(healthy=healthy, ready=time.monotonic() - started, seeded=lines)
+        seeded.append(line)
+
+    on_ready: dict[str, Callable[[], None]] = {
+        "minio": lambda: note(seed.bucket_line(project.settings)),
+        "pgadmin": lambda: note(seed.seed_pgadmin(project)),
+    }
+    if running_as_configured(project):
+        say("every service already runs as configured")
+        concurrently(*on_ready.values())  # only the seeding checks: nothing to start or wait for
+        return StartReport(
+            ready=time.monotonic() - started, answered={}, seeded=tuple(seeded), started_containers=False
+        )
+    say("starting the stack")
+    # MLflow needs Postgres to accept the .env password; MinIO and pgAdmin need nothing,
+    # so they start with Postgres and MLflow follows the moment Postgres answers.
+    _compose_up(project, "postgres", "minio", "pgadmin")
+    on_ready["postgres"] = lambda: _compose_up(project, "mlflow")
+    answered = wait_ready(project, timeout=timeout, on_ready=on_ready, probe=_probe_syncing_password(project))
+    return StartReport(
+        ready=time.monotonic() - started, answered=answered, seeded=tuple(seeded), started_containers=True
+    )
+
+
+def running_as_configured(project: Project) -> bool:
+    """Every service runs and is healthy, from the configuration and image `up` would use now."""
+    found, wanted, image = concurrently(
+        lambda: engine.ps(project),
+        lambda: engine.config_hashes(project),
+        lambda: engine.image_id(project.settings.mlflow_image),
+    )
+    states = {state.service: state for state in found}
+    if set(states) != set(SERVICE_NAMES) or not all(state.ready for state in states.values()):
+        return False
+    if any(states[name].config_hash != wanted.get(name) for name in SERVICE_NAMES):
+        return False
+    return bool(states["mlflow"].image_id == image)
+
+
+def _probe_syncing_password(project: Project) -> Callable[[str], probes.Readiness]:
+    """Ask a service whether it is ready; Postgres refusing the .env password gets it set first.
+
+    The image reads POSTGRES_PASSWORD only when it creates the database, so a password
+    changed in .env is applied over the container's trusted local socket.
+    """
+
+    def probe(service: str) -> probes.Readiness:
+        answer = probes.readiness(project.settings, service)
+        if answer is probes.Readiness.WRONG_PASSWORD:
+            say("Postgres still has the old password: setting the one in .env")
+            database.sync_password(project)
+            answer = probes.readiness(project.settings, service)
+        return answer
+
+    return probe
 
 
 def _compose_up(project: Project, *services: str) -> None:
-    result = engine.compose(project, "up", "--detach", "--remove-orphans", *services, capture=True, check=False)
+    """Create or update `services`; `wait_ready` then asks each whether it answers."""
+    args = ("up", "--detach", "--remove-orphans", *services)
+    result = engine.compose(project, *args, capture=True, check=False)
     if result.returncode == 0:
         return
     if "Pulling" in result.stderr or "pull access denied" in result.stderr:
@@ -144,36 +203,50 @@ def _compose_up(project: Project, *services: str) -> None:
     _raise_unhealthy(project, engine.ps(project), result.stderr.strip())
 
 
-def wait_healthy(
+def wait_ready(
     project: Project,
     *,
     services: tuple[str, ...] = SERVICE_NAMES,
     timeout: float = 300,
     poll: float = 0.5,
+    on_ready: Mapping[str, Callable[[], None]] | None = None,
+    probe: Callable[[str], probes.Readiness] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> list[ServiceState]:
-    """Poll until every service is running and healthy; fail fast on an unhealthy or dead one."""
+) -> dict[str, float]:
+    """Poll until every service runs and answers on its health endpoint; fail fast on a dead one.
+
+    `on_ready[name]` runs once, the moment `name` answers. Returns the seconds each took.
+    """
+    ask = probe or (lambda service: probes.readiness(project.settings, service))
+    callbacks = dict(on_ready or {})
     started = clock()
-    last_report = ""
-    last_time = started
+    answered: dict[str, float] = {}
+    last_report, last_time = "", started
     while True:
-        states = [state for state in engine.ps(project) if state.service in services]
-        by_service = {state.service: state for state in states}
-        missing = [name for name in services if name not in by_service]
-        waiting = [s for s in states if not s.ready]
-        elapsed = clock() - started
-        if not missing and not waiting:
-            say(f"{', '.join(services)} healthy after {elapsed:.0f}s")
-            return states
-        # A container that restarts while we wait is crash-looping under the restart policy.
-        broken = [s for s in states if s.health == "unhealthy" or s.state in ("exited", "dead", "restarting")]
+        states = {state.service: state for state in engine.ps(project) if state.service in services}
+        broken = [state for state in states.values() if state.broken]
         if broken:
             _raise_unhealthy(project, broken)
+        for name in services:
+            state = states.get(name)
+            if name in answered or state is None or state.state != "running":
+                continue
+            if ask(name) is probes.Readiness.READY:
+                answered[name] = clock() - started
+                if name in callbacks:
+                    callbacks.pop(name)()
+        elapsed = clock() - started
+        waiting = [name for name in services if name not in answered]
+        if not waiting:
+            say(f"{', '.join(services)} ready after {elapsed:.1f}s")
+            return answered
         if elapsed > timeout:
-            _raise_unhealthy(project, waiting, f"not healthy after {timeout:.0f}s")
-        report = ", ".join(f"{s.service} ({s.health or s.state})" for s in waiting) + "".join(
-            f", {name} (not created)" for name in missing
+            late = [states[name] for name in waiting if name in states]
+            _raise_unhealthy(project, late, f"{', '.join(waiting)} not ready after {timeout:.0f}s")
+        report = ", ".join(
+            f"{name} ({states[name].health or states[name].state})" if name in states else f"{name} (not created)"
+            for name in waiting
         )
         now = clock()
         if report != last_report or now - last_time >= 15:
@@ -185,9 +258,9 @@ def wait_healthy(
 def _raise_unhealthy(project: Project, states: Iterable[ServiceState], detail: str = "") -> None:
     parts = [detail] if detail else []
     for state in states:
-        if state.ready:
+        if state.state == "running" and not state.broken and not detail:
             continue
-        condition = state.health or state.state
+        condition = state.health if state.state == "running" and state.health else state.state
         if state.state == "exited":
             condition = f"exited with code {state.exit_code}"
         parts.append(
@@ -235,11 +308,18 @@ def confirm_reset(project: Project, *, yes: bool, summary: str, ask: Callable[[s
 
 
 def require_running(project: Project) -> None:
-    """Fail with one clear message when the stack is not up."""
+    """Fail with one clear message when a service does not run or does not answer."""
     try:
-        states = engine.ps(project)
+        states = {state.service: state for state in engine.ps(project)}
     except DockerError as error:
         raise TrackstackError(f"stack not running: run `invoke up` ({error})") from None
-    down_services = [name for name in SERVICE_NAMES if not any(s.service == name and s.ready for s in states)]
+    down_services = [
+        name
+        for name in SERVICE_NAMES
+        if name not in states
+        or states[name].state != "running"
+        or states[name].broken
+        or probes.readiness(project.settings, name) is not probes.Readiness.READY
+    ]
     if down_services:
-        raise TrackstackError(f"stack not running ({', '.join(down_services)} not healthy): run `invoke up`")
+        raise TrackstackError(f"stack not running ({', '.join(down_services)} not ready): run `invoke up`")

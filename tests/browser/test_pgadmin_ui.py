@@ -51,7 +51,7 @@ def test_pgadmin_opens_mlflow_tables_without_a_password(page: Page, settings: Se
     page.get_by_role("button", name="Login").click()
 
     _expand(page, "Servers", _tree_node(page, "localhost"))
-    # Opening the server connects to it: with the passfile trackstack seeds, nothing asks for a password.
+    # Opening the server connects to it: pgAdmin runs the entry's password command, nothing asks.
     password_prompt = page.get_by_text(re.compile(r"enter the password", re.IGNORECASE))
     _expand(page, "localhost", _tree_node(page, "Databases").or_(password_prompt).first)
     expect(password_prompt, "pgAdmin asked for the Postgres password").to_have_count(0, timeout=SETTLE_MS)

@@ -8,7 +8,8 @@ import uuid
 
 import requests
 
-from tests.lifecycle.helpers import SERVICES, Invoke, bucket_objects, containers, experiment_names
+from tests.lifecycle.helpers import SERVICES, Invoke, bucket_objects, containers, experiment_names, wait_all_healthy
+from tests.live.pgadmin_api import PgAdmin
 from trackstack.engine import Project
 from trackstack.seed import minio_client
 
@@ -23,6 +24,7 @@ def _create_experiment(project: Project) -> str:
 
 
 def test_stack_is_healthy_and_answers_on_every_port(project: Project) -> None:
+    wait_all_healthy(project, timeout=60)  # the engine's verdict may trail `invoke up` by a probe interval
     state = containers(project)
     assert set(state) == SERVICES
     assert {name: c["health"] for name, c in state.items()} == dict.fromkeys(SERVICES, "healthy")
@@ -39,6 +41,27 @@ def test_up_on_a_running_stack_changes_nothing(project: Project, invoke: Invoke)
     assert "generated files are up to date" in result.stdout
     assert "already exists" in result.stdout  # the bucket
     assert "already lists the server localhost" in result.stdout
+
+
+def test_up_restores_the_seeded_server_and_keeps_the_ones_added_by_hand(project: Project, invoke: Invoke) -> None:
+    settings = project.settings
+    pgadmin = PgAdmin(settings.url("PGADMIN_PORT"))
+    assert pgadmin.login(settings.pgadmin_default_email, settings.pgadmin_default_password.get_secret_value())
+    ((group, ours),) = [(g, n) for g, n in pgadmin.servers() if n["label"] == "localhost"]
+    handmade = f"handmade-{uuid.uuid4().hex[:8]}"
+    handmade_id = pgadmin.add_server(group, handmade)
+    pgadmin.delete_server(group, int(ours["_id"]))
+    try:
+        result = invoke("up")
+        assert "registered server localhost" in result.stdout
+        labels = [node["label"] for _, node in pgadmin.servers()]
+        assert labels.count("localhost") == 1
+        assert handmade in labels
+        assert "already lists the server localhost" in invoke("up").stdout
+    finally:
+        handmade_ids = [int(n["_id"]) for g, n in pgadmin.servers() if n["label"] == handmade]
+        for server_id in handmade_ids or [handmade_id]:
+            pgadmin.delete_server(group, server_id)
 
 
 def test_down_then_up_keeps_the_data(project: Project, invoke: Invoke) -> None:
@@ -69,4 +92,4 @@ def test_reset_yes_leaves_empty_volumes_and_a_healthy_stack(project: Project, in
     assert name not in experiment_names(project)
     assert experiment_names(project) == {"Default"}
     assert bucket_objects(project) == {}  # the bucket exists again, seeded and empty
-    assert {c["health"] for c in containers(project).values()} == {"healthy"}
+    wait_all_healthy(project, timeout=60)  # and the engine agrees that every service is healthy

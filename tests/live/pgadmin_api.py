@@ -58,3 +58,19 @@ class PgAdmin:
     def properties(self, group_id: int, server_id: int) -> dict[str, Any]:
         result: dict[str, Any] = self.get(f"/browser/server/obj/{group_id}/{server_id}")
         return result
+
+    def add_server(self, group_id: int, name: str) -> int:
+        """Register a server as a user does in the "Register > Server" dialog; returns its id."""
+        body = {"name": name, "host": "postgres", "port": 5432, "db": "postgres", "username": "someone",
+                "connect_now": False, "sslmode": "prefer"}  # fmt: skip
+        response = self.post(f"/browser/server/obj/{group_id}/", body)
+        response.raise_for_status()
+        return int(response.json()["node"]["_id"])
+
+    def delete_server(self, group_id: int, server_id: int) -> None:
+        response = self.session.delete(
+            f"{self.base_url}/browser/server/obj/{group_id}/{server_id}",
+            headers={"X-pgA-CSRFToken": self.csrf},
+            timeout=15,
+        )
+        response.raise_for_status()

@@ -208,7 +208,7 @@ def test_pgadmin_lists_the_seeded_server(pgadmin: PgAdmin, settings: Settings) -
     assert properties["db"] == settings.postgres_db
 
 
-def test_pgadmin_connects_with_the_passfile(pgadmin: PgAdmin) -> None:
+def test_pgadmin_connects_without_asking_for_a_password(pgadmin: PgAdmin) -> None:
     ((group, node),) = [(g, n) for g, n in pgadmin.servers() if n["label"] == "localhost"]
     response = pgadmin.post(f"/browser/server/connect/{group}/{node['_id']}", {})
     assert response.status_code == 200, response.text[:300]

@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from trackstack.engine import DockerError, DockerProbe, _server_api, check_docker, docker_env, docker_problem, parse_ps
+from trackstack.engine import (
+    DockerError,
+    DockerProbe,
+    _server_api,
+    check_docker,
+    describe,
+    docker_env,
+    docker_problem,
+    parse_ps,
+)
 from trackstack.seed import pgadmin_storage_dir
 
 ROW = {"Service": "mlflow", "Name": "trackstack-mlflow-1", "State": "running", "Health": "starting", "ExitCode": 0}
@@ -92,3 +101,38 @@ def test_unreachable_daemon_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-daemon.sock")  # the real CLI, no daemon there
     with pytest.raises(DockerError, match="daemon is not reachable"):
         check_docker()
+
+
+def test_parse_ps_reads_the_config_hash_and_image_labels() -> None:
+    labels = "com.docker.compose.project=ts,com.docker.compose.config-hash=abc123,com.docker.compose.image=sha256:ff"
+    (state,) = parse_ps(json.dumps(ROW | {"Labels": labels}))
+    assert (state.config_hash, state.image_id) == ("abc123", "sha256:ff")
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (
+            [
+                "docker",
+                "compose",
+                "--project-directory",
+                "/p",
+                "-f",
+                "/p/c.yaml",
+                "-p",
+                "ts",
+                "--env-file",
+                "/p/.env",
+                "exec",
+                "-T",
+                "postgres",
+                "pg_dump",
+            ],
+            "docker compose exec -T postgres pg_dump",
+        ),
+        (["docker", "image", "inspect", "x"], "docker image inspect x"),
+    ],
+)
+def test_failed_commands_are_named_by_their_subcommand(args: list[str], shown: str) -> None:
+    assert describe(args) == shown

@@ -1,0 +1,57 @@
+"""The MLflow image's entrypoint, run for real: it waits for a port, then becomes the command."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+from tests.conftest import ROOT
+
+ENTRYPOINT = ROOT / "docker" / "mlflow-entrypoint.py"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_it_waits_until_the_port_accepts_then_runs_the_command() -> None:
+    port = _free_port()
+    opened: list[float] = []
+
+    def listen_later() -> None:
+        time.sleep(1.0)
+        server = socket.create_server(("127.0.0.1", port))
+        opened.append(time.monotonic())
+        server.accept()[0].close()
+        server.close()
+
+    thread = threading.Thread(target=listen_later)
+    thread.start()
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", str(ENTRYPOINT), sys.executable, "-c", "import time; print(time.monotonic())"],
+        env={"TRACKSTACK_WAIT_FOR": f"127.0.0.1:{port}", "TRACKSTACK_WAIT_TIMEOUT": "20"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    thread.join()
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) >= opened[0]  # the command ran only after the port opened
+    assert f"waiting for 127.0.0.1:{port}" in result.stderr
+
+
+def test_it_gives_up_waiting_after_the_timeout_and_runs_the_command_anyway() -> None:
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", str(ENTRYPOINT), sys.executable, "-c", "print('ran')"],
+        env={"TRACKSTACK_WAIT_FOR": f"127.0.0.1:{_free_port()}", "TRACKSTACK_WAIT_TIMEOUT": "0.5"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, "ran")

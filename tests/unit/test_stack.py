@@ -1,0 +1,122 @@
+"""`invoke up`'s decisions, with the engine's answers played back: when it starts nothing, and how it waits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trackstack import engine, probes, stack
+from trackstack.engine import DockerError, Project, ServiceState
+from trackstack.services import SERVICE_NAMES
+from trackstack.settings import Settings
+
+HASHES = {name: f"hash-{name}" for name in SERVICE_NAMES}
+
+
+def state(service: str, *, status: str = "running", health: str = "healthy", config_hash: str = "") -> ServiceState:
+    return ServiceState(
+        service=service,
+        container=f"ts-{service}-1",
+        state=status,
+        health=health,
+        exit_code=0,
+        config_hash=config_hash or HASHES[service],
+        image_id="sha256:mlflow" if service == "mlflow" else "",
+    )
+
+
+@pytest.fixture
+def project(settings: Settings, tmp_path: Path) -> Project:
+    return Project(root=tmp_path, env_file=tmp_path / ".env", settings=settings)
+
+
+@pytest.fixture
+def engine_says(monkeypatch: pytest.MonkeyPatch) -> list[list[ServiceState]]:
+    """Each call of `engine.ps` answers the next list of states (the last one repeats)."""
+    answers: list[list[ServiceState]] = []
+
+    def ps(_project: Project) -> list[ServiceState]:
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    monkeypatch.setattr(engine, "ps", ps)
+    monkeypatch.setattr(engine, "config_hashes", lambda _project: dict(HASHES))
+    monkeypatch.setattr(engine, "image_id", lambda _image: "sha256:mlflow")
+    monkeypatch.setattr(engine, "logs_tail", lambda _project, _service: "(log lines)")
+    return answers
+
+
+def test_a_stack_running_as_configured_is_left_alone(project: Project, engine_says: list[list[ServiceState]]) -> None:
+    engine_says.append([state(name) for name in SERVICE_NAMES])
+    assert stack.running_as_configured(project)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"postgres": state("postgres", config_hash="changed-in-env")},
+        {"mlflow": state("mlflow", health="starting")},
+        {"minio": state("minio", status="exited", health="")},
+    ],
+)
+def test_a_changed_or_unready_service_means_starting(
+    project: Project, engine_says: list[list[ServiceState]], change: dict[str, ServiceState]
+) -> None:
+    engine_says.append([change.get(name, state(name)) for name in SERVICE_NAMES])
+    assert not stack.running_as_configured(project)
+
+
+def test_a_missing_service_means_starting(project: Project, engine_says: list[list[ServiceState]]) -> None:
+    engine_says.append([state(name) for name in SERVICE_NAMES if name != "pgadmin"])
+    assert not stack.running_as_configured(project)
+
+
+def test_wait_ready_runs_each_callback_once_the_moment_its_service_answers(
+    project: Project, engine_says: list[list[ServiceState]]
+) -> None:
+    engine_says.append([state(name, health="starting") for name in SERVICE_NAMES])
+    answers = {
+        "minio": [True],
+        "postgres": [False, True],
+        "mlflow": [False, False, True],
+        "pgadmin": [False] * 3 + [True],
+    }
+    calls: list[str] = []
+
+    def probe(service: str) -> probes.Readiness:
+        ready = answers[service].pop(0) if len(answers[service]) > 1 else answers[service][0]
+        return probes.Readiness.READY if ready else probes.Readiness.DOWN
+
+    clock = iter(range(100))
+    answered = stack.wait_ready(
+        project,
+        probe=probe,
+        on_ready={"minio": lambda: calls.append("bucket"), "pgadmin": lambda: calls.append("pgadmin")},
+        clock=lambda: float(next(clock)),
+        sleep=lambda _seconds: None,
+    )
+    assert calls == ["bucket", "pgadmin"]
+    assert answered["minio"] < answered["postgres"] < answered["mlflow"] < answered["pgadmin"]
+
+
+def test_wait_ready_fails_at_once_on_a_crashing_service_with_its_log(
+    project: Project, engine_says: list[list[ServiceState]]
+) -> None:
+    engine_says.append([state(name, status="restarting" if name == "mlflow" else "running") for name in SERVICE_NAMES])
+    with pytest.raises(DockerError, match=r"service mlflow is restarting(.|\n)*\(log lines\)"):
+        stack.wait_ready(project, probe=lambda _s: probes.Readiness.DOWN, sleep=lambda _seconds: None)
+
+
+def test_wait_ready_gives_up_after_its_timeout_naming_who_is_late(
+    project: Project, engine_says: list[list[ServiceState]]
+) -> None:
+    engine_says.append([state(name, health="starting") for name in SERVICE_NAMES])
+    clock = iter(range(0, 1000, 50))
+    with pytest.raises(DockerError, match="pgadmin not ready after 120s"):
+        stack.wait_ready(
+            project,
+            timeout=120,
+            probe=lambda s: probes.Readiness.DOWN if s == "pgadmin" else probes.Readiness.READY,
+            clock=lambda: float(next(clock)),
+            sleep=lambda _seconds: None,
+        )
