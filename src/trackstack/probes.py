@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import http.client
+from typing import Any
 
 from trackstack.services import BY_NAME, Service
 from trackstack.settings import Settings
@@ -33,23 +34,30 @@ def http_ok(host: str, port: int, path: str, timeout: float = 2.0) -> bool:
         connection.close()
 
 
+def connect_postgres(settings: Settings, timeout: float = 5.0) -> Any:
+    """A psycopg connection to MLflow's database over the published port, with the `.env` login."""
+    import psycopg  # imported here: `invoke --list` stays quick
+
+    return psycopg.connect(
+        host=settings.host,
+        port=settings.ports["POSTGRES_PORT"],
+        user=settings.postgres_user,
+        password=settings.postgres_password.get_secret_value(),
+        dbname=settings.postgres_db,
+        connect_timeout=max(1, round(timeout)),
+    )
+
+
 def postgres_readiness(settings: Settings, timeout: float = 2.0) -> Readiness:
     """Log in over TCP with the `.env` credentials and run SELECT 1.
 
     During its first-run init the server listens on its socket only, so a TCP login means
     the real server is up.
     """
-    import psycopg  # imported here: `invoke --list` stays quick
+    import psycopg
 
     try:
-        with psycopg.connect(
-            host=settings.host,
-            port=settings.ports["POSTGRES_PORT"],
-            user=settings.postgres_user,
-            password=settings.postgres_password.get_secret_value(),
-            dbname=settings.postgres_db,
-            connect_timeout=max(1, round(timeout)),
-        ) as connection:
+        with connect_postgres(settings, timeout) as connection:
             connection.execute("SELECT 1")
     except psycopg.OperationalError as error:
         return Readiness.WRONG_PASSWORD if "password authentication failed" in str(error) else Readiness.DOWN

@@ -11,7 +11,16 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from trackstack.paths import constraints_file, supported_mlflow_versions
 from trackstack.services import ENDPOINT_OF_PORT, PORT_KEYS
@@ -29,6 +38,21 @@ _PINNED_REF = re.compile(
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
     r"(?:@sha256:[0-9a-f]{64})?$"
 )
+
+
+def _matching(pattern: re.Pattern[str], reason: str) -> AfterValidator:
+    """A check that the whole value matches `pattern`, failing with `reason`."""
+
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(reason)
+        return value
+
+    return AfterValidator(check)
+
+
+ProjectName = Annotated[str, _matching(_PROJECT_NAME, "not a valid Compose project name")]
+PostgresName = Annotated[str, _matching(_PG_IDENTIFIER, "not a plain PostgreSQL name")]
 # Below this pgAdmin's own password check refuses the login at first start.
 PGADMIN_MIN_PASSWORD = 6
 
@@ -38,7 +62,7 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=str.upper, populate_by_name=False)
 
-    compose_project_name: str = Field(description="lower-case letters, digits, '-' or '_', e.g. trackstack")
+    compose_project_name: ProjectName = Field(description="lower-case letters, digits, '-' or '_', e.g. trackstack")
     bind_address: str = Field(
         description="the host address the ports are published on: 127.0.0.1 (this machine only) or 0.0.0.0"
     )
@@ -48,9 +72,9 @@ class Settings(BaseModel):
     # Host ports by `.env` key (MLFLOW_PORT, ...): one per endpoint of the service table.
     ports: dict[str, Port] = Field(description="host ports")
 
-    postgres_user: str = Field(description="letters, digits and '_', starting with a letter, e.g. mlflow")
+    postgres_user: PostgresName = Field(description="letters, digits and '_', starting with a letter, e.g. mlflow")
     postgres_password: SecretStr = Field(description="a non-empty password; `invoke init` generates one")
-    postgres_db: str = Field(description="MLflow's database: letters, digits and '_', e.g. mlflow")
+    postgres_db: PostgresName = Field(description="MLflow's database: letters, digits and '_', e.g. mlflow")
     pgadmin_default_email: str = Field(
         description="a valid e-mail address that pgAdmin accepts, e.g. admin@example.com"
     )
@@ -80,13 +104,6 @@ class Settings(BaseModel):
         return data
 
     # -- field checks -------------------------------------------------------------
-    @field_validator("compose_project_name")
-    @classmethod
-    def _project_name(cls, value: str) -> str:
-        if not _PROJECT_NAME.fullmatch(value):
-            raise ValueError("not a valid Compose project name")
-        return value
-
     @field_validator("bind_address")
     @classmethod
     def _bind_address(cls, value: str) -> str:
@@ -94,13 +111,6 @@ class Settings(BaseModel):
             ipaddress.IPv4Address(value)
         except ValueError:
             raise ValueError("not an IPv4 address") from None
-        return value
-
-    @field_validator("postgres_user", "postgres_db")
-    @classmethod
-    def _pg_identifier(cls, value: str) -> str:
-        if not _PG_IDENTIFIER.fullmatch(value):
-            raise ValueError("not a plain PostgreSQL name")
         return value
 
     @field_validator("pgadmin_default_email")

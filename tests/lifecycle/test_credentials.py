@@ -1,4 +1,4 @@
-"""A Postgres password changed in `.env` reaches Postgres, MLflow and pgAdmin's passfile on `up`."""
+"""A Postgres password changed in `.env` reaches Postgres, MLflow and pgAdmin on `up`."""
 
 from __future__ import annotations
 
@@ -8,25 +8,21 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from pydantic import SecretStr
 
 from tests.lifecycle.helpers import Invoke
 from tests.live.pgadmin_api import PgAdmin
 from trackstack.engine import Project
+from trackstack.probes import connect_postgres
 from trackstack.settings import Settings
 from trackstack.validation import Policy, load_settings
 
 
 def _connects(settings: Settings, password: str) -> bool:
+    with_password = settings.model_copy(update={"postgres_password": SecretStr(password)})
     try:
-        with psycopg.connect(
-            host=settings.host,
-            port=settings.ports["POSTGRES_PORT"],
-            user=settings.postgres_user,
-            password=password,
-            dbname=settings.postgres_db,
-            connect_timeout=5,
-        ) as conn:
-            return conn.execute("SELECT 1").fetchone() == (1,)
+        with connect_postgres(with_password) as conn:
+            return bool(conn.execute("SELECT 1").fetchone() == (1,))
     except psycopg.OperationalError:
         return False
 

@@ -15,6 +15,7 @@ import requests
 
 from tests.live.cleanup import purge_experiment
 from tests.live.pgadmin_api import PgAdmin
+from trackstack.probes import connect_postgres
 from trackstack.seed import minio_client
 from trackstack.settings import Settings
 
@@ -22,14 +23,8 @@ Require = Callable[[str], None]
 
 
 def _connect(settings: Settings) -> psycopg.Connection[Any]:
-    return psycopg.connect(
-        host=settings.host,
-        port=settings.ports["POSTGRES_PORT"],
-        user=settings.postgres_user,
-        password=settings.postgres_password.get_secret_value(),
-        dbname=settings.postgres_db,
-        connect_timeout=5,
-    )
+    connection: psycopg.Connection[Any] = connect_postgres(settings)
+    return connection
 
 
 # -- PostgreSQL --------------------------------------------------------------------------

@@ -20,6 +20,17 @@ def _free_port() -> int:
         return port
 
 
+def _run(code: str, port: int, timeout: float) -> subprocess.CompletedProcess[str]:
+    """The entrypoint, waiting for `port`, then running `python -c code`."""
+    return subprocess.run(
+        [sys.executable, "-I", "-S", str(ENTRYPOINT), sys.executable, "-c", code],
+        env={"TRACKSTACK_WAIT_FOR": f"127.0.0.1:{port}", "TRACKSTACK_WAIT_TIMEOUT": str(timeout)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 def test_it_waits_until_the_port_accepts_then_runs_the_command() -> None:
     port = _free_port()
     opened: list[float] = []
@@ -33,13 +44,7 @@ def test_it_waits_until_the_port_accepts_then_runs_the_command() -> None:
 
     thread = threading.Thread(target=listen_later)
     thread.start()
-    result = subprocess.run(
-        [sys.executable, "-I", "-S", str(ENTRYPOINT), sys.executable, "-c", "import time; print(time.monotonic())"],
-        env={"TRACKSTACK_WAIT_FOR": f"127.0.0.1:{port}", "TRACKSTACK_WAIT_TIMEOUT": "20"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = _run("import time; print(time.monotonic())", port, timeout=20)
     thread.join()
     assert result.returncode == 0, result.stderr
     assert float(result.stdout) >= opened[0]  # the command ran only after the port opened
@@ -47,11 +52,5 @@ def test_it_waits_until_the_port_accepts_then_runs_the_command() -> None:
 
 
 def test_it_gives_up_waiting_after_the_timeout_and_runs_the_command_anyway() -> None:
-    result = subprocess.run(
-        [sys.executable, "-I", "-S", str(ENTRYPOINT), sys.executable, "-c", "print('ran')"],
-        env={"TRACKSTACK_WAIT_FOR": f"127.0.0.1:{_free_port()}", "TRACKSTACK_WAIT_TIMEOUT": "0.5"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = _run("print('ran')", _free_port(), timeout=0.5)
     assert (result.returncode, result.stdout.strip()) == (0, "ran")
