@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,8 +149,16 @@ def start(project: Project, *, timeout: float = 300) -> StartReport:
     # MLflow needs Postgres to accept the .env password; MinIO and pgAdmin need nothing,
     # so they start with Postgres and MLflow follows the moment Postgres answers.
     _compose_up(project, "postgres", "minio", "pgadmin")
-    on_ready["postgres"] = lambda: _compose_up(project, "mlflow")
-    answered = wait_ready(project, timeout=timeout, on_ready=on_ready, probe=_probe_syncing_password(project))
+    later = {"mlflow"}  # its container may still be the one an earlier `stop` left exited
+
+    def start_mlflow() -> None:
+        _compose_up(project, "mlflow")
+        later.discard("mlflow")
+
+    on_ready["postgres"] = start_mlflow
+    answered = wait_ready(
+        project, timeout=timeout, on_ready=on_ready, probe=_probe_syncing_password(project), later=later
+    )
     return StartReport(
         ready=time.monotonic() - started, answered=answered, seeded=tuple(seeded), started_containers=True
     )
@@ -211,12 +219,15 @@ def wait_ready(
     poll: float = 0.5,
     on_ready: Mapping[str, Callable[[], None]] | None = None,
     probe: Callable[[str], probes.Readiness] | None = None,
+    later: Collection[str] = (),
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, float]:
     """Poll until every service runs and answers on its health endpoint; fail fast on a dead one.
 
-    `on_ready[name]` runs once, the moment `name` answers. Returns the seconds each took.
+    `on_ready[name]` runs once, the moment `name` answers. Services in `later` (which a
+    callback may shrink) are not started yet: neither asked nor judged until they leave it.
+    Returns the seconds each took.
     """
     ask = probe or (lambda service: probes.readiness(project.settings, service))
     callbacks = dict(on_ready or {})
@@ -225,12 +236,12 @@ def wait_ready(
     last_report, last_time = "", started
     while True:
         states = {state.service: state for state in engine.ps(project) if state.service in services}
-        broken = [state for state in states.values() if state.broken]
+        broken = [state for state in states.values() if state.broken and state.service not in later]
         if broken:
             _raise_unhealthy(project, broken)
         for name in services:
             state = states.get(name)
-            if name in answered or state is None or state.state != "running":
+            if name in answered or name in later or state is None or state.state != "running":
                 continue
             if ask(name) is probes.Readiness.READY:
                 answered[name] = clock() - started

@@ -120,3 +120,24 @@ def test_wait_ready_gives_up_after_its_timeout_naming_who_is_late(
             clock=lambda: float(next(clock)),
             sleep=lambda _seconds: None,
         )
+
+
+def test_wait_ready_leaves_a_service_alone_until_it_is_started(
+    project: Project, engine_says: list[list[ServiceState]]
+) -> None:
+    """After `invoke stop`, MLflow's old container is exited until Postgres answers and MLflow is started."""
+    engine_says.append([state(name, status="exited" if name == "mlflow" else "running") for name in SERVICE_NAMES])
+    later = {"mlflow"}
+
+    def start_mlflow() -> None:
+        engine_says[0] = [state(name) for name in SERVICE_NAMES]
+        later.discard("mlflow")
+
+    answered = stack.wait_ready(
+        project,
+        probe=lambda _s: probes.Readiness.READY,
+        on_ready={"postgres": start_mlflow},
+        later=later,
+        sleep=lambda _seconds: None,
+    )
+    assert set(answered) == set(SERVICE_NAMES)
