@@ -86,6 +86,10 @@ def test_a_crash_is_undone_by_the_restart_policy(
         ["docker", "inspect", "--format", "{{.State.Pid}}", before["id"]], capture_output=True, text=True, check=True
     ).stdout.strip()
     os.kill(int(pid), signal.SIGKILL)
+    # The engine notices the crash asynchronously: until then the container still looks healthy.
+    deadline = time.monotonic() + 60
+    while containers(project)[service]["started"] == before["started"] and time.monotonic() < deadline:
+        time.sleep(0.2)
     wait_all_healthy(project)
     after = containers(project)[service]
     assert after["id"] == before["id"]  # the same container, restarted by the engine
