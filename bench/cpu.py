@@ -40,7 +40,8 @@ def cpu_time_ns(container_id: str, cgroup: Path = CGROUP) -> int:
         if path.is_file():
             return parse_usage_ns(path.name, path.read_text(encoding="utf-8"))
     raise BenchError(
-        f"no CPU counter for container {container_id[:12]} under {cgroup} (tried {', '.join(USAGE_FILES)})"
+        f"no CPU counter for container {container_id[:12]} (has it stopped?) under {cgroup};"
+        f" tried {', '.join(USAGE_FILES)}"
     )
 
 
