@@ -145,8 +145,9 @@ def invoke_up_phases(runs: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, f
     phases = {}
     marks: dict[str, list[Mapping[str, float]]] = {}
     for run in runs:
-        if run["what"].startswith("trackstack ") and "stack_healthy" in run.get("seconds", {}):
-            marks.setdefault(run["what"].removeprefix("trackstack "), []).append(run["seconds"])
+        seconds = run.get("seconds")
+        if run["what"].startswith("trackstack ") and isinstance(seconds, Mapping) and "stack_healthy" in seconds:
+            marks.setdefault(run["what"].removeprefix("trackstack "), []).append(seconds)
     for state, found in marks.items():
         phases[state] = {
             "stack_healthy": statistics.median(m["stack_healthy"] for m in found),

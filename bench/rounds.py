@@ -62,28 +62,29 @@ class Bench:
         if key in self.rows:
             (self.rows[key].compared if compared else self.rows[key].samples).append(value)
 
-    def _record(self, what: str, **measured: Any) -> None:
+    def _begin(self, what: str) -> dict[str, Any]:
+        """Wait for a quiet machine; the log entry of the step about to run, with the load it runs under."""
         busy = wait_for_quiet(self.max_busy)
-        self.log["runs"].append({"what": what, "load1": round(os.getloadavg()[0], 2), "busy": round(busy, 2),
-                                 **measured})  # fmt: skip
+        entry = {"what": what, "load1": round(os.getloadavg()[0], 2), "busy": round(busy, 2)}
+        self.log["runs"].append(entry)
+        return entry
 
     def start(self, what: str, start: Callable[[], object], settings: Settings) -> dict[str, float]:
         """Run a start command, then poll: seconds until it returned, its own milestones, each probe."""
-        self._record(what)
+        entry = self._begin(what)
         started = time.monotonic()
         marks = start()
         command = time.monotonic() - started
         ready = wait_ready(settings, started)
         detail = {"command": command, **(marks if isinstance(marks, dict) else {}), **ready}
-        self.log["runs"][-1]["seconds"] = detail
+        entry["seconds"] = detail
         shown = ", ".join(f"{key} {value:.1f}" for key, value in detail.items() if key != "all")
         say(f"{what}: ready in {ready['all']:.1f}s ({shown})")
         return detail
 
     def command(self, what: str, command: Callable[[], object]) -> float:
-        self._record(what)
-        seconds = timed(command)
-        self.log["runs"][-1]["seconds"] = seconds
+        entry = self._begin(what)
+        seconds = entry["seconds"] = timed(command)
         say(f"{what}: {seconds:.2f}s")
         return seconds
 
@@ -91,17 +92,16 @@ class Bench:
         """The rows measured on a running, seeded stack of either kind: idle CPU, then throughput."""
         if self.wants("idle_cpu"):
             time.sleep(self.settle)
-            self._record(f"{who}, idle")
-            cores = idle_cpu(containers(project), self.idle_seconds)
+            entry = self._begin(f"{who}, idle")
+            cores = entry["cores_by_service"] = idle_cpu(containers(project), self.idle_seconds)
+            entry["window"] = self.idle_seconds
             percent = 100 * sum(cores.values())
-            self.log["runs"][-1] |= {"window": self.idle_seconds, "cores_by_service": cores}
             say(f"{who}, idle: {percent:.1f}% of a core over {self.idle_seconds:.0f}s")
             self.add("idle_cpu", percent, compared=compared)
         for key, clients in (("tput1", 1), ("tput4", 4)):
             if self.wants(key):
-                self._record(f"{who}, {clients} client(s)")
-                rate = throughput(settings.mlflow_url, clients, self.batches)
-                self.log["runs"][-1]["metrics_per_s"] = rate
+                entry = self._begin(f"{who}, {clients} client(s)")
+                rate = entry["metrics_per_s"] = throughput(settings.mlflow_url, clients, self.batches)
                 say(f"{who}, {clients} client(s): {rate:,.0f} metrics/s")
                 self.add(key, rate, compared=compared)
 

@@ -130,6 +130,7 @@ def test_invoke_up_phases_are_medians_per_state() -> None:
         {"what": "trackstack warm", "seconds": {"stack_healthy": 10.0, "seeded": 12.0}},
         {"what": "baseline cold", "seconds": {"all": 22.0}},
         {"what": "trackstack, idle", "window": 30},
+        {"what": "trackstack up, running", "seconds": 9.5},
     ]
     assert invoke_up_phases(runs) == {
         "cold": {"stack_healthy": 21.0, "seeding": 7.0},
