@@ -39,10 +39,10 @@ class Target:
 
     def text(self, unit: str) -> str:
         return {
-            "ratio_at_most": f"<= {self.bound:g}x",
-            "ratio_at_least": f">= {self.bound:g}x",
+            "ratio_at_most": f"<= {self.bound:.1f}x",
+            "ratio_at_least": f">= {self.bound:.1f}x",
             "at_most": f"<= {self.bound:g} {unit}",
-            "extra_at_most": f"<= +{self.bound:g} {unit}",
+            "extra_at_most": f"<= comparison + {self.bound:g}",
         }[self.kind]
 
 

@@ -65,11 +65,12 @@ def test_target_met(target: Target, ours: float, theirs: float | None, met: bool
     assert target.met(ours, theirs) is met
 
 
-def test_target_text_names_the_unit_where_it_is_not_a_ratio() -> None:
+def test_target_text() -> None:
     assert Target("ratio_at_most", 0.8).text("s") == "<= 0.8x"
     assert Target("ratio_at_least", 1.5).text("metrics/s") == ">= 1.5x"
+    assert Target("ratio_at_least", 1).text("metrics/s") == ">= 1.0x"
     assert Target("at_most", 2).text("s") == "<= 2 s"
-    assert Target("extra_at_most", 5).text("% of a core") == "<= +5 % of a core"
+    assert Target("extra_at_most", 5).text("% of a core") == "<= comparison + 5"
 
 
 def test_row_summary_ratio_of_medians() -> None:
