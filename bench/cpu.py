@@ -1,0 +1,100 @@
+"""CPU: how busy the machine is, and how much CPU a stack's containers use while idle.
+
+A container's CPU time is the counter its cgroup keeps (nanoseconds for cgroup v1's
+`cpuacct.usage`, microseconds for cgroup v2's `usage_usec`); idle CPU is the growth of those
+counters over a window, divided by the window: 1.0 is one core kept busy.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from bench import BenchError, say
+
+CGROUP = Path("/sys/fs/cgroup")
+# Where a container's CPU counter lives, by cgroup layout, for Docker's default cgroupfs and systemd drivers.
+USAGE_FILES = (
+    "cpuacct/docker/{id}/cpuacct.usage",  # v1, cpuacct mounted on its own (this test bed)
+    "cpu,cpuacct/docker/{id}/cpuacct.usage",  # v1, the usual joint mount
+    "system.slice/docker-{id}.scope/cpu.stat",  # v2, systemd driver
+    "docker/{id}/cpu.stat",  # v2, cgroupfs driver
+)
+
+
+def parse_usage_ns(name: str, text: str) -> int:
+    """Total CPU time in nanoseconds from the text of `cpuacct.usage` or `cpu.stat`."""
+    if name == "cpuacct.usage":
+        return int(text.strip())
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "usage_usec":
+            return int(value) * 1000
+    raise ValueError(f"no usage_usec in {name}")
+
+
+def cpu_time_ns(container_id: str, cgroup: Path = CGROUP) -> int:
+    for pattern in USAGE_FILES:
+        path = cgroup / pattern.format(id=container_id)
+        if path.is_file():
+            return parse_usage_ns(path.name, path.read_text(encoding="utf-8"))
+    raise BenchError(
+        f"no CPU counter for container {container_id[:12]} (has it stopped?) under {cgroup};"
+        f" tried {', '.join(USAGE_FILES)}"
+    )
+
+
+def cores_used(before: Mapping[str, int], after: Mapping[str, int], seconds: float) -> dict[str, float]:
+    """Cores each container kept busy between two samples of its CPU counter, `seconds` apart."""
+    if seconds <= 0:
+        raise ValueError("the window must be longer than zero")
+    if set(before) != set(after):
+        raise BenchError(f"containers changed during the window: {sorted(set(before) ^ set(after))}")
+    used = {}
+    for name, start in before.items():
+        delta = after[name] - start
+        if delta < 0:
+            raise BenchError(f"{name}'s CPU counter went back: it restarted during the window")
+        used[name] = delta / 1e9 / seconds
+    return used
+
+
+def idle_cpu(containers: Mapping[str, str], seconds: float) -> dict[str, float]:
+    """Per service, cores used over `seconds` by the containers (id -> service) of an idle stack."""
+
+    def sample() -> dict[str, int]:
+        return {service: cpu_time_ns(container_id) for container_id, service in containers.items()}
+
+    started, before = time.monotonic(), sample()
+    time.sleep(seconds)
+    after, elapsed = sample(), time.monotonic() - started
+    return cores_used(before, after, elapsed)
+
+
+def machine_busy(seconds: float = 2.0) -> float:
+    """Fraction of the machine's CPU time spent busy over the next `seconds`."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, total
+
+    idle0, total0 = sample()
+    time.sleep(seconds)
+    idle1, total1 = sample()
+    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def wait_for_quiet(max_busy: float, timeout: float = 300.0) -> float:
+    """Other people's work on a shared machine skews every figure: wait for a lull; return how busy it was."""
+    if max_busy >= 1:
+        return machine_busy(0.5)
+    deadline = time.monotonic() + timeout
+    busy = machine_busy()
+    announced = False
+    while busy > max_busy and time.monotonic() < deadline:
+        if not announced:
+            say(f"the machine is {busy:.0%} busy; waiting up to {timeout:.0f}s for it to drop below {max_busy:.0%}")
+            announced = True
+        busy = machine_busy(5.0)
+    return busy

@@ -1,0 +1,229 @@
+"""The two stacks under test, on the same images and the same host ports, one at a time.
+
+trackstack runs from this checkout as Compose project `tsbench` with its own env file; the
+course's stack is a copy of its folder run as project `coursebaseline`. Both are driven
+through the product's own engine (`compose_args`, `run`, `docker_env`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from bench import ROOT, BenchError, say
+from trackstack import engine
+from trackstack.engine import Project, compose_args, docker_env
+from trackstack.envfile import create_env, read_env_file
+from trackstack.paths import ENV_FILE_VARIABLE
+from trackstack.ports import port_is_free
+from trackstack.services import ENDPOINTS
+from trackstack.settings import Settings
+from trackstack.validation import load_settings
+
+PROJECT = "tsbench"
+BASELINE_PROJECT = "coursebaseline"
+BASELINE_SOURCE = ROOT.parent / "shared" / "baseline" / "course"
+# The course's ports, which the baseline publishes on every interface; trackstack's defaults are the same.
+COURSE_PORTS = tuple(endpoint.course_port for endpoint in ENDPOINTS)
+PORT_WAIT = 600.0  # seconds to wait for another stack to give the ports back
+
+
+def run_tool(args: Sequence[str], env_file: Path, *, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a Python tool (invoke, pytest) from the checkout, pointed at `env_file` like a user would."""
+    env = docker_env() | {ENV_FILE_VARIABLE: str(env_file)}
+    result = subprocess.run(list(args), capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    if check and result.returncode != 0:
+        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-25:])
+        raise BenchError(f"`{' '.join(args[:4])} ...` failed (exit {result.returncode}):\n{tail}")
+    return result
+
+
+def invoke_command() -> list[str]:
+    """The `invoke` launcher of the interpreter running the bench (the venv's or nox's)."""
+    script = Path(sys.executable).with_name("invoke")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "invoke"]
+
+
+def wait_for_free_ports(ports: Sequence[int] = COURSE_PORTS, timeout: float = PORT_WAIT) -> None:
+    """Another stack (a CI run, a colleague's) may hold the course ports: wait for it to go."""
+    deadline = time.monotonic() + timeout
+    announced = False
+    # The baseline binds every interface, so the ports must be free on all of them.
+    while taken := [port for port in ports if not port_is_free("0.0.0.0", port)]:  # noqa: S104
+        if time.monotonic() > deadline:
+            raise BenchError(f"ports {taken} still in use after {timeout:.0f}s (see `docker ps`); try again later")
+        if not announced:
+            say(f"ports {taken} are in use by another stack; waiting up to {timeout:.0f}s")
+            announced = True
+        time.sleep(5)
+
+
+def containers(project: Project) -> dict[str, str]:
+    """The project's running containers: full id -> service name."""
+    label = '{{.ID}} {{.Label "com.docker.compose.service"}}'
+    result = engine.run(
+        ["docker", "ps", "--no-trunc", "--filter", f"label=com.docker.compose.project={project.name}",
+         "--format", label],
+        capture=True,
+    )  # fmt: skip
+    return dict(line.split(" ", 1) for line in result.stdout.splitlines() if " " in line)
+
+
+def image_size(ref: str) -> int:
+    return int(engine.run(["docker", "image", "inspect", "--format", "{{.Size}}", ref], capture=True).stdout)
+
+
+def compose_up_wait(project: Project) -> float:
+    """Seconds that plain `docker compose up --detach --wait` takes on the project's files."""
+    started = time.monotonic()
+    engine.run(compose_args(project, "up", "--detach", "--wait"), capture=True)
+    return time.monotonic() - started
+
+
+class Trackstack:
+    """trackstack in this checkout, as project `tsbench` with its own env file."""
+
+    def __init__(self, env_file: Path) -> None:
+        self.env_file = env_file
+        settings = load_settings(env_file)
+        if settings.compose_project_name != PROJECT:
+            raise BenchError(f"{env_file} names project {settings.compose_project_name!r}, not {PROJECT!r}")
+        self.project = Project(root=ROOT, env_file=env_file, settings=settings)
+
+    @property
+    def settings(self) -> Settings:
+        return self.project.settings
+
+    def prepare(self) -> None:
+        """Render and build the MLflow image now, so that no timed run builds."""
+        run_tool([*invoke_command(), "build"], self.env_file)
+
+    def down(self, *, volumes: bool) -> None:
+        args = ["down", "--remove-orphans", *(["--volumes"] if volumes else [])]
+        engine.run(compose_args(self.project, *args), capture=True)
+
+    def invoke_up(self) -> dict[str, float]:
+        """`invoke up` (bench/start.py): seconds until it returned, reported the stack healthy, and seeded."""
+        with tempfile.TemporaryDirectory(prefix="tsbench-start-") as tmp:
+            out = Path(tmp) / "start.json"
+            launched = time.monotonic()
+            run_tool([sys.executable, "-m", "bench.start", str(out)], self.env_file)
+            command = time.monotonic() - launched
+            if not out.is_file():
+                raise BenchError("`invoke up` succeeded without calling trackstack.stack.start: update bench/start.py")
+            report = json.loads(out.read_text(encoding="utf-8"))
+        offset = report["called"] - launched
+        # Every service answered at the last of `answered` (empty when nothing had to start).
+        healthy = max(report["answered"].values(), default=report["ready"])
+        return {"command": command, "stack_healthy": offset + healthy, "seeded": offset + report["ready"]}
+
+
+def make_env_file(path: Path) -> None:
+    """A `.env` like `invoke init` writes (strong random secrets), renamed to the bench project."""
+    create_env(ROOT / ".env.example", path)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text(
+        "".join(f"COMPOSE_PROJECT_NAME={PROJECT}\n" if ln.startswith("COMPOSE_PROJECT_NAME=") else ln for ln in lines),
+        encoding="utf-8",
+    )
+    say(f"wrote {path} (project {PROJECT})")
+
+
+class Baseline:
+    """The course's compose folder, copied to a temporary directory, on trackstack's images."""
+
+    def __init__(self, source: Path, workdir: Path, ours: Settings) -> None:
+        self.dir = workdir / "course"
+        shutil.copytree(source, self.dir)
+        for path in [self.dir, *self.dir.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+        values, problems = read_env_file(self.dir / ".env.example")
+        if problems:
+            raise BenchError(f"the baseline's .env.example does not parse: {problems}")
+        values |= {
+            "BASE_POSTGRES_IMAGE": ours.postgres_image,
+            "BASE_PGADMIN_IMAGE": ours.pgadmin_image,
+            "BASE_MINIO_IMAGE": ours.minio_image,
+            # The MinIO release image ships mc; the baseline overrides the entrypoint anyway.
+            "BASE_MC_IMAGE": ours.minio_image,
+            # Its own Dockerfile resolves today's PyPI, which breaks MLflow 3.8.1 (SQLAlchemy 2.1):
+            # run trackstack's image of the same MLflow release instead.
+            "BASE_MLFLOW_IMAGE": ours.mlflow_image,
+        }
+        (self.dir / ".env").write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
+        self.verbatim = (self.dir / "compose.yaml").read_text(encoding="utf-8")
+        # The verbatim minio-setup runs `mc mb` without --ignore-existing, so the baseline cannot
+        # start again on its own data; the warm runs use this one-flag fix of it.
+        self.restartable = self.verbatim.replace(
+            "mc mb minioserver/mlflow;", "mc mb --ignore-existing minioserver/mlflow;"
+        )
+        if self.restartable == self.verbatim:
+            raise BenchError("the baseline's `mc mb` line changed; update the warm-start patch in bench/stacks.py")
+        self.project = Project(root=self.dir, env_file=self.dir / ".env", settings=client_view(ours, values))
+
+    @property
+    def settings(self) -> Settings:
+        return self.project.settings
+
+    def up(self, *, restartable: bool = False, check: bool = True) -> subprocess.CompletedProcess[str]:
+        (self.dir / "compose.yaml").write_text(self.restartable if restartable else self.verbatim, encoding="utf-8")
+        # --no-build: the MLflow image is trackstack's; never let Compose build and retag it.
+        return engine.run(compose_args(self.project, "up", "--detach", "--no-build"), capture=True, check=check)
+
+    def down(self, *, data: bool) -> None:
+        engine.run(compose_args(self.project, "down", "--remove-orphans"), capture=True, check=False)
+        if data:
+            for name in ("postgres_data", "minio_data"):
+                empty_dir(self.dir / name, self.settings.postgres_image)
+
+
+def client_view(ours: Settings, values: dict[str, str]) -> Settings:
+    """The baseline as its clients and Compose see it, in trackstack's model: the probes, the MinIO
+    client and `compose_args` then serve both stacks. Only the fields they read are the baseline's."""
+    return ours.model_copy(
+        update={
+            "compose_project_name": BASELINE_PROJECT,
+            "bind_address": "127.0.0.1",
+            "ports": {endpoint.port_key: endpoint.course_port for endpoint in ENDPOINTS},
+            "postgres_user": values["POSTGRES_USER"],
+            "postgres_password": SecretStr(values["POSTGRES_PASSWORD"]),
+            "postgres_db": "mlflow",  # what its MLflow uses (init.sql creates it)
+            "minio_root_user": values["MINIO_ACCESS_KEY"],
+            "minio_root_password": SecretStr(values["MINIO_SECRET_ACCESS_KEY"]),
+            "mlflow_bucket": "mlflow",
+        }
+    )
+
+
+def empty_dir(path: Path, image: str) -> None:
+    """Delete a bind-mounted data folder; its files belong to container users (root in `image` can)."""
+    if not path.exists():
+        return
+    try:
+        shutil.rmtree(path)
+    except PermissionError:
+        engine.run(["docker", "run", "--rm", "--user", "0", "-v", f"{path.parent}:/parent", "--entrypoint", "rm",
+                    image, "-rf", f"/parent/{path.name}"], capture=True)  # fmt: skip
+
+
+def build_baseline_image(source: Path, base_image: str, tag: str, workdir: Path, no_cache: bool) -> int:
+    """Build the baseline's own Dockerfile with its FROM line set to trackstack's base image; its size."""
+    context = workdir / "baseline-image"
+    shutil.copytree(source / "mlflow", context)
+    dockerfile = context / "Dockerfile"
+    dockerfile.chmod(0o644)
+    lines = dockerfile.read_text(encoding="utf-8").splitlines()
+    lines = [f"FROM {base_image}" if line.startswith("FROM ") else line for line in lines]
+    dockerfile.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    engine.run(
+        ["docker", "build", "--quiet", "-t", tag, *(["--no-cache"] if no_cache else []), str(context)], capture=True
+    )
+    return image_size(tag)

@@ -1,0 +1,217 @@
+"""The benchmark's pure parts: statistics, targets, the table, CPU arithmetic, the baseline's client view."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import BenchError
+from bench.cpu import cores_used, cpu_time_ns, parse_usage_ns
+from bench.probes import probes
+from bench.report import Row, Target, cell, fmt, invoke_up_phases, ratio_text, render_table, rows, stats
+from bench.stacks import BASELINE_PROJECT, COURSE_PORTS, client_view
+from trackstack.services import SERVICE_NAMES
+from trackstack.settings import Settings
+
+# -- statistics and formatting ---------------------------------------------------------
+
+
+def test_stats_of_samples() -> None:
+    assert stats([3.0, 1.0, 2.0, 10.0]) == {"median": 2.5, "min": 1.0, "max": 10.0, "n": 4}
+    assert stats([]) == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.1613, "0.161"), (5.2, "5.20"), (25.94, "25.9"), (5254.4, "5,254"), (1000.0, "1,000")],
+)
+def test_fmt_keeps_about_three_figures(value: float, text: str) -> None:
+    assert fmt(value) == text
+
+
+def test_cell_shows_range_only_for_several_samples() -> None:
+    assert cell(stats([25.3, 25.9, 26.9])) == "25.9 [25.3-26.9]"
+    assert cell(stats([12.04])) == "12.0"
+    assert cell(None) == "-"
+    assert cell({}) == "-"
+
+
+def test_ratio_text() -> None:
+    assert ratio_text(1.1949) == "1.19x"
+    assert ratio_text(None) == "-"
+
+
+# -- targets and rows ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("target", "ours", "theirs", "met"),
+    [
+        (Target("ratio_at_most", 1.1), 11.0, 10.0, True),
+        (Target("ratio_at_most", 1.1), 11.5, 10.0, False),
+        (Target("ratio_at_least", 1.0), 0.9, 1.0, False),
+        (Target("ratio_at_least", 1.0), 1.0, 1.0, True),
+        (Target("at_most", 2.0), 1.9, None, True),
+        (Target("at_most", 2.0), 2.1, 0.5, False),
+        (Target("extra_at_most", 5.0), 14.0, 9.5, True),
+        (Target("extra_at_most", 5.0), 15.0, 9.5, False),
+        (Target("ratio_at_most", 1.1), 1.0, None, None),
+        (Target("ratio_at_most", 1.1), 1.0, 0.0, None),
+    ],
+)
+def test_target_met(target: Target, ours: float, theirs: float | None, met: bool | None) -> None:
+    assert target.met(ours, theirs) is met
+
+
+def test_target_text() -> None:
+    assert Target("ratio_at_most", 0.8).text("s") == "<= 0.8x"
+    assert Target("ratio_at_least", 1.5).text("metrics/s") == ">= 1.5x"
+    assert Target("ratio_at_least", 1).text("metrics/s") == ">= 1.0x"
+    assert Target("at_most", 2).text("s") == "<= 2 s"
+    assert Target("extra_at_most", 5).text("% of a core") == "<= comparison + 5"
+
+
+def test_row_summary_ratio_of_medians() -> None:
+    row = Row("x", "orchestration, warm", "s", "invoke up", "compose", Target("ratio_at_most", 1.1))
+    row.samples += [12.0, 13.0, 12.2]
+    row.compared += [8.0, 8.2, 8.3]
+    summary = row.summary()
+    assert summary["ratio"] == pytest.approx(12.2 / 8.2)
+    assert summary["met"] is False
+    assert summary["target"] == "<= 1.1x"
+    assert summary["comparison"]["samples"] == [8.0, 8.2, 8.3]
+
+
+def test_row_without_samples_has_no_ratio_and_no_verdict() -> None:
+    summary = rows()["tput1"].summary()
+    assert summary["ratio"] is None
+    assert summary["met"] is None
+
+
+def test_row_without_comparison() -> None:
+    row = rows()["smoke"]
+    row.samples.append(3.2)
+    summary = row.summary()
+    assert summary["comparison"] is None
+    assert summary["ratio"] is None
+
+
+def test_every_row_has_a_comparison_and_a_target_but_smoke() -> None:
+    table = rows()
+    assert {"up_running", "idle_cpu"} <= set(table)
+    for key, row in table.items():
+        assert (row.theirs == "") == (key == "smoke")
+        assert (row.target is None) == (key == "smoke")
+
+
+def test_render_table_aligns_columns() -> None:
+    up = rows()["up_running"]
+    up.samples += [9.8, 10.4]
+    up.compared += [0.91, 0.95]
+    idle = rows()["idle_cpu"]
+    idle.samples.append(12.0)
+    text = render_table({"up_running": up.summary(), "idle_cpu": idle.summary()})
+    header, first, second = text.splitlines()
+    assert header.split() == ["row", "unit", "trackstack", "comparison", "ratio", "target", "met"]
+    assert first.split("  ")[0] == "up on a running stack"
+    assert "10.1 [9.80-10.4]" in first
+    assert "10.86x" in first  # 10.1 / 0.93
+    assert first.rstrip().endswith("NO")
+    assert second.startswith("idle CPU")
+    assert second.rstrip().endswith("-")  # no comparison: no verdict on an additive target
+    assert first.index("10.1") == header.index("trackstack")
+
+
+def test_invoke_up_phases_are_medians_per_state() -> None:
+    runs: list[dict[str, Any]] = [
+        {"what": "trackstack cold", "seconds": {"stack_healthy": 20.0, "seeded": 26.0}},
+        {"what": "trackstack cold", "seconds": {"stack_healthy": 22.0, "seeded": 30.0}},
+        {"what": "trackstack warm", "seconds": {"stack_healthy": 10.0, "seeded": 12.0}},
+        {"what": "baseline cold", "seconds": {"all": 22.0}},
+        {"what": "trackstack, idle", "window": 30},
+        {"what": "trackstack up, running", "seconds": 9.5},
+    ]
+    assert invoke_up_phases(runs) == {
+        "cold": {"stack_healthy": 21.0, "seeding": 7.0},
+        "warm": {"stack_healthy": 10.0, "seeding": 2.0},
+    }
+
+
+# -- CPU arithmetic --------------------------------------------------------------------
+
+
+def test_cores_used_per_container() -> None:
+    before = {"mlflow": 1_000_000_000, "postgres": 500_000_000}
+    after = {"mlflow": 4_000_000_000, "postgres": 800_000_000}
+    used = cores_used(before, after, 30.0)
+    assert used == pytest.approx({"mlflow": 0.1, "postgres": 0.01})
+    assert 100 * sum(used.values()) == pytest.approx(11.0)  # percent of one core
+
+
+def test_cores_used_refuses_a_changed_set_of_containers() -> None:
+    with pytest.raises(BenchError, match="changed"):
+        cores_used({"a": 1, "b": 1}, {"a": 2}, 1.0)
+
+
+def test_cores_used_refuses_a_counter_that_went_back() -> None:
+    with pytest.raises(BenchError, match="restarted"):
+        cores_used({"a": 10}, {"a": 5}, 1.0)
+
+
+def test_cores_used_needs_a_window() -> None:
+    with pytest.raises(ValueError, match="window"):
+        cores_used({}, {}, 0)
+
+
+def test_parse_usage_v1_and_v2() -> None:
+    assert parse_usage_ns("cpuacct.usage", "8373553909\n") == 8_373_553_909
+    stat = "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n"
+    assert parse_usage_ns("cpu.stat", stat) == 1_500_000
+    with pytest.raises(ValueError, match="usage_usec"):
+        parse_usage_ns("cpu.stat", "user_usec 1\n")
+
+
+@pytest.mark.parametrize(
+    ("layout", "text", "ns"),
+    [
+        ("cpuacct/docker/{id}/cpuacct.usage", "42\n", 42),
+        ("cpu,cpuacct/docker/{id}/cpuacct.usage", "43\n", 43),
+        ("system.slice/docker-{id}.scope/cpu.stat", "usage_usec 7\n", 7000),
+    ],
+)
+def test_cpu_time_found_in_each_cgroup_layout(tmp_path: Path, layout: str, text: str, ns: int) -> None:
+    path = tmp_path / layout.format(id="abc")
+    path.parent.mkdir(parents=True)
+    path.write_text(text, encoding="utf-8")
+    assert cpu_time_ns("abc", cgroup=tmp_path) == ns
+
+
+def test_cpu_time_of_an_unknown_container_names_what_it_tried(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match=r"cpuacct/docker/\{id\}"):
+        cpu_time_ns("abc", cgroup=tmp_path)
+
+
+# -- the baseline in trackstack's model ------------------------------------------------------
+
+
+def test_client_view_of_the_baseline(settings: Settings) -> None:
+    values = {
+        "POSTGRES_USER": "postgres",
+        "POSTGRES_PASSWORD": "pg-pw",
+        "MINIO_ACCESS_KEY": "minioadmin",
+        "MINIO_SECRET_ACCESS_KEY": "minio-pw",
+    }
+    view = client_view(settings, values)
+    assert view.compose_project_name == BASELINE_PROJECT
+    assert sorted(view.ports.values()) == sorted(COURSE_PORTS)
+    assert view.mlflow_url == "http://127.0.0.1:5001"
+    assert view.url("POSTGRES_PORT") == "postgresql://postgres@127.0.0.1:5432/mlflow"
+    assert view.minio_root_password.get_secret_value() == "minio-pw"
+    assert view.mlflow_image == f"{BASELINE_PROJECT}-mlflow:{settings.mlflow_version}"
+    assert settings.compose_project_name != BASELINE_PROJECT  # the original is untouched
+
+
+def test_probes_cover_every_service_and_the_bucket(settings: Settings) -> None:
+    assert set(probes(settings)) == {*SERVICE_NAMES, "bucket"}
