@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench import BenchError
-from bench.cpu import cores_used, cpu_time_ns, parse_usage_ns
+from bench.cpu import cores_used, cpu_time_ns, engine_cpu_ns, parse_usage_ns
 from bench.probes import probes
 from bench.report import Row, Target, cell, fmt, invoke_up_phases, ratio_text, render_table, rows, stats
 from bench.stacks import BASELINE_PROJECT, COURSE_PORTS, client_view
@@ -215,3 +216,18 @@ def test_client_view_of_the_baseline(settings: Settings) -> None:
 
 def test_probes_cover_every_service_and_the_bucket(settings: Settings) -> None:
     assert set(probes(settings)) == {*SERVICE_NAMES, "bucket"}
+
+
+def test_engine_cpu_counts_the_engines_processes_and_their_reaped_children(tmp_path: Path) -> None:
+
+    def process(pid: int, name: str, utime: int, stime: int, cutime: int, cstime: int) -> None:
+        (tmp_path / str(pid)).mkdir()
+        fields = ["S", "1", "1", "1", "0", "-1", "0", "0", "0", "0", "0", str(utime), str(stime), str(cutime),
+                  str(cstime), "20", "0"]  # fmt: skip
+        (tmp_path / str(pid) / "stat").write_text(f"{pid} ({name}) {' '.join(fields)}\n")
+
+    process(10, "dockerd", 100, 50, 0, 0)
+    process(11, "containerd-shim-runc-v2", 5, 5, 30, 10)  # runc's time, reaped by the shim
+    process(12, "postgres", 999, 999, 0, 0)  # a container's process: its cgroup counts it
+    tick = os.sysconf("SC_CLK_TCK")
+    assert engine_cpu_ns(tmp_path) == (150 + 50) * 1_000_000_000 // tick
