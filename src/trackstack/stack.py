@@ -5,7 +5,9 @@ Each function takes a validated `Project`; tasks.py only wires flags to them.
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -34,9 +36,12 @@ def write_generated(project: Project, features: EngineFeatures) -> list[str]:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    # A name of its own per writer: two tasks rendering at once must not rename each other's file.
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    os.chmod(temporary, 0o644)  # mkstemp's 600 would hide the compose file from other users' docker
+    Path(temporary).replace(path)
 
 
 def render(project: Project) -> EngineFeatures:
