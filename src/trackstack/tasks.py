@@ -332,6 +332,38 @@ def open_uis(c: Context) -> None:
             stack.say(f"no browser found here; open {url} yourself")
 
 
+@task(
+    positional=["action", "name"],
+    help={"action": "add, list or remove", "name": "the login to add or remove, e.g. student01"},
+)
+@reports_errors
+def user(c: Context, action: str, name: str = "") -> None:
+    """Add, list or remove MLflow logins (with MLFLOW_AUTH=true).
+
+    Skips the weak-secret and image-pinning checks: it starts nothing new.
+    """
+    from trackstack import auth
+
+    project = _relaxed(c)
+    if action == "list":
+        for login, is_admin in auth.list_users(project):
+            print(f"{login}  (admin)" if is_admin else login)
+        return
+    if action not in ("add", "remove") or not name:
+        raise TrackstackError(
+            f"`invoke user {action} {name}`: unknown. Fix: `invoke user add NAME`, `invoke user list` "
+            "or `invoke user remove NAME`."
+        )
+    if action == "add":
+        password = auth.add_user(project.settings, name)
+        print(f"trackstack: added MLflow user {name}; its password (shown only now): {password}", flush=True)
+        print(f"trackstack: it logs in at {project.settings.mlflow_url}; from code: MLFLOW_TRACKING_USERNAME={name} "
+              "MLFLOW_TRACKING_PASSWORD=<the password>", flush=True)  # fmt: skip
+    else:
+        auth.remove_user(project.settings, name)
+        print(f"trackstack: removed MLflow user {name}; its experiments and runs stay", flush=True)
+
+
 @task
 @reports_errors
 def doctor(c: Context) -> None:
@@ -352,7 +384,7 @@ def doctor(c: Context) -> None:
 def namespace(root: Path) -> Collection:
     """The task collection for the project whose files live in `root`."""
     ns = Collection(
-        init, render, build, up, seed, stop, down, reset, backup, restore, status, logs, urls, open_uis, doctor
+        init, render, build, up, seed, stop, down, reset, backup, restore, status, logs, urls, open_uis, user, doctor
     )
     ns.configure({"trackstack": {"root": str(root)}})
     return ns
