@@ -128,10 +128,12 @@ class StartReport:
 def start(project: Project, *, timeout: float = 300) -> StartReport:
     """Bring the stack up and seed it: all of `invoke up` but printing the URLs."""
     from trackstack import seed
+    from trackstack.credentials import apply_pgadmin_login
 
     started = time.monotonic()
     healthy = up(project, timeout=timeout)
-    lines = tuple(seed.seed(project))
+    applied = apply_pgadmin_login(project)  # before seeding, which registers servers for that login
+    lines = (*([applied] if applied else []), *seed.seed(project))
     for line in lines:
         say(line)
     return StartReport(healthy=healthy, ready=time.monotonic() - started, seeded=lines)
