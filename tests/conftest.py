@@ -7,13 +7,20 @@ Unit tests override `settings` with a valid example (tests/unit/conftest.py).
 
 from __future__ import annotations
 
+import os
+import secrets
 import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
 from trackstack.engine import Project
-from trackstack.paths import env_file
+from trackstack.paths import ENV_FILE_VARIABLE, env_file
 from trackstack.services import BY_NAME
 from trackstack.settings import Settings
 from trackstack.validation import RELAXED, load_settings
@@ -71,3 +78,77 @@ def stack_is_up(settings: Settings) -> None:
 def _live_stack(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("live"):
         request.getfixturevalue("stack_is_up")
+
+
+# The Host header a class would send in LAN mode; requests only ever go to 127.0.0.1.
+PUBLIC_HOST = "mlflow.class.test"
+
+
+@dataclass
+class AuthStack:
+    """The live stack while it runs with logins, and the experiments to purge once they are off again."""
+
+    project: Project
+    admin: tuple[str, str]
+    experiments: list[str] = field(default_factory=list)
+
+
+def _invoke_up(env_file: Path) -> None:
+    env = dict(os.environ) | {ENV_FILE_VARIABLE: str(env_file)}
+    result = subprocess.run([sys.executable, "-m", "invoke", "up"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                            capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
+    if result.returncode != 0:
+        pytest.fail(f"invoke up ({env_file.name}) failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def auth_stack(project: Project) -> Iterator[AuthStack]:
+    """The live stack with LAN-mode settings and MLflow logins for one test module, then as before.
+
+    Writes a private copy of the stack's `.env` with MLFLOW_AUTH=true, new admin secrets,
+    MLFLOW_PUBLIC_HOSTS and default permission READ (still bound to 127.0.0.1: no traffic
+    leaves this machine), runs `invoke up` on it, and `invoke up` on the original `.env` at
+    the end. Only MLflow is recreated each way: about 20-30 s per switch.
+    """
+    overrides = {
+        "MLFLOW_AUTH": "true",
+        "MLFLOW_ADMIN_USER": "admin",
+        "MLFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(18),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(24),
+        "MLFLOW_PUBLIC_HOSTS": PUBLIC_HOST,
+        "MLFLOW_DEFAULT_PERMISSION": "READ",
+    }
+    kept = [
+        line
+        for line in project.env_file.read_text(encoding="utf-8").splitlines()
+        if line.partition("=")[0].strip() not in overrides
+    ]
+    path = project.env_file.with_name(f"{project.env_file.name}.auth-test")
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+        stream.write("\n".join([*kept, *(f"{key}={value}" for key, value in overrides.items())]) + "\n")
+    started = time.monotonic()
+    stack = AuthStack(
+        Project(root=ROOT, env_file=path, settings=load_settings(path, RELAXED)),
+        ("admin", overrides["MLFLOW_ADMIN_PASSWORD"]),
+    )
+    try:
+        _invoke_up(path)
+        print(f"\n[auth_stack] logins on after {time.monotonic() - started:.0f}s")
+        yield stack
+    finally:
+        started = time.monotonic()
+        _invoke_up(project.env_file)
+        path.unlink(missing_ok=True)
+        print(f"\n[auth_stack] logins off again after {time.monotonic() - started:.0f}s")
+        _purge(project, stack.experiments)
+
+
+def _purge(project: Project, experiment_ids: list[str]) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from tests.live.cleanup import purge_experiment
+
+    client = MlflowClient(tracking_uri=project.settings.mlflow_url)
+    for experiment_id in experiment_ids:
+        purge_experiment(client, experiment_id)

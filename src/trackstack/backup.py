@@ -3,28 +3,34 @@
 A backup folder holds `postgres.dump` (pg_dump custom format), `artifacts/` (every object of
 the bucket, by key) and `manifest.json` with a SHA-256 and size for each file. The folder is
 written under a temporary name and renamed when complete, so a half-written backup never
-looks like a backup; restore checks every checksum before it changes anything.
+looks like a backup; restore (`restore.py`) checks every checksum before it changes anything.
+Backups hold every secret MLflow's database holds: folders are written 700, files 600.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from trackstack import database, engine, stack
+from trackstack import database, stack
 from trackstack.engine import Project
 from trackstack.errors import TrackstackError
 from trackstack.seed import minio_client
+from trackstack.storage import minio_errors
 
 MANIFEST = "manifest.json"
 DUMP = "postgres.dump"
 ARTIFACTS = "artifacts"
 FORMAT = 1
+_VERSION = re.compile(r"\d+\.\d+\.\d+")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class BackupError(TrackstackError):
@@ -56,15 +62,19 @@ def counts(project: Project) -> Counts:
     runs, experiments = (int(n) for n in found.split("|")) if found else (0, 0)
     client = minio_client(project.settings)
     bucket = project.settings.mlflow_bucket
-    objects = sum(1 for _ in client.list_objects(bucket, recursive=True)) if client.bucket_exists(bucket) else 0
+    with minio_errors(f"counting the objects of bucket {bucket}"):
+        objects = sum(1 for _ in client.list_objects(bucket, recursive=True)) if client.bucket_exists(bucket) else 0
     return Counts(runs=runs, experiments=experiments, objects=objects)
 
 
-def _safe_key_path(root: Path, key: str) -> Path:
+def safe_key_path(root: Path, key: str) -> Path:
     """Where an object key is stored under `root`; refuses keys that would escape it."""
     parts = PurePosixPath(key).parts
     if not parts or any(part in ("..", "") for part in parts) or PurePosixPath(key).is_absolute():
-        raise BackupError(f"refusing object key {key!r}: it would leave the backup folder")
+        raise BackupError(
+            f"refusing object key {key!r}: it would leave the backup folder; nothing was restored. "
+            "Fix: restore another backup."
+        )
     return root.joinpath(*parts)
 
 
@@ -78,20 +88,21 @@ def backup(project: Project, into: Path) -> Path:
     if final.exists():
         raise BackupError(f"{final} already exists; wait a second and retry")
     shutil.rmtree(partial, ignore_errors=True)
-    (partial / ARTIFACTS).mkdir(parents=True)
+    private_folder(into)
+    private_folder(partial)
     try:
+        (partial / ARTIFACTS).mkdir(mode=0o700)
         stack.say(f"dumping database {settings.postgres_db}")
-        with (partial / DUMP).open("wb") as out:
+        with os.fdopen(os.open(partial / DUMP, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
             database.dump(project, out)
         client = minio_client(settings)
-        keys = [obj.object_name for obj in client.list_objects(settings.mlflow_bucket, recursive=True)]
-        stack.say(f"copying {len(keys)} objects of bucket {settings.mlflow_bucket}")
-        for key in keys:
-            target = _safe_key_path(partial / ARTIFACTS, key)
-            client.fget_object(settings.mlflow_bucket, key, str(target))
-        files = {DUMP: partial / DUMP} | {
-            f"{ARTIFACTS}/{key}": _safe_key_path(partial / ARTIFACTS, key) for key in keys
-        }
+        bucket = settings.mlflow_bucket
+        with minio_errors(f"copying the objects of bucket {bucket} into the backup"):
+            keys = [obj.object_name for obj in client.list_objects(bucket, recursive=True)]
+            stack.say(f"copying {len(keys)} objects of bucket {bucket}")
+            for key in keys:
+                client.fget_object(bucket, key, str(safe_key_path(partial / ARTIFACTS, key)))
+        files = {DUMP: partial / DUMP} | {f"{ARTIFACTS}/{key}": safe_key_path(partial / ARTIFACTS, key) for key in keys}
         manifest = {
             "format": FORMAT,
             "created": stamp,
@@ -102,6 +113,7 @@ def backup(project: Project, into: Path) -> Path:
             "files": {name: {"sha256": _sha256(path), "bytes": path.stat().st_size} for name, path in files.items()},
         }
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        make_private(partial)
         partial.rename(final)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -109,57 +121,80 @@ def backup(project: Project, into: Path) -> Path:
     return final
 
 
+def private_folder(path: Path) -> None:
+    """Create `path` (and missing parents) readable by its owner only."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+
+
+def make_private(root: Path) -> None:
+    """Folders 700 and files 600 under `root`: the SDK and tools write with the usual umask."""
+    for folder, _, names in os.walk(root):
+        os.chmod(folder, 0o700)
+        for name in names:
+            os.chmod(os.path.join(folder, name), 0o600)
+
+
+def _manifest_problem(manifest: object) -> str | None:
+    """What is wrong with a parsed manifest's shape, or None."""
+    if not isinstance(manifest, dict):
+        return "it is not a JSON object"
+    if manifest.get("format") != FORMAT:
+        return f"its format is {manifest.get('format')!r}, not {FORMAT}"
+    for key in ("mlflow_version", "bucket", "database"):
+        if not isinstance(manifest.get(key), str):
+            return f"{key!r} is missing or not text"
+    if not _VERSION.fullmatch(manifest["mlflow_version"]):
+        return f"mlflow_version {manifest['mlflow_version']!r} is not a release number"
+    files = manifest.get("files")
+    if not isinstance(files, dict) or DUMP not in files:
+        return f"'files' is missing or does not list {DUMP}"
+    for name, entry in files.items():
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("bytes"), int)
+            and isinstance(entry.get("sha256"), str)
+            and _SHA256.fullmatch(entry["sha256"])
+        ):
+            return f"the entry of {name!r} lacks a sha256 and a byte count"
+    return None
+
+
 def verify(folder: Path) -> dict[str, Any]:
     """Check a backup folder against its manifest; return the manifest or raise `BackupError`."""
     manifest_path = folder / MANIFEST
     if not folder.is_dir():
-        raise BackupError(f"{folder} is not a backup folder")
+        raise BackupError(
+            f"{folder} is not a backup folder; nothing was restored. Fix: name a folder `invoke backup` wrote."
+        )
     if not manifest_path.is_file():
-        raise BackupError(f"{folder} has no {MANIFEST}: an incomplete backup; nothing was restored")
+        raise BackupError(
+            f"{folder} has no {MANIFEST}: an incomplete backup; nothing was restored. Fix: restore a complete backup."
+        )
     try:
-        manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
-        files: dict[str, dict[str, Any]] = manifest["files"]
-    except (ValueError, KeyError, TypeError) as error:
-        raise BackupError(f"{manifest_path} is unreadable ({error}); nothing was restored") from None
-    if manifest.get("format") != FORMAT or DUMP not in files:
-        raise BackupError(f"{manifest_path} is not a trackstack backup manifest; nothing was restored")
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as error:
+        raise BackupError(
+            f"{manifest_path} is unreadable ({type(error).__name__}); nothing was restored. "
+            "Fix: restore another backup; a manifest is never edited by hand."
+        ) from None
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise BackupError(
+            f"{manifest_path} is not a trackstack backup manifest ({problem}); nothing was restored. "
+            "Fix: restore another backup; a manifest is never edited by hand."
+        )
+    files: dict[str, dict[str, Any]] = manifest["files"]
     problems = []
     for name, expected in sorted(files.items()):
-        path = _safe_key_path(folder, name)
+        path = safe_key_path(folder, name)
         if not path.is_file():
             problems.append(f"{name}: missing")
         elif path.stat().st_size != expected["bytes"] or _sha256(path) != expected["sha256"]:
             problems.append(f"{name}: checksum mismatch")
     if problems:
         listing = "\n".join(f"  - {p}" for p in problems[:20])
-        raise BackupError(f"{folder} is corrupt or partial; nothing was restored:\n{listing}")
-    return manifest
-
-
-def restore(project: Project, folder: Path) -> Counts:
-    """Bring the running stack back to the state in `folder` (verified first)."""
-    manifest = verify(folder)
-    stack.require_running(project)
-    settings = project.settings
-    keys = sorted(name.removeprefix(f"{ARTIFACTS}/") for name in manifest["files"] if name.startswith(f"{ARTIFACTS}/"))
-    # MLflow holds connections and caches; keep it out of the way while its data is replaced.
-    engine.compose(project, "stop", "mlflow")
-    try:
-        stack.say(f"restoring database {settings.postgres_db}")
-        database.psql(project, "DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public;\n")
-        with (folder / DUMP).open("rb") as dump:
-            database.load(project, dump, database=settings.postgres_db)
-        client = minio_client(settings)
-        bucket = settings.mlflow_bucket
-        if not client.bucket_exists(bucket):
-            client.make_bucket(bucket)
-        stale = [obj.object_name for obj in client.list_objects(bucket, recursive=True)]
-        for key in stale:
-            client.remove_object(bucket, key)
-        stack.say(f"restoring {len(keys)} objects into bucket {bucket}")
-        for key in keys:
-            client.fput_object(bucket, key, str(_safe_key_path(folder / ARTIFACTS, key)))
-    finally:
-        engine.compose(project, "up", "--detach", "mlflow", capture=True)
-        stack.wait_ready(project)
-    return counts(project)
+        raise BackupError(
+            f"{folder} is corrupt or partial; nothing was restored. Fix: restore another backup.\n{listing}"
+        )
+    return dict(manifest)

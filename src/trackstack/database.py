@@ -58,3 +58,38 @@ def sync_password(project: Project) -> None:
         project,
         f"ALTER ROLE CURRENT_USER WITH PASSWORD {literal(project.settings.postgres_password.get_secret_value())};\n",
     )
+
+
+def identifier(name: str) -> str:
+    """A SQL identifier, quoted."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+# Connect here to create, drop and rename MLflow's database: Postgres cannot rename the
+# database a session is connected to. The image always creates it.
+MAINTENANCE_DB = "postgres"
+
+
+def create_database(project: Project, name: str) -> None:
+    psql(project, f"CREATE DATABASE {identifier(name)};\n", database=MAINTENANCE_DB)
+
+
+def drop_database(project: Project, name: str) -> None:
+    psql(project, f"DROP DATABASE IF EXISTS {identifier(name)} WITH (FORCE);\n", database=MAINTENANCE_DB)
+
+
+def rename_databases(project: Project, *renames: tuple[str, str]) -> None:
+    """Rename databases in one transaction: all renames happen, or none.
+
+    Sessions still connected to a renamed database (pgAdmin's, say) are ended first:
+    Postgres refuses to rename a database in use.
+    """
+    names = ", ".join(literal(old) for old, _ in renames)
+    statements = [
+        "BEGIN;",
+        f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname IN ({names})"  # noqa: S608 - names are literal()-quoted
+        " AND pid <> pg_backend_pid();",
+        *(f"ALTER DATABASE {identifier(old)} RENAME TO {identifier(new)};" for old, new in renames),
+        "COMMIT;",
+    ]
+    psql(project, "\n".join(statements) + "\n", database=MAINTENANCE_DB)

@@ -99,8 +99,24 @@ def run(
         ) from None
     if check and result.returncode != 0:
         detail = (result.stderr or "").strip() if capture else ""
-        raise DockerError(f"`{describe(args)}` failed (exit {result.returncode})" + (f":\n{detail}" if detail else ""))
+        raise DockerError(failure(args, result.returncode, detail))
     return result
+
+
+# What a failing docker command's error output means, and its fix (first match wins).
+_FIXES = (
+    ("Cannot connect to the Docker daemon", "start Docker (`invoke doctor` checks it), then retry"),
+    ("is not running", "run `invoke up` to start the stack, then retry"),
+    ("No such container", "run `invoke up` to start the stack, then retry"),
+)
+
+
+def failure(args: Sequence[str], code: int, detail: str) -> str:
+    """One line naming the command that failed and the fix; what it said follows, indented."""
+    fix = next((fix for marker, fix in _FIXES if marker in detail), None)
+    fix = fix or "`invoke status` shows which service is down, `invoke logs --service NAME` why"
+    said = "".join(f"\n    {line}" for line in detail.splitlines())
+    return f"`{describe(args)}` failed (exit {code}). Fix: {fix}.{said}"
 
 
 def describe(args: Sequence[str]) -> str:
@@ -148,7 +164,7 @@ def compose_stream(
     )
     if result.returncode != 0:
         detail = result.stderr.decode(errors="replace").strip()
-        raise DockerError(f"`{describe(compose_args(project, *args))}` failed (exit {result.returncode}):\n{detail}")
+        raise DockerError(failure(compose_args(project, *args), result.returncode, detail))
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ def browser_urls(project: Project) -> dict[str, str]:
 
 def print_urls(project: Project, *, hints: bool = True) -> None:
     links = urls(project)
-    logins = {endpoint.title: endpoint.login for endpoint in ENDPOINTS}
+    auth = project.settings.mlflow_auth
+    logins = {e.title: (e.login_with_auth if auth and e.login_with_auth else e.login) for e in ENDPOINTS}
     width = max(len(name) for name in links)
     url_width = max(len(url) for url in links.values())
     for name, url in links.items():

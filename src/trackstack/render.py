@@ -83,18 +83,31 @@ def build_digest(settings: Settings, dockerfile: str) -> str:
     return hashlib.sha256(b"\0".join((dockerfile.encode(), lock, MLFLOW_ENTRYPOINT.read_bytes()))).hexdigest()
 
 
-def render_compose(settings: Settings, engine: EngineFeatures, dockerfile: str) -> str:
+# Run in the MLflow container before the server when MLFLOW_AUTH=true; Python, not a template.
+AUTH_START = "mlflow/start_with_auth.py"
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """The Host headers MLflow answers: this machine's names, the stack's own, and MLFLOW_PUBLIC_HOSTS.
+
+    A public name is allowed bare (behind a proxy on port 80) and with MLflow's published port.
+    """
     port = settings.ports["MLFLOW_PORT"]
-    allowed_hosts = sorted(
-        {f"localhost:{port}", f"127.0.0.1:{port}", f"{settings.host}:{port}", "mlflow:5000", "mlflow"}
-    )
+    names = {f"localhost:{port}", f"127.0.0.1:{port}", f"{settings.host}:{port}", "mlflow:5000", "mlflow"}
+    for name in settings.public_hosts:
+        names |= {name, f"{name}:{port}"}
+    return sorted(names)
+
+
+def render_compose(settings: Settings, engine: EngineFeatures, dockerfile: str) -> str:
     return render_template(
         f"{COMPOSE_FILE}.j2",
         s=settings,
         engine=engine,
         services=BY_NAME,
         volumes=VOLUMES,
-        allowed_hosts=",".join(allowed_hosts),
+        allowed_hosts=",".join(allowed_hosts(settings)),
+        auth_start=(TEMPLATES / AUTH_START).read_text(encoding="utf-8"),
         dockerfile=DOCKERFILE,
         dockerfile_label=DOCKERFILE_LABEL,
         dockerfile_digest=build_digest(settings, dockerfile),

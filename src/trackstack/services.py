@@ -23,6 +23,7 @@ class Endpoint:
     scheme: str = "http"
     browser: bool = False  # opened by `invoke open`
     health_path: str = ""  # unauthenticated HTTP path that answers when the service is up
+    login_with_auth: str = ""  # the login hint instead of `login` when MLFLOW_AUTH=true
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,19 @@ MINIO = Service(
 MLFLOW = Service(
     name="mlflow",
     image_key=None,
-    endpoints=(Endpoint("MLflow UI", "MLFLOW_PORT", 5000, 5001, "no login", browser=True, health_path="/health"),),
+    endpoints=(
+        Endpoint(
+            "MLflow UI",
+            "MLFLOW_PORT",
+            5000,
+            5001,
+            "no login",
+            browser=True,
+            health_path="/health",
+            login_with_auth="admin: MLFLOW_ADMIN_USER / MLFLOW_ADMIN_PASSWORD from .env; "
+            "students: `invoke user add NAME`",
+        ),
+    ),
     probe=Probe("python", 5000, "/health"),
     start_period=90,
 )

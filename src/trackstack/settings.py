@@ -23,7 +23,7 @@ from pydantic import (
 )
 
 from trackstack.paths import constraints_file, supported_mlflow_versions
-from trackstack.services import ENDPOINT_OF_PORT, PORT_KEYS
+from trackstack.services import ENDPOINT_OF_PORT, PORT_KEYS, SERVICE_OF_PORT
 
 Port = Annotated[int, Field(ge=1, le=65535, strict=False)]
 
@@ -55,6 +55,13 @@ ProjectName = Annotated[str, _matching(_PROJECT_NAME, "not a valid Compose proje
 PostgresName = Annotated[str, _matching(_PG_IDENTIFIER, "not a plain PostgreSQL name")]
 # Below this pgAdmin's own password check refuses the login at first start.
 PGADMIN_MIN_PASSWORD = 6
+# A host name (or IPv4 address) a class reaches MLflow by; `*.` matches any subdomain.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_PUBLIC_HOST = re.compile(rf"^(?:\*\.)?{_LABEL}(?:\.{_LABEL})*$")
+# MLflow's own permission names (mlflow.server.auth.permissions).
+Permission = Literal["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"]
+MLFLOW_ADMIN_MIN_PASSWORD = 12
+MLFLOW_SECRET_KEY_MIN = 16
 
 
 class Settings(BaseModel):
@@ -94,6 +101,29 @@ class Settings(BaseModel):
     mlflow_version: str = Field(description="an exact MLflow release (3.5 or later), e.g. 3.8.1")
     mlflow_workers: int = Field(ge=1, le=16, description="uvicorn worker processes, 1-16 (e.g. 2)")
 
+    # Sharing with a class. Optional keys: a `.env` from before they existed keeps working.
+    mlflow_public_hosts: str = Field(
+        default="",
+        description="comma-separated host names or addresses students reach MLflow by, e.g. mlflow.school.example",
+    )
+    pgadmin_bind_address: str = Field(default="127.0.0.1", description="127.0.0.1, or 0.0.0.0 to publish pgAdmin")
+    minio_bind_address: str = Field(default="127.0.0.1", description="127.0.0.1, or 0.0.0.0 to publish MinIO")
+    postgres_bind_address: str = Field(default="127.0.0.1", description="127.0.0.1, or 0.0.0.0 to publish Postgres")
+    mlflow_auth: bool = Field(default=False, description="true or false: MLflow asks for a login")
+    mlflow_admin_user: str = Field(default="admin", description="MLflow's admin login, e.g. admin")
+    mlflow_admin_password: SecretStr = Field(
+        default=SecretStr(""),
+        description=f"at least {MLFLOW_ADMIN_MIN_PASSWORD} characters; `invoke init` generates one",
+    )
+    mlflow_flask_server_secret_key: SecretStr = Field(
+        default=SecretStr(""),
+        description=f"a random text of at least {MLFLOW_SECRET_KEY_MIN} characters; `invoke init` generates one",
+    )
+    mlflow_default_permission: Permission = Field(
+        default="READ",
+        description="what every login may do with others' experiments: READ, EDIT, MANAGE or NO_PERMISSIONS",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _gather_ports(cls, data: object) -> object:
@@ -104,7 +134,7 @@ class Settings(BaseModel):
         return data
 
     # -- field checks -------------------------------------------------------------
-    @field_validator("bind_address")
+    @field_validator("bind_address", "pgadmin_bind_address", "minio_bind_address", "postgres_bind_address")
     @classmethod
     def _bind_address(cls, value: str) -> str:
         try:
@@ -141,8 +171,28 @@ class Settings(BaseModel):
             raise ValueError("the image refuses to start with an empty password")
         if len(secret) < minimum:
             raise ValueError(f"the image needs at least {minimum} characters")
-        if any(ord(char) < 32 or ord(char) == 127 for char in secret):
-            raise ValueError("contains a control character (a line break?), which would split the files it goes into")
+        _no_control_characters(secret)
+        return value
+
+    @field_validator("mlflow_admin_password", "mlflow_flask_server_secret_key")
+    @classmethod
+    def _optional_secret(cls, value: SecretStr) -> SecretStr:
+        _no_control_characters(value.get_secret_value())
+        return value
+
+    @field_validator("mlflow_public_hosts")
+    @classmethod
+    def _public_hosts(cls, value: str) -> str:
+        bad = [name for name in _split(value) if not _PUBLIC_HOST.fullmatch(name)]
+        if bad or (value.strip() and not _split(value)):
+            raise ValueError(f"not a host name: {', '.join(repr(name) for name in bad) or repr(value)}")
+        return value
+
+    @field_validator("mlflow_admin_user")
+    @classmethod
+    def _admin_user(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", value):
+            raise ValueError("not a plain login name")
         return value
 
     @field_validator("mlflow_bucket")
@@ -178,19 +228,37 @@ class Settings(BaseModel):
         return value
 
     # -- derived values -------------------------------------------------------------
+    @property
+    def mlflow_is_private(self) -> bool:
+        """MLflow answers only on this machine (a loopback address)."""
+        return ipaddress.IPv4Address(self.bind_address).is_loopback
+
+    @property
+    def public_hosts(self) -> list[str]:
+        return _split(self.mlflow_public_hosts)
+
+    @property
+    def mlflow_auth_db(self) -> str:
+        """The database of MLflow's logins and permissions, beside MLflow's own."""
+        return f"{self.postgres_db[:58]}_auth"
+
+    def bind(self, service: str) -> str:
+        """The host address `service` is published on: MLflow's is BIND_ADDRESS, each other's its own key."""
+        return str(getattr(self, f"{service}_bind_address", self.bind_address))
+
     def published_ports(self) -> dict[str, int]:
         """Host ports by `.env` key, in the order of the service table."""
         return {key: self.ports[key] for key in PORT_KEYS}
 
     @property
     def host(self) -> str:
-        """Where this machine reaches the published ports."""
-        return "127.0.0.1" if self.bind_address == "0.0.0.0" else self.bind_address  # noqa: S104
+        """Where this machine reaches MLflow."""
+        return _reachable(self.bind_address)
 
     def url(self, port_key: str) -> str:
         """The URL of the endpoint published on `.env` key `port_key`, as this machine reaches it."""
         endpoint = ENDPOINT_OF_PORT[port_key]
-        address = f"{self.host}:{self.ports[port_key]}"
+        address = f"{_reachable(self.bind(SERVICE_OF_PORT[port_key]))}:{self.ports[port_key]}"
         if endpoint.scheme == "postgresql":
             return f"postgresql://{self.postgres_user}@{address}/{self.postgres_db}"
         return f"{endpoint.scheme}://{address}"
@@ -207,9 +275,24 @@ class Settings(BaseModel):
     def secret_values(self) -> list[str]:
         """Every secret, so that output and generated files can be checked against them."""
         return [
-            s.get_secret_value()
-            for s in (self.postgres_password, self.pgadmin_default_password, self.minio_root_password)
+            value.get_secret_value()
+            for value in (getattr(self, key.lower()) for key in sorted(SECRET_KEYS))
+            if value.get_secret_value()
         ]
+
+
+def _no_control_characters(secret: str) -> None:
+    if any(ord(char) < 32 or ord(char) == 127 for char in secret):
+        raise ValueError("contains a control character (a line break?), which would split the files it goes into")
+
+
+def _split(names: str) -> list[str]:
+    return [name.strip() for name in names.split(",") if name.strip()]
+
+
+def _reachable(bind_address: str) -> str:
+    """Where this machine reaches a port published on `bind_address`."""
+    return "127.0.0.1" if bind_address == "0.0.0.0" else bind_address  # noqa: S104
 
 
 def _looks_like_ip(value: str) -> bool:
@@ -224,6 +307,8 @@ _FIELDS = {str(field.alias): field for name, field in Settings.model_fields.item
 # Every `.env` key, in the order of `.env.example`'s sections.
 KEYS: tuple[str, ...] = (*list(_FIELDS)[:3], *PORT_KEYS, *list(_FIELDS)[3:])
 SECRET_KEYS = frozenset(key for key, field in _FIELDS.items() if field.annotation is SecretStr)
+# Keys that `.env` may leave out: their defaults keep older `.env` files valid.
+OPTIONAL_KEYS = frozenset(key for key, field in _FIELDS.items() if not field.is_required())
 
 
 def describe(key: str) -> str:

@@ -5,7 +5,9 @@ Each function takes a validated `Project`; tasks.py only wires flags to them.
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +19,7 @@ from trackstack import database, engine, probes
 from trackstack.engine import DockerError, Project, ServiceState
 from trackstack.errors import TrackstackError
 from trackstack.render import DOCKERFILE, DOCKERFILE_LABEL, EngineFeatures, build_digest, render_all
-from trackstack.services import SERVICE_NAMES
+from trackstack.services import BY_NAME, SERVICE_NAMES
 
 
 def say(message: str) -> None:
@@ -36,9 +38,12 @@ def write_generated(project: Project, features: EngineFeatures) -> list[str]:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
+    # A name of its own per writer: two tasks rendering at once must not rename each other's file.
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+        stream.write(text)
+    os.chmod(temporary, 0o644)  # mkstemp's 600 would hide the compose file from other users' docker
+    Path(temporary).replace(path)
 
 
 def render(project: Project) -> EngineFeatures:
@@ -123,6 +128,7 @@ def start(project: Project, *, timeout: float = 300) -> StartReport:
     check when pgAdmin does, while the others are still starting.
     """
     from trackstack import seed
+    from trackstack.credentials import apply_pgadmin_login
 
     started = time.monotonic()
     features = preflight(project)
@@ -135,9 +141,18 @@ def start(project: Project, *, timeout: float = 300) -> StartReport:
         say(line)
         seeded.append(line)
 
+    new_pgadmin_volume = False
+
+    def pgadmin_ready() -> None:
+        # First: the server entry belongs to that login.
+        applied = apply_pgadmin_login(project, new_volume=new_pgadmin_volume)
+        if applied:
+            note(applied)
+        note(seed.seed_pgadmin(project))
+
     on_ready: dict[str, Callable[[], None]] = {
         "minio": lambda: note(seed.bucket_line(project.settings)),
-        "pgadmin": lambda: note(seed.seed_pgadmin(project)),
+        "pgadmin": pgadmin_ready,
     }
     if running_as_configured(project):
         say("every service already runs as configured")
@@ -146,6 +161,8 @@ def start(project: Project, *, timeout: float = 300) -> StartReport:
             ready=time.monotonic() - started, answered={}, seeded=tuple(seeded), started_containers=False
         )
     say("starting the stack")
+    volume = BY_NAME["pgadmin"].volume
+    new_pgadmin_volume = volume is not None and f"{project.name}_{volume.name}" not in engine.volumes(project)
     # MLflow needs Postgres to accept the .env password; MinIO and pgAdmin need nothing,
     # so they start with Postgres and MLflow follows the moment Postgres answers.
     _compose_up(project, "postgres", "minio", "pgadmin")

@@ -35,17 +35,37 @@ RELAXED_NOTE = "Skips the weak-secret and image-pinning checks: it starts nothin
 
 
 def reports_errors(func: F) -> F:
-    """Turn a `TrackstackError` into its message on stderr and exit status 1."""
+    """Turn a `TrackstackError` (or a MinIO failure) into one message on stderr and exit status 1."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
         except TrackstackError as error:
-            print(f"trackstack: error: {error}", file=sys.stderr, flush=True)
-            raise Exit(code=1) from None
+            message = str(error)
         except KeyboardInterrupt:
             raise Exit("interrupted", code=130) from None
+        except Exception as error:
+            from trackstack.storage import explain, is_storage_failure
+
+            if not is_storage_failure(error):
+                raise
+            message = explain(error, f"running `invoke {func.__name__}`")
+        print(f"trackstack: error: {message}", file=sys.stderr, flush=True)
+        raise Exit(code=1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def changes_state(func: F) -> F:
+    """Run the task holding the project's lock: a second state-changing task waits for the first."""
+
+    @functools.wraps(func)
+    def wrapper(c: Context, *args: Any, **kwargs: Any) -> Any:
+        from trackstack.locking import project_lock
+
+        with project_lock(_root(c), func.__name__):
+            return func(c, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 
@@ -105,6 +125,7 @@ def init(c: Context, force: bool = False) -> None:
 
 @task(help=POLICY_HELP)
 @reports_errors
+@changes_state
 def render(c: Context, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
     """Render compose.yaml and Dockerfile.mlflow from .env."""
     from trackstack import stack
@@ -114,6 +135,7 @@ def render(c: Context, allow_weak_secrets: bool = False, allow_unpinned: bool = 
 
 @task(help={"force": "rebuild from scratch even if the image is current", **POLICY_HELP})
 @reports_errors
+@changes_state
 def build(c: Context, force: bool = False, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
     """Build the MLflow image if its Dockerfile changed."""
     from trackstack import stack
@@ -128,6 +150,7 @@ def build(c: Context, force: bool = False, allow_weak_secrets: bool = False, all
     help={"timeout": "seconds to wait for every service to be healthy (default 300)", **POLICY_HELP},
 )
 @reports_errors
+@changes_state
 def up(c: Context, timeout: int = 300, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
     """Start the stack, wait until healthy, seed it, print URLs."""
 
@@ -137,6 +160,7 @@ def up(c: Context, timeout: int = 300, allow_weak_secrets: bool = False, allow_u
 
 @task(help=POLICY_HELP)
 @reports_errors
+@changes_state
 def seed(c: Context, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
     """Create the MLflow bucket and register Postgres in pgAdmin."""
     from trackstack import seed as seeding
@@ -150,6 +174,7 @@ def seed(c: Context, allow_weak_secrets: bool = False, allow_unpinned: bool = Fa
 
 @task
 @reports_errors
+@changes_state
 def stop(c: Context) -> None:
     """Stop the containers; keep everything else.
 
@@ -162,6 +187,7 @@ def stop(c: Context) -> None:
 
 @task
 @reports_errors
+@changes_state
 def down(c: Context) -> None:
     """Remove containers and network; keep the data.
 
@@ -180,6 +206,7 @@ def down(c: Context) -> None:
     }
 )
 @reports_errors
+@changes_state
 def reset(
     c: Context,
     yes: bool = False,
@@ -211,6 +238,7 @@ def reset(
 
 @task(help={"into": "folder for backups (default: backups/ in the project)"})
 @reports_errors
+@changes_state
 def backup(c: Context, into: str = "") -> None:
     """Back up MLflow's database and artifacts of the running stack.
 
@@ -225,15 +253,16 @@ def backup(c: Context, into: str = "") -> None:
 
 @task(help={"path": "a backup folder written by `invoke backup`"})
 @reports_errors
+@changes_state
 def restore(c: Context, path: str) -> None:
     """Restore a backup into the running stack (checked first).
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
-    from trackstack import backup as backups
+    from trackstack import restore as restoring
     from trackstack import stack
 
-    held = backups.restore(_relaxed(c), Path(path))
+    held = restoring.restore(_relaxed(c), Path(path))
     stack.say(f"restored {held.experiments} experiments, {held.runs} runs, {held.objects} artifact objects")
 
 
@@ -303,6 +332,38 @@ def open_uis(c: Context) -> None:
             stack.say(f"no browser found here; open {url} yourself")
 
 
+@task(
+    positional=["action", "name"],
+    help={"action": "add, list or remove", "name": "the login to add or remove, e.g. student01"},
+)
+@reports_errors
+def user(c: Context, action: str, name: str = "") -> None:
+    """Add, list or remove MLflow logins (with MLFLOW_AUTH=true).
+
+    Skips the weak-secret and image-pinning checks: it starts nothing new.
+    """
+    from trackstack import auth
+
+    project = _relaxed(c)
+    if action == "list":
+        for login, is_admin in auth.list_users(project):
+            print(f"{login}  (admin)" if is_admin else login)
+        return
+    if action not in ("add", "remove") or not name:
+        raise TrackstackError(
+            f"`invoke user {action} {name}`: unknown. Fix: `invoke user add NAME`, `invoke user list` "
+            "or `invoke user remove NAME`."
+        )
+    if action == "add":
+        password = auth.add_user(project.settings, name)
+        print(f"trackstack: added MLflow user {name}; its password (shown only now): {password}", flush=True)
+        print(f"trackstack: it logs in at {project.settings.mlflow_url}; from code: MLFLOW_TRACKING_USERNAME={name} "
+              "MLFLOW_TRACKING_PASSWORD=<the password>", flush=True)  # fmt: skip
+    else:
+        auth.remove_user(project.settings, name)
+        print(f"trackstack: removed MLflow user {name}; its experiments and runs stay", flush=True)
+
+
 @task
 @reports_errors
 def doctor(c: Context) -> None:
@@ -323,7 +384,7 @@ def doctor(c: Context) -> None:
 def namespace(root: Path) -> Collection:
     """The task collection for the project whose files live in `root`."""
     ns = Collection(
-        init, render, build, up, seed, stop, down, reset, backup, restore, status, logs, urls, open_uis, doctor
+        init, render, build, up, seed, stop, down, reset, backup, restore, status, logs, urls, open_uis, user, doctor
     )
     ns.configure({"trackstack": {"root": str(root)}})
     return ns

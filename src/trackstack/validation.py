@@ -18,7 +18,15 @@ from pydantic import ValidationError
 from trackstack.envfile import read_env_file
 from trackstack.problems import Problem, SettingsError, dedupe, mask
 from trackstack.services import PORT_KEYS
-from trackstack.settings import KEYS, Settings, describe
+from trackstack.settings import (
+    KEYS,
+    MLFLOW_ADMIN_MIN_PASSWORD,
+    MLFLOW_SECRET_KEY_MIN,
+    OPTIONAL_KEYS,
+    SECRET_KEYS,
+    Settings,
+    describe,
+)
 
 # Values that the upstream images accept but that nobody should run with.
 WEAK_SECRETS = frozenset({"password", "changeme", "minioadmin", "postgres", "admin", "secret", "12345678", "pgadmin"})
@@ -26,6 +34,7 @@ CREDENTIAL_PAIRS = (
     ("POSTGRES_PASSWORD", "POSTGRES_USER"),
     ("PGADMIN_DEFAULT_PASSWORD", "PGADMIN_DEFAULT_EMAIL"),
     ("MINIO_ROOT_PASSWORD", "MINIO_ROOT_USER"),
+    ("MLFLOW_ADMIN_PASSWORD", "MLFLOW_ADMIN_USER"),
 )
 
 
@@ -64,7 +73,7 @@ def validate(
                 )
             )
     for key in KEYS:
-        if key not in values:
+        if key not in values and key not in OPTIONAL_KEYS:
             found.append(Problem(key, None, "missing", f"add {key}=... ({describe(key)}); see .env.example"))
 
     found += _port_clashes(values)
@@ -76,6 +85,7 @@ def validate(
     except ValidationError as error:
         found += _problems_from(error, values)
         raise SettingsError(path, dedupe(found)) from None
+    found += sharing_problems(settings)
     if found:
         raise SettingsError(path, dedupe(found))
     return settings
@@ -134,9 +144,10 @@ def _is_weak(secret: str, user: str) -> bool:
 
 def _weak_secrets(values: Mapping[str, str]) -> list[Problem]:
     problems = []
-    for secret_key, user_key in CREDENTIAL_PAIRS:
+    users = dict(CREDENTIAL_PAIRS)
+    for secret_key in sorted(SECRET_KEYS):  # a secret without a user (a signing key) is weak when well known
         secret = values.get(secret_key, "")
-        if secret and _is_weak(secret, values.get(user_key, "")):
+        if secret and _is_weak(secret, values.get(users.get(secret_key, ""), "")):
             problems.append(
                 Problem(
                     secret_key,
@@ -145,4 +156,35 @@ def _weak_secrets(values: Mapping[str, str]) -> list[Problem]:
                     "choose a strong one (`invoke init --force` writes new ones), or pass --allow-weak-secrets",
                 )
             )
+    return problems
+
+
+def sharing_problems(settings: Settings) -> list[Problem]:
+    """MLflow beyond this machine needs logins; logins need their secrets."""
+    problems = []
+    if not settings.mlflow_auth and not settings.mlflow_is_private:
+        problems.append(
+            Problem(
+                "BIND_ADDRESS",
+                repr(settings.bind_address),
+                "publishes MLflow beyond this machine without logins: anyone could delete every experiment",
+                "set MLFLOW_AUTH=true with MLFLOW_ADMIN_PASSWORD and MLFLOW_FLASK_SERVER_SECRET_KEY "
+                "(`invoke init` writes them into a new .env), or BIND_ADDRESS=127.0.0.1",
+            )
+        )
+    if settings.mlflow_auth:
+        for key, minimum in (
+            ("MLFLOW_ADMIN_PASSWORD", MLFLOW_ADMIN_MIN_PASSWORD),
+            ("MLFLOW_FLASK_SERVER_SECRET_KEY", MLFLOW_SECRET_KEY_MIN),
+        ):
+            secret = getattr(settings, key.lower()).get_secret_value()
+            if len(secret) < minimum:
+                problems.append(
+                    Problem(
+                        key,
+                        mask(key, secret),
+                        f"MLFLOW_AUTH=true needs it, at least {minimum} characters",
+                        "set it to a long random text (`invoke init` generates one in a new .env)",
+                    )
+                )
     return problems

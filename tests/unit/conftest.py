@@ -11,6 +11,8 @@ STRONG = {
     "POSTGRES_PASSWORD": "pg-Strong-Secret-4711",
     "PGADMIN_DEFAULT_PASSWORD": "pga-Strong-Secret-4712",
     "MINIO_ROOT_PASSWORD": "minio-Strong-Secret-4713",
+    "MLFLOW_ADMIN_PASSWORD": "mlflow-Strong-Secret-4714",
+    "MLFLOW_FLASK_SERVER_SECRET_KEY": "mlflow-Strong-Secret-Key-4715",
 }
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from trackstack.backup import BackupError, _safe_key_path, verify
+from trackstack.backup import BackupError, safe_key_path, verify
 
 
 def _write_backup(folder: Path, files: dict[str, bytes]) -> None:
@@ -16,6 +16,9 @@ def _write_backup(folder: Path, files: dict[str, bytes]) -> None:
         path.write_bytes(data)
     manifest = {
         "format": 1,
+        "mlflow_version": "3.8.1",
+        "bucket": "mlflow",
+        "database": "mlflow",
         "files": {name: {"sha256": hashlib.sha256(d).hexdigest(), "bytes": len(d)} for name, d in files.items()},
     }
     (folder / "manifest.json").write_text(json.dumps(manifest))
@@ -58,4 +61,4 @@ def test_a_garbled_manifest_is_refused(backup: Path) -> None:
 @pytest.mark.parametrize("key", ["../escape", "a/../../b", "/etc/passwd", ""])
 def test_object_keys_cannot_leave_the_backup(tmp_path: Path, key: str) -> None:
     with pytest.raises(BackupError, match="would leave the backup folder"):
-        _safe_key_path(tmp_path, key)
+        safe_key_path(tmp_path, key)

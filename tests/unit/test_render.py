@@ -64,7 +64,7 @@ def test_published_ports_bound_to_the_bind_address(settings: Settings) -> None:
 
 
 def test_ports_follow_env(values: dict[str, str]) -> None:
-    values |= {"MLFLOW_PORT": "15001", "BIND_ADDRESS": "0.0.0.0"}
+    values |= {"MLFLOW_PORT": "15001", "BIND_ADDRESS": "0.0.0.0", "MLFLOW_AUTH": "true"}
     services = compose_of(validate(values))["services"]
     assert services["mlflow"]["ports"] == ["0.0.0.0:15001:5000"]
     allowed = next(a for a in services["mlflow"]["command"] if a.startswith("--allowed-hosts="))
@@ -139,7 +139,7 @@ def test_dockerfile_is_pinned_small_and_unprivileged(settings: Settings) -> None
     dockerfile = render_all(settings, EngineFeatures())["Dockerfile.mlflow"]
     lines = [line for line in dockerfile.splitlines() if line and not line.startswith("#")]
     assert lines[0] == "FROM python:3.13-slim-trixie"
-    assert '"mlflow==3.8.1"' in dockerfile
+    assert '"mlflow[auth]==3.8.1"' in dockerfile  # the auth extra: Flask-WTF for --app-name basic-auth
     assert "psycopg2-binary==" in dockerfile
     assert "boto3==" in dockerfile
     assert "--no-cache-dir" in dockerfile

@@ -1,0 +1,123 @@
+"""MLflow's logins (MLFLOW_AUTH=true): `invoke user add`, `list` and `remove`.
+
+Adding and removing go through MLflow's own auth REST API as the admin from `.env`, so MLflow
+hashes the passwords and checks the admin's rights. MLflow has no API that lists users, so
+`list` reads the logins database (`<POSTGRES_DB>_auth`, created by the MLflow container at
+start, templates/mlflow/start_with_auth.py) through the Postgres container.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from trackstack import database
+from trackstack.engine import Project
+from trackstack.errors import TrackstackError
+from trackstack.settings import Settings
+
+USERS_API = "/api/2.0/mlflow/users"
+_LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+
+class AuthError(TrackstackError):
+    """MLflow's logins could not be changed or read."""
+
+
+def require_auth(settings: Settings) -> None:
+    if not settings.mlflow_auth:
+        raise AuthError(
+            "MLflow runs without logins (MLFLOW_AUTH=false), so it has no users. Fix: set MLFLOW_AUTH=true, "
+            "MLFLOW_ADMIN_PASSWORD and MLFLOW_FLASK_SERVER_SECRET_KEY in .env and run `invoke up`."
+        )
+
+
+def _check_login(name: str) -> None:
+    if not _LOGIN.fullmatch(name):
+        raise AuthError(
+            f"{name!r} is not a login name. Fix: use 1-64 letters, digits, '_', '.', '@' or '-', e.g. student01."
+        )
+
+
+def _call(settings: Settings, method: str, path: str, payload: dict[str, Any]) -> requests.Response:
+    url = f"{settings.mlflow_url}{USERS_API}{path}"
+    admin = (settings.mlflow_admin_user, settings.mlflow_admin_password.get_secret_value())
+    try:
+        response = requests.request(method, url, json=payload, auth=admin, timeout=30)
+    except requests.RequestException as error:
+        raise AuthError(
+            f"MLflow did not answer at {settings.mlflow_url} ({type(error).__name__}). "
+            "Fix: run `invoke up` (`invoke status` shows whether MLflow is healthy), then retry."
+        ) from None
+    if response.status_code == 401:
+        raise AuthError(
+            f"MLflow refused the admin login MLFLOW_ADMIN_USER={settings.mlflow_admin_user} / MLFLOW_ADMIN_PASSWORD "
+            "from .env. Fix: run `invoke up`, which makes the admin's password the one in .env, then retry."
+        )
+    if response.status_code == 403:
+        raise AuthError(
+            f"MLflow says {settings.mlflow_admin_user} (MLFLOW_ADMIN_USER) is not an admin. "
+            "Fix: run `invoke up`, which makes MLFLOW_ADMIN_USER an admin, then retry."
+        )
+    return response
+
+
+def _error(response: requests.Response) -> tuple[str, str]:
+    try:
+        body = response.json()
+    except ValueError:
+        return "", response.text.strip()[:200]
+    return str(body.get("error_code", "")), str(body.get("message", ""))[:200]
+
+
+def _refused(verb: str, name: str, response: requests.Response) -> AuthError:
+    code, message = _error(response)
+    return AuthError(
+        f"MLflow refused to {verb} user {name} ({response.status_code} {code}: {message}). "
+        "Fix: `invoke logs --service mlflow` says why."
+    )
+
+
+def add_user(settings: Settings, name: str, *, new_password: Callable[[], str] = secrets.token_urlsafe) -> str:
+    """Create login `name` with a generated password; return the password (shown once, stored hashed)."""
+    require_auth(settings)
+    _check_login(name)
+    password = new_password()
+    response = _call(settings, "POST", "/create", {"username": name, "password": password})
+    if response.ok:
+        return password
+    if _error(response)[0] == "RESOURCE_ALREADY_EXISTS":
+        raise AuthError(
+            f"MLflow already has a user {name}. Fix: pick another name, or `invoke user remove {name}` first."
+        )
+    raise _refused("add", name, response)
+
+
+def remove_user(settings: Settings, name: str) -> None:
+    """Delete login `name`; its experiments and runs stay."""
+    require_auth(settings)
+    _check_login(name)
+    if name == settings.mlflow_admin_user:
+        raise AuthError(
+            f"{name} is the admin of .env (MLFLOW_ADMIN_USER); it is not removed. "
+            "Fix: set another MLFLOW_ADMIN_USER and run `invoke up` first."
+        )
+    response = _call(settings, "DELETE", "/delete", {"username": name})
+    if response.ok:
+        return
+    if _error(response)[0] == "RESOURCE_DOES_NOT_EXIST":
+        raise AuthError(f"MLflow has no user {name}. Fix: `invoke user list` shows the users.")
+    raise _refused("remove", name, response)
+
+
+def list_users(project: Project) -> list[tuple[str, bool]]:
+    """Every login and whether it is an admin, by name."""
+    require_auth(project.settings)
+    rows = database.psql(
+        project, "SELECT username, is_admin FROM users ORDER BY username;\n", database=project.settings.mlflow_auth_db
+    )
+    return [(name, flag == "t") for name, _, flag in (row.partition("|") for row in rows.splitlines() if row)]

@@ -1,0 +1,66 @@
+"""MinIO failures in words: every S3 or connection error becomes one message with its fix.
+
+The MinIO SDK raises `S3Error` for answers it dislikes and urllib3's errors when nothing
+answers; `minio_errors` turns both into a `StorageError` that names what trackstack was doing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from trackstack.errors import TrackstackError
+
+# S3 error codes that mean "these are not MinIO's credentials".
+CREDENTIAL_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"})
+
+
+class StorageError(TrackstackError):
+    """MinIO refused or did not answer."""
+
+
+def is_storage_failure(error: BaseException) -> bool:
+    """An exception of the MinIO SDK or of the HTTP library under it."""
+    module = type(error).__module__
+    return module.startswith(("minio", "urllib3")) or isinstance(error, ConnectionError)
+
+
+def explain(error: BaseException, action: str) -> str:
+    """One line: what failed while doing `action`, and the fix. Never a secret: S3 errors carry none."""
+    code = str(getattr(error, "code", "") or "")
+    if code in CREDENTIAL_CODES:
+        return (
+            f"MinIO refused the credentials while {action} (S3 error {code}): MINIO_ROOT_USER / "
+            "MINIO_ROOT_PASSWORD in .env are not the ones MinIO runs with. "
+            "Fix: run `invoke up`, which applies .env to the containers, then retry."
+        )
+    if code == "NoSuchBucket":
+        bucket = getattr(error, "bucket_name", None) or "MLFLOW_BUCKET"
+        return (
+            f"MinIO has no bucket {bucket} (MLFLOW_BUCKET) while {action}. "
+            "Fix: run `invoke seed` (or `invoke up`) to create it, then retry."
+        )
+    if code:
+        message = str(getattr(error, "message", "") or "").splitlines()[0:1]
+        detail = f": {message[0]}" if message else ""
+        return (
+            f"MinIO answered {code} while {action}{detail}. "
+            "Fix: `invoke logs --service minio` shows why; `invoke status` whether it is healthy."
+        )
+    return (
+        f"MinIO did not answer while {action} ({type(error).__name__}: connection refused or reset). "
+        "Fix: run `invoke up` (or `invoke status` to see why MinIO is down), then retry."
+    )
+
+
+@contextmanager
+def minio_errors(action: str) -> Iterator[None]:
+    """Turn MinIO SDK and connection errors raised inside into a `StorageError` about `action`."""
+    try:
+        yield
+    except TrackstackError:
+        raise
+    except Exception as error:
+        if not is_storage_failure(error):
+            raise
+        raise StorageError(explain(error, action)) from None

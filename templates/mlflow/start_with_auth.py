@@ -1,0 +1,47 @@
+# Runs in the MLflow container before `mlflow server --app-name basic-auth` (MLFLOW_AUTH=true).
+# The logins database is created on first start; the auth app's ini file is written from the
+# environment into a private file (mode 600) inside the container, never the project folder; the
+# admin's password is made the one in .env (MLflow itself sets it only when it creates the
+# admin). Then the script becomes the server: sys.argv[1:] is its command line.
+import configparser
+import os
+import sys
+
+import psycopg2
+from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
+from psycopg2 import sql
+
+env = os.environ
+logins_db = env["MLFLOW_AUTH_DB"]
+admin = env["MLFLOW_ADMIN_USER"]
+password = env.pop("MLFLOW_ADMIN_PASSWORD")  # the server reads it from the ini file only
+# libpq takes the password from PGPASSWORD: it is in neither the URI nor a command line.
+connection = psycopg2.connect(host="postgres", dbname=env["POSTGRES_DB"], user=env["POSTGRES_USER"])
+connection.autocommit = True
+with connection.cursor() as cursor:
+    cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (logins_db,))
+    if cursor.fetchone() is None:
+        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(logins_db)))
+connection.close()
+
+uri = "postgresql://" + env["POSTGRES_USER"] + "@postgres:5432/" + logins_db
+config = configparser.RawConfigParser()
+config["mlflow"] = {
+    "default_permission": env["MLFLOW_DEFAULT_PERMISSION"],
+    "database_uri": uri,
+    "admin_username": admin,
+    "admin_password": password.replace("%", "%%"),  # MLflow reads the file with interpolation
+    "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
+}
+path = os.path.expanduser("~/basic_auth.ini")  # /home/mlflow, private to the server user
+with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as stream:
+    config.write(stream)
+env["MLFLOW_AUTH_CONFIG_PATH"] = path
+
+store = SqlAlchemyStore()
+store.init_db(uri)  # the logins schema, before the server's workers race to create it
+if store.has_user(admin):
+    store.update_user(admin, password=password, is_admin=True)
+else:
+    store.create_user(admin, password, is_admin=True)
+os.execvp(sys.argv[1], sys.argv[1:])  # noqa: S606 - the server command from compose.yaml, no shell

@@ -1,0 +1,45 @@
+"""With MLFLOW_AUTH=true, Chromium gets MLflow's login prompt (HTTP basic auth) and, logged in, the UI."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import requests
+from playwright.sync_api import Browser, expect
+
+from tests.conftest import AuthStack
+
+
+def test_without_a_login_the_ui_answers_401(auth_stack: AuthStack, browser: Browser) -> None:
+    context = browser.new_context()
+    try:
+        response = context.new_page().goto(auth_stack.project.settings.mlflow_url)
+        assert response is not None
+        assert response.status == 401
+    finally:
+        context.close()
+
+
+def test_the_admin_logs_in_and_sees_the_experiments(auth_stack: AuthStack, browser: Browser) -> None:
+    url = auth_stack.project.settings.mlflow_url
+    name = f"login-{uuid.uuid4().hex[:8]}"
+    created = requests.post(f"{url}/api/2.0/mlflow/experiments/create", json={"name": name},
+                            auth=auth_stack.admin, timeout=10)  # fmt: skip
+    created.raise_for_status()
+    auth_stack.experiments.append(created.json()["experiment_id"])
+    user, password = auth_stack.admin
+    # Chromium answers MLflow's `WWW-Authenticate: Basic` challenge as a user's login prompt would.
+    context = browser.new_context(http_credentials={"username": user, "password": password})
+    try:
+        page = context.new_page()
+        response = page.goto(url)
+        assert response is not None
+        assert response.status == 200
+        page.get_by_role("link", name="Experiments", exact=True).click()
+        page.get_by_role("textbox", name="Filter experiments by name").fill(name)
+        page.keyboard.press("Enter")
+        expect(page.get_by_role("link", name=name, exact=True)).to_be_visible()
+        expect(page).to_have_url(re.compile(r"#/experiments"))
+    finally:
+        context.close()

@@ -1,0 +1,135 @@
+"""MLflow with logins and LAN host names (the `auth_stack` fixture switches the live stack over and back)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import PUBLIC_HOST, ROOT, AuthStack
+from trackstack.paths import ENV_FILE_VARIABLE
+
+SEARCH = "/api/2.0/mlflow/experiments/search"
+
+
+def _get(stack: AuthStack, path: str, **kwargs: object) -> requests.Response:
+    return requests.get(f"{stack.project.settings.mlflow_url}{path}", timeout=10, **kwargs)  # type: ignore[arg-type]
+
+
+def test_no_credentials_get_401(auth_stack: AuthStack) -> None:
+    response = _get(auth_stack, SEARCH, params={"max_results": 1})
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"] == 'Basic realm="mlflow"'
+
+
+def test_a_wrong_password_gets_401(auth_stack: AuthStack) -> None:
+    response = _get(auth_stack, SEARCH, params={"max_results": 1}, auth=(auth_stack.admin[0], "not-the-password"))
+    assert response.status_code == 401
+
+
+def test_health_needs_no_login(auth_stack: AuthStack) -> None:
+    assert _get(auth_stack, "/health").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("host", "status"),
+    [
+        (f"{PUBLIC_HOST}:{{port}}", 200),
+        (PUBLIC_HOST, 200),
+        ("localhost:{port}", 200),
+        ("attacker.example:{port}", 403),
+        (f"other.{PUBLIC_HOST}:{{port}}", 403),
+    ],
+)
+def test_only_configured_host_names_are_answered(auth_stack: AuthStack, host: str, status: int) -> None:
+    # Sent to 127.0.0.1 with the Host header a LAN client would send.
+    header = host.format(port=auth_stack.project.settings.ports["MLFLOW_PORT"])
+    response = _get(auth_stack, SEARCH, params={"max_results": 1}, auth=auth_stack.admin, headers={"Host": header})
+    assert response.status_code == status, response.text[:200]
+
+
+def _invoke(stack: AuthStack, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ) | {ENV_FILE_VARIABLE: str(stack.project.env_file)}
+    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def student(auth_stack: AuthStack) -> Iterator[tuple[str, str]]:
+    """A login made with `invoke user add`, removed with `invoke user remove` at the end."""
+    name = f"student-{uuid.uuid4().hex[:8]}"
+    added = _invoke(auth_stack, "user", "add", name)
+    assert added.returncode == 0, added.stderr
+    match = re.search(r"its password \(shown only now\): (\S+)", added.stdout)
+    assert match, added.stdout
+    yield name, match[1]
+    removed = _invoke(auth_stack, "user", "remove", name)
+    assert removed.returncode == 0, removed.stderr
+    assert name not in _invoke(auth_stack, "user", "list").stdout
+
+
+def test_user_list_shows_the_admin_and_the_student(auth_stack: AuthStack, student: tuple[str, str]) -> None:
+    listed = _invoke(auth_stack, "user", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert f"{auth_stack.admin[0]}  (admin)" in listed.stdout.splitlines()
+    assert student[0] in listed.stdout.splitlines()
+    assert student[1] not in listed.stdout
+
+
+def test_adding_an_existing_user_is_one_clear_error(auth_stack: AuthStack, student: tuple[str, str]) -> None:
+    again = _invoke(auth_stack, "user", "add", student[0])
+    assert again.returncode == 1
+    assert again.stderr.startswith(f"trackstack: error: MLflow already has a user {student[0]}. Fix:")
+
+
+@contextmanager
+def _as(login: tuple[str, str]) -> Iterator[None]:
+    """The MLflow client reads its credentials from the environment on every request."""
+    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = login
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def test_a_student_logs_runs_and_artifacts_but_cannot_delete_others_experiments(
+    auth_stack: AuthStack, student: tuple[str, str], tmp_path: Path
+) -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=auth_stack.project.settings.mlflow_url)
+    suffix = uuid.uuid4().hex[:8]
+    with _as(auth_stack.admin):
+        teachers = client.create_experiment(f"teacher-{suffix}")
+    auth_stack.experiments.append(teachers)
+    with _as(student):
+        own = client.create_experiment(f"student-{suffix}")
+        auth_stack.experiments.append(own)
+        run_id = client.create_run(own).info.run_id
+        client.log_metric(run_id, "loss", 0.5)
+        artifact = tmp_path / "notes.txt"
+        artifact.write_text("logged by a student")
+        client.log_artifact(run_id, str(artifact))
+        client.set_terminated(run_id)
+        downloaded = client.download_artifacts(run_id, "notes.txt", str(tmp_path / "back"))
+        assert Path(downloaded).read_text() == "logged by a student"
+        assert client.get_experiment(teachers).name == f"teacher-{suffix}"  # READ: may look
+        with pytest.raises(MlflowException) as refused:
+            client.delete_experiment(teachers)
+        assert refused.value.get_http_status_code() == 403
+    with _as(auth_stack.admin):
+        assert client.get_experiment(teachers).lifecycle_stage == "active"
