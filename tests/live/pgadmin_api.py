@@ -50,8 +50,15 @@ class PgAdmin:
         found = []
         for group in self.get("/browser/server_group/nodes/")["data"]:
             group_id = int(group["_id"])
-            # pgAdmin answers a group's children in "result" (older releases used "data").
-            answer = self.get(f"/browser/server/nodes/{group_id}")
+            # pgAdmin answers a group's children in "result" (older releases used "data"), and
+            # 410 Gone for a group without servers.
+            response = self.session.get(
+                f"{self.base_url}/browser/server/nodes/{group_id}", headers={"X-pgA-CSRFToken": self.csrf}, timeout=15
+            )
+            if response.status_code == 410:
+                continue
+            response.raise_for_status()
+            answer = response.json()
             found += [(group_id, node) for node in answer.get("result") or answer.get("data") or []]
         return found
 
