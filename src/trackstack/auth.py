@@ -1,4 +1,4 @@
-"""MLflow's logins (MLFLOW_AUTH=true): `invoke user add`, `list` and `remove`.
+"""MLflow's logins (MLFLOW_AUTH=true): `invoke user.add`, `list` and `remove`.
 
 Adding and removing go through MLflow's own auth REST API as the admin from `.env`, so MLflow
 hashes the passwords and checks the admin's rights. MLflow has no API that lists users, so
@@ -92,7 +92,7 @@ def add_user(settings: Settings, name: str, *, new_password: Callable[[], str] =
         return password
     if _error(response)[0] == "RESOURCE_ALREADY_EXISTS":
         raise AuthError(
-            f"MLflow already has a user {name}. Fix: pick another name, or `invoke user remove {name}` first."
+            f"MLflow already has a user {name}. Fix: pick another name, or `invoke user.remove {name}` first."
         )
     raise _refused("add", name, response)
 
@@ -110,7 +110,7 @@ def remove_user(settings: Settings, name: str) -> None:
     if response.ok:
         return
     if _error(response)[0] == "RESOURCE_DOES_NOT_EXIST":
-        raise AuthError(f"MLflow has no user {name}. Fix: `invoke user list` shows the users.")
+        raise AuthError(f"MLflow has no user {name}. Fix: `invoke user.list` shows the users.")
     raise _refused("remove", name, response)
 
 
