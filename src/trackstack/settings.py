@@ -34,6 +34,13 @@ PGADMIN_MIN_PASSWORD = 6
 # A host name (or IPv4 address) a class reaches MLflow by; `*.` matches any subdomain.
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _PUBLIC_HOST = re.compile(rf"^(?:\*\.)?{_LABEL}(?:\.{_LABEL})*$")
+# Fields that are names: the pattern each must match, and what it is not when it does not.
+_NAME_RULES: dict[str, tuple[re.Pattern[str], str]] = {
+    "compose_project_name": (_PROJECT_NAME, "not a valid Compose project name"),
+    "postgres_user": (_PG_IDENTIFIER, "not a plain PostgreSQL name"),
+    "postgres_db": (_PG_IDENTIFIER, "not a plain PostgreSQL name"),
+    "mlflow_admin_user": (re.compile(r"^[A-Za-z0-9_.@-]{1,64}$"), "not a plain login name"),
+}
 # MLflow's own permission names (mlflow.server.auth.permissions).
 Permission = Literal["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"]
 MLFLOW_ADMIN_MIN_PASSWORD = 12
@@ -110,11 +117,12 @@ class Settings(BaseModel):
         return data
 
     # -- field checks -------------------------------------------------------------
-    @field_validator("compose_project_name")
+    @field_validator(*_NAME_RULES)
     @classmethod
-    def _project_name(cls, value: str) -> str:
-        if not _PROJECT_NAME.fullmatch(value):
-            raise ValueError("not a valid Compose project name")
+    def _name(cls, value: str, info: ValidationInfo) -> str:
+        pattern, reason = _NAME_RULES[str(info.field_name)]
+        if not pattern.fullmatch(value):
+            raise ValueError(reason)
         return value
 
     @field_validator("bind_address", "pgadmin_bind_address", "minio_bind_address", "postgres_bind_address")
@@ -124,13 +132,6 @@ class Settings(BaseModel):
             ipaddress.IPv4Address(value)
         except ValueError:
             raise ValueError("not an IPv4 address") from None
-        return value
-
-    @field_validator("postgres_user", "postgres_db")
-    @classmethod
-    def _pg_identifier(cls, value: str) -> str:
-        if not _PG_IDENTIFIER.fullmatch(value):
-            raise ValueError("not a plain PostgreSQL name")
         return value
 
     @field_validator("pgadmin_default_email")
@@ -176,13 +177,6 @@ class Settings(BaseModel):
         bad = [name for name in _split(value) if not _PUBLIC_HOST.fullmatch(name)]
         if bad or (value.strip() and not _split(value)):
             raise ValueError(f"not a host name: {', '.join(repr(name) for name in bad) or repr(value)}")
-        return value
-
-    @field_validator("mlflow_admin_user")
-    @classmethod
-    def _admin_user(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", value):
-            raise ValueError("not a plain login name")
         return value
 
     @field_validator("mlflow_bucket")
