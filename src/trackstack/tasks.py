@@ -370,7 +370,7 @@ def user_remove(c: Context, name: str) -> None:
     """
     from trackstack import auth
 
-    auth.remove_user(_relaxed(c).settings, name)
+    auth.remove_user(_relaxed(c), name)
     print(f"trackstack: removed MLflow user {name}; its experiments and runs stay", flush=True)
 
 
