@@ -1,4 +1,4 @@
-"""MLflow's logins (MLFLOW_AUTH=true): `invoke user add`, `list` and `remove`.
+"""MLflow's logins (MLFLOW_AUTH=true): `invoke user.add`, `list` and `remove`.
 
 Adding and removing go through MLflow's own auth REST API as the admin from `.env`, so MLflow
 hashes the passwords and checks the admin's rights. MLflow has no API that lists users, so
@@ -92,13 +92,14 @@ def add_user(settings: Settings, name: str, *, new_password: Callable[[], str] =
         return password
     if _error(response)[0] == "RESOURCE_ALREADY_EXISTS":
         raise AuthError(
-            f"MLflow already has a user {name}. Fix: pick another name, or `invoke user remove {name}` first."
+            f"MLflow already has a user {name}. Fix: pick another name, or `invoke user.remove {name}` first."
         )
     raise _refused("add", name, response)
 
 
-def remove_user(settings: Settings, name: str) -> None:
+def remove_user(project: Project, name: str) -> None:
     """Delete login `name`; its experiments and runs stay."""
+    settings = project.settings
     require_auth(settings)
     _check_login(name)
     if name == settings.mlflow_admin_user:
@@ -106,12 +107,28 @@ def remove_user(settings: Settings, name: str) -> None:
             f"{name} is the admin of .env (MLFLOW_ADMIN_USER); it is not removed. "
             "Fix: set another MLFLOW_ADMIN_USER and run `invoke up` first."
         )
+    _drop_permissions(project, name)
     response = _call(settings, "DELETE", "/delete", {"username": name})
     if response.ok:
         return
     if _error(response)[0] == "RESOURCE_DOES_NOT_EXIST":
-        raise AuthError(f"MLflow has no user {name}. Fix: `invoke user list` shows the users.")
+        raise AuthError(f"MLflow has no user {name}. Fix: `invoke user.list` shows the users.")
     raise _refused("remove", name, response)
+
+
+# Tables of a user's rights on single experiments, models and scorers (created by MLflow 3.x).
+_PERMISSION_TABLES = ("experiment_permissions", "registered_model_permissions", "scorer_permissions")
+
+
+def _drop_permissions(project: Project, name: str) -> None:
+    """Delete the user's per-resource rights first: MLflow 3.8's delete fails on them (a NOT NULL user_id)."""
+    user = f"(SELECT id FROM users WHERE username = {database.literal(name)})"  # noqa: S608 - a quoted literal
+    statements = [
+        f"DO $$ BEGIN IF to_regclass('public.{table}') IS NOT NULL THEN "  # noqa: S608 - constant table names
+        f"DELETE FROM {table} WHERE user_id = {user}; END IF; END $$;"
+        for table in _PERMISSION_TABLES
+    ]
+    database.psql(project, "\n".join(statements) + "\n", database=project.settings.mlflow_auth_db)
 
 
 def list_users(project: Project) -> list[tuple[str, bool]]:

@@ -123,7 +123,7 @@ MLFLOW = Service(
             browser=True,
             health_path="/health",
             login_with_auth="admin: MLFLOW_ADMIN_USER / MLFLOW_ADMIN_PASSWORD from .env; "
-            "students: `invoke user add NAME`",
+            "students: `invoke user.add NAME`",
         ),
     ),
     probe=Probe("python", 5000, "/health"),

@@ -12,7 +12,6 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -40,24 +39,18 @@ _PINNED_REF = re.compile(
 )
 
 
-def _matching(pattern: re.Pattern[str], reason: str) -> AfterValidator:
-    """A check that the whole value matches `pattern`, failing with `reason`."""
-
-    def check(value: str) -> str:
-        if not pattern.fullmatch(value):
-            raise ValueError(reason)
-        return value
-
-    return AfterValidator(check)
-
-
-ProjectName = Annotated[str, _matching(_PROJECT_NAME, "not a valid Compose project name")]
-PostgresName = Annotated[str, _matching(_PG_IDENTIFIER, "not a plain PostgreSQL name")]
 # Below this pgAdmin's own password check refuses the login at first start.
 PGADMIN_MIN_PASSWORD = 6
 # A host name (or IPv4 address) a class reaches MLflow by; `*.` matches any subdomain.
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _PUBLIC_HOST = re.compile(rf"^(?:\*\.)?{_LABEL}(?:\.{_LABEL})*$")
+# Fields that are names: the pattern each must match, and what it is not when it does not.
+_NAME_RULES: dict[str, tuple[re.Pattern[str], str]] = {
+    "compose_project_name": (_PROJECT_NAME, "not a valid Compose project name"),
+    "postgres_user": (_PG_IDENTIFIER, "not a plain PostgreSQL name"),
+    "postgres_db": (_PG_IDENTIFIER, "not a plain PostgreSQL name"),
+    "mlflow_admin_user": (re.compile(r"^[A-Za-z0-9_.@-]{1,64}$"), "not a plain login name"),
+}
 # MLflow's own permission names (mlflow.server.auth.permissions).
 Permission = Literal["READ", "EDIT", "MANAGE", "NO_PERMISSIONS"]
 MLFLOW_ADMIN_MIN_PASSWORD = 12
@@ -69,7 +62,7 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", alias_generator=str.upper, populate_by_name=False)
 
-    compose_project_name: ProjectName = Field(description="lower-case letters, digits, '-' or '_', e.g. trackstack")
+    compose_project_name: str = Field(description="lower-case letters, digits, '-' or '_', e.g. trackstack")
     bind_address: str = Field(
         description="the host address the ports are published on: 127.0.0.1 (this machine only) or 0.0.0.0"
     )
@@ -79,9 +72,9 @@ class Settings(BaseModel):
     # Host ports by `.env` key (MLFLOW_PORT, ...): one per endpoint of the service table.
     ports: dict[str, Port] = Field(description="host ports")
 
-    postgres_user: PostgresName = Field(description="letters, digits and '_', starting with a letter, e.g. mlflow")
+    postgres_user: str = Field(description="letters, digits and '_', starting with a letter, e.g. mlflow")
     postgres_password: SecretStr = Field(description="a non-empty password; `invoke init` generates one")
-    postgres_db: PostgresName = Field(description="MLflow's database: letters, digits and '_', e.g. mlflow")
+    postgres_db: str = Field(description="MLflow's database: letters, digits and '_', e.g. mlflow")
     pgadmin_default_email: str = Field(
         description="a valid e-mail address that pgAdmin accepts, e.g. admin@example.com"
     )
@@ -134,6 +127,14 @@ class Settings(BaseModel):
         return data
 
     # -- field checks -------------------------------------------------------------
+    @field_validator(*_NAME_RULES)
+    @classmethod
+    def _name(cls, value: str, info: ValidationInfo) -> str:
+        pattern, reason = _NAME_RULES[str(info.field_name)]
+        if not pattern.fullmatch(value):
+            raise ValueError(reason)
+        return value
+
     @field_validator("bind_address", "pgadmin_bind_address", "minio_bind_address", "postgres_bind_address")
     @classmethod
     def _bind_address(cls, value: str) -> str:
@@ -186,13 +187,6 @@ class Settings(BaseModel):
         bad = [name for name in _split(value) if not _PUBLIC_HOST.fullmatch(name)]
         if bad or (value.strip() and not _split(value)):
             raise ValueError(f"not a host name: {', '.join(repr(name) for name in bad) or repr(value)}")
-        return value
-
-    @field_validator("mlflow_admin_user")
-    @classmethod
-    def _admin_user(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", value):
-            raise ValueError("not a plain login name")
         return value
 
     @field_validator("mlflow_bucket")

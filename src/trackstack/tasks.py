@@ -332,36 +332,46 @@ def open_uis(c: Context) -> None:
             stack.say(f"no browser found here; open {url} yourself")
 
 
-@task(
-    positional=["action", "name"],
-    help={"action": "add, list or remove", "name": "the login to add or remove, e.g. student01"},
-)
+@task(name="add", help={"name": "the new login, e.g. student01"})
 @reports_errors
-def user(c: Context, action: str, name: str = "") -> None:
-    """Add, list or remove MLflow logins (with MLFLOW_AUTH=true).
+def user_add(c: Context, name: str) -> None:
+    """Add an MLflow login and print its generated password once (MLFLOW_AUTH=true).
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
     from trackstack import auth
 
-    project = _relaxed(c)
-    if action == "list":
-        for login, is_admin in auth.list_users(project):
-            print(f"{login}  (admin)" if is_admin else login)
-        return
-    if action not in ("add", "remove") or not name:
-        raise TrackstackError(
-            f"`invoke user {action} {name}`: unknown. Fix: `invoke user add NAME`, `invoke user list` "
-            "or `invoke user remove NAME`."
-        )
-    if action == "add":
-        password = auth.add_user(project.settings, name)
-        print(f"trackstack: added MLflow user {name}; its password (shown only now): {password}", flush=True)
-        print(f"trackstack: it logs in at {project.settings.mlflow_url}; from code: MLFLOW_TRACKING_USERNAME={name} "
-              "MLFLOW_TRACKING_PASSWORD=<the password>", flush=True)  # fmt: skip
-    else:
-        auth.remove_user(project.settings, name)
-        print(f"trackstack: removed MLflow user {name}; its experiments and runs stay", flush=True)
+    settings = _relaxed(c).settings
+    password = auth.add_user(settings, name)
+    print(f"trackstack: added MLflow user {name}; its password (shown only now): {password}", flush=True)
+    print(f"trackstack: it logs in at {settings.mlflow_url}; from code: MLFLOW_TRACKING_USERNAME={name} "
+          "MLFLOW_TRACKING_PASSWORD=<the password>", flush=True)  # fmt: skip
+
+
+@task(name="list")
+@reports_errors
+def user_list(c: Context) -> None:
+    """List the MLflow logins (MLFLOW_AUTH=true).
+
+    Skips the weak-secret and image-pinning checks: it starts nothing new.
+    """
+    from trackstack import auth
+
+    for login, is_admin in auth.list_users(_relaxed(c)):
+        print(f"{login}  (admin)" if is_admin else login)
+
+
+@task(name="remove", help={"name": "the login to remove; its experiments and runs stay"})
+@reports_errors
+def user_remove(c: Context, name: str) -> None:
+    """Remove an MLflow login (MLFLOW_AUTH=true).
+
+    Skips the weak-secret and image-pinning checks: it starts nothing new.
+    """
+    from trackstack import auth
+
+    auth.remove_user(_relaxed(c), name)
+    print(f"trackstack: removed MLflow user {name}; its experiments and runs stay", flush=True)
 
 
 @task
@@ -384,7 +394,8 @@ def doctor(c: Context) -> None:
 def namespace(root: Path) -> Collection:
     """The task collection for the project whose files live in `root`."""
     ns = Collection(
-        init, render, build, up, seed, stop, down, reset, backup, restore, status, logs, urls, open_uis, user, doctor
+        init, render, build, up, seed, stop, down, reset, backup, restore, status, logs, urls, open_uis, doctor
     )
+    ns.add_collection(Collection("user", user_add, user_list, user_remove))
     ns.configure({"trackstack": {"root": str(root)}})
     return ns

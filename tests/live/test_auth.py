@@ -64,20 +64,20 @@ def _invoke(stack: AuthStack, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def student(auth_stack: AuthStack) -> Iterator[tuple[str, str]]:
-    """A login made with `invoke user add`, removed with `invoke user remove` at the end."""
+    """A login made with `invoke user.add`, removed with `invoke user.remove` at the end."""
     name = f"student-{uuid.uuid4().hex[:8]}"
-    added = _invoke(auth_stack, "user", "add", name)
+    added = _invoke(auth_stack, "user.add", name)
     assert added.returncode == 0, added.stderr
     match = re.search(r"its password \(shown only now\): (\S+)", added.stdout)
     assert match, added.stdout
     yield name, match[1]
-    removed = _invoke(auth_stack, "user", "remove", name)
+    removed = _invoke(auth_stack, "user.remove", name)
     assert removed.returncode == 0, removed.stderr
-    assert name not in _invoke(auth_stack, "user", "list").stdout
+    assert name not in _invoke(auth_stack, "user.list").stdout
 
 
 def test_user_list_shows_the_admin_and_the_student(auth_stack: AuthStack, student: tuple[str, str]) -> None:
-    listed = _invoke(auth_stack, "user", "list")
+    listed = _invoke(auth_stack, "user.list")
     assert listed.returncode == 0, listed.stderr
     assert f"{auth_stack.admin[0]}  (admin)" in listed.stdout.splitlines()
     assert student[0] in listed.stdout.splitlines()
@@ -85,7 +85,7 @@ def test_user_list_shows_the_admin_and_the_student(auth_stack: AuthStack, studen
 
 
 def test_adding_an_existing_user_is_one_clear_error(auth_stack: AuthStack, student: tuple[str, str]) -> None:
-    again = _invoke(auth_stack, "user", "add", student[0])
+    again = _invoke(auth_stack, "user.add", student[0])
     assert again.returncode == 1
     assert again.stderr.startswith(f"trackstack: error: MLflow already has a user {student[0]}. Fix:")
 

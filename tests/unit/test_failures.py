@@ -174,3 +174,26 @@ def test_a_second_task_gives_up_with_a_clear_message(tmp_path: Path) -> None:
     busy = pytest.raises(BusyError, match=r"`invoke up` \(pid \d+\) is still running")
     with project_lock(tmp_path, "up"), busy, project_lock(tmp_path, "reset", timeout=0.05, poll=0.01, say=print):
         pass
+
+
+def test_two_writers_of_one_generated_file_never_trip_over_each_other(tmp_path: Path) -> None:
+    from trackstack.stack import _write_atomically
+
+    target = tmp_path / "compose.yaml"
+    errors: list[BaseException] = []
+
+    def write(text: str) -> None:
+        try:
+            for _ in range(200):
+                _write_atomically(target, text)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(text,)) for text in ("a\n", "b\n")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert target.read_text() in ("a\n", "b\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["compose.yaml"]
