@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
+from invoke.tasks import Task, task
 
 from trackstack.errors import TrackstackError
 
@@ -172,30 +172,21 @@ def seed(c: Context, allow_weak_secrets: bool = False, allow_unpinned: bool = Fa
         stack.say(line)
 
 
-@task
-@reports_errors
-@changes_state
-def stop(c: Context) -> None:
-    """Stop the containers; keep everything else.
+def _halting(name: str, summary: str, *, remove: bool) -> Task[Any]:
+    """`invoke stop` and `invoke down`, which differ only in whether the containers go too."""
 
-    Skips the weak-secret and image-pinning checks: it starts nothing new.
-    """
-    from trackstack import stack
+    def halt(c: Context) -> None:
+        from trackstack import stack
 
-    stack.stop(_relaxed(c))
+        (stack.down if remove else stack.stop)(_relaxed(c))
+
+    halt.__name__ = halt.__qualname__ = name
+    halt.__doc__ = f"{summary}\n\n    {RELAXED_NOTE}\n    "
+    return Task(reports_errors(changes_state(halt)), name=name)
 
 
-@task
-@reports_errors
-@changes_state
-def down(c: Context) -> None:
-    """Remove containers and network; keep the data.
-
-    Skips the weak-secret and image-pinning checks: it starts nothing new.
-    """
-    from trackstack import stack
-
-    stack.down(_relaxed(c))
+stop = _halting("stop", "Stop the containers; keep everything else.", remove=False)
+down = _halting("down", "Remove containers and network; keep the data.", remove=True)
 
 
 @task(
