@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from trackstack import database, engine, stack
+from trackstack import database, engine, migrate, stack
 from trackstack.engine import Project
 from trackstack.errors import TrackstackError
 from trackstack.seed import minio_client
@@ -69,8 +69,7 @@ def _safe_key_path(root: Path, key: str) -> Path:
 
 
 def backup(project: Project, into: Path) -> Path:
-    """Write a complete, checksummed backup folder under `into`; return its path."""
-    stack.require_running(project)
+    """Write a complete, checksummed backup folder under `into`; return its path (needs Postgres and MinIO)."""
     settings = project.settings
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     final = into / f"{settings.compose_project_name}-{stamp}"
@@ -159,6 +158,7 @@ def restore(project: Project, folder: Path) -> Counts:
         stack.say(f"restoring {len(keys)} objects into bucket {bucket}")
         for key in keys:
             client.fput_object(bucket, key, str(_safe_key_path(folder / ARTIFACTS, key)))
+        migrate.after_restore(project)
     finally:
         engine.compose(project, "up", "--detach", "mlflow", capture=True)
         stack.wait_healthy(project)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from trackstack import database, engine
+from trackstack import database, engine, migrate
 from trackstack.engine import DockerError, Project, ServiceState
 from trackstack.errors import TrackstackError
 from trackstack.render import DOCKERFILE, DOCKERFILE_LABEL, EngineFeatures, build_digest, render_all
@@ -106,6 +106,7 @@ def up(project: Project, *, timeout: float = 300) -> float:
     _compose_up(project, "postgres", "minio", "pgadmin")
     wait_healthy(project, services=("postgres",), timeout=timeout)
     database.sync_password(project)
+    migrate.before_start(project)  # issue 11: back up and upgrade an older MLflow schema first
     _compose_up(project)
     wait_healthy(project, timeout=timeout)
     return time.monotonic() - started

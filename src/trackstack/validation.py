@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from trackstack.envfile import read_env_file
 from trackstack.problems import Problem, SettingsError, dedupe, mask
 from trackstack.services import PORT_KEYS
-from trackstack.settings import KEYS, Settings, describe
+from trackstack.settings import KEYS, NO_LOCK, Settings, describe
 
 # Values that the upstream images accept but that nobody should run with.
 WEAK_SECRETS = frozenset({"password", "changeme", "minioadmin", "postgres", "admin", "secret", "12345678", "pgadmin"})
@@ -26,6 +26,12 @@ CREDENTIAL_PAIRS = (
     ("POSTGRES_PASSWORD", "POSTGRES_USER"),
     ("PGADMIN_DEFAULT_PASSWORD", "PGADMIN_DEFAULT_EMAIL"),
     ("MINIO_ROOT_PASSWORD", "MINIO_ROOT_USER"),
+)
+
+# A release without a lock is one command away from usable.
+LOCK_FIX = (
+    "run `invoke lock` to resolve and write it (needs PyPI; commit the file), then `invoke up`; "
+    "or set one of the locked versions"
 )
 
 
@@ -93,7 +99,8 @@ def _problems_from(error: ValidationError, values: Mapping[str, str]) -> list[Pr
         if item["type"] == "missing":
             continue  # reported by `validate` with a friendlier fix
         key = str(item["loc"][-1])  # ports sit one level down: ("PORTS", "MLFLOW_PORT")
-        problems.append(Problem(key, mask(key, values.get(key, "")), _reason(item), describe(key)))
+        fix = LOCK_FIX if item["type"] == NO_LOCK else describe(key)
+        problems.append(Problem(key, mask(key, values.get(key, "")), _reason(item), fix))
     return problems
 
 

@@ -135,7 +135,7 @@ def test_dockerfile_is_pinned_small_and_unprivileged(settings: Settings) -> None
     dockerfile = render_all(settings, EngineFeatures())["Dockerfile.mlflow"]
     lines = [line for line in dockerfile.splitlines() if line and not line.startswith("#")]
     assert lines[0] == "FROM python:3.13-slim-trixie"
-    assert '"mlflow==3.8.1"' in dockerfile
+    assert f'"mlflow=={settings.mlflow_version}"' in dockerfile
     assert "psycopg2-binary==" in dockerfile
     assert "boto3==" in dockerfile
     assert "--no-cache-dir" in dockerfile
