@@ -18,6 +18,7 @@ from typing import Literal
 from trackstack import database, engine
 from trackstack.engine import Project
 from trackstack.errors import TrackstackError
+from trackstack.render import backend_store_uri
 
 
 def route(key: str) -> str:
@@ -56,9 +57,11 @@ def _say(message: str) -> None:
 
 def database_revision(project: Project) -> str | None:
     """The schema revision of MLflow's database, or None before MLflow created its tables."""
+    # Postgres resolves table names before it runs a query: psql asks first, then reads only if it is there.
     found = database.psql(
         project,
-        "SELECT version_num FROM alembic_version WHERE to_regclass('public.alembic_version') IS NOT NULL;\n",
+        "SELECT to_regclass('public.alembic_version') IS NOT NULL AS present \\gset\n"
+        "\\if :present\nSELECT version_num FROM alembic_version;\n\\endif\n",
     )
     return found.splitlines()[0] if found else None
 
@@ -80,17 +83,12 @@ def image_revisions(project: Project) -> Revisions:
     return Revisions(head=cache[image_id]["head"], known=frozenset(cache[image_id]["known"]))
 
 
-def backend_store_uri(project: Project) -> str:
-    """The URI MLflow is started with; the password comes from PGPASSWORD in the container."""
-    settings = project.settings
-    return f"postgresql://{settings.postgres_user}@postgres:5432/{settings.postgres_db}"
-
-
 def upgrade_schema(project: Project, found: str, revisions: Revisions) -> None:
     """Run `mlflow db upgrade` once, in a one-shot container of the MLflow service."""
     started = time.monotonic()
     engine.compose(project, "run", "--rm", "--no-deps", "-T", "mlflow", "mlflow", "db", "upgrade",
-                   backend_store_uri(project), capture=True)  # fmt: skip
+                   backend_store_uri(project.settings.postgres_user, project.settings.postgres_db),
+                   capture=True)  # fmt: skip
     now = database_revision(project)
     if now != revisions.head:
         raise MigrationError(

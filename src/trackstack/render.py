@@ -22,6 +22,16 @@ from trackstack.settings import Settings
 PSYCOPG2_VERSION = "2.9.10"
 BOTO3_VERSION = "1.38.23"
 
+
+def backend_store_uri(user: str, database: str) -> str:
+    """MLflow's backend store inside the stack, without a password (MLflow gets PGPASSWORD).
+
+    The driver is named: SQLAlchemy 2.1 (MLflow 3.9 and later) reads a bare postgresql:// as
+    psycopg 3, but the image installs psycopg2, which every MLflow version can use.
+    """
+    return f"postgresql+psycopg2://{user}@postgres:5432/{database}"
+
+
 COMPOSE_FILE = "compose.yaml"
 DOCKERFILE = "Dockerfile.mlflow"
 DOCKERFILE_LABEL = "org.trackstack.dockerfile-sha256"
@@ -75,7 +85,12 @@ def render_dockerfile(settings: Settings) -> str:
         constraints=constraints_file(settings.mlflow_version).relative_to(PROJECT_FILES).as_posix(),
         psycopg2_version=PSYCOPG2_VERSION,
         boto3_version=BOTO3_VERSION,
+        server_skips_pandas=_release(settings.mlflow_version) < (3, 9),
     )
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
 
 
 def build_digest(settings: Settings, dockerfile: str) -> str:
@@ -96,6 +111,7 @@ def render_compose(settings: Settings, engine: EngineFeatures, dockerfile: str) 
         services=BY_NAME,
         volumes=VOLUMES,
         allowed_hosts=",".join(allowed_hosts),
+        backend_store_uri=backend_store_uri("${POSTGRES_USER}", "${POSTGRES_DB}"),
         dockerfile=DOCKERFILE,
         dockerfile_label=DOCKERFILE_LABEL,
         dockerfile_digest=build_digest(settings, dockerfile),
