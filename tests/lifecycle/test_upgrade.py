@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.lifecycle.helpers import Invoke, Logged, assert_intact, log_runs
+from tests.lifecycle.helpers import Invoke, Logged, assert_intact, containers, log_runs
+from trackstack import database
 from trackstack.engine import Project
 from trackstack.migrate import database_revision, image_revisions
 
@@ -170,3 +171,47 @@ def test_restoring_the_old_backup_upgrades_it_again(upgraded: Upgrade, project: 
     assert f"the restored database is at schema revision {upgraded.old_revision}" in result.stdout
     assert database_revision(project) == image_revisions(project).head
     assert_intact(project, upgraded.logged, tmp_path)
+
+
+def test_a_database_newer_than_the_image_is_refused_and_nothing_changes(
+    upgraded: Upgrade, project: Project, invoke: Invoke
+) -> None:
+    head = database_revision(project)
+    assert head
+    before = containers(project)
+    database.psql(project, "UPDATE alembic_version SET version_num = 'f00dfeedbeef';\n")
+    try:
+        result = invoke("up", check=False)
+        assert result.returncode != 0
+        assert "schema revision f00dfeedbeef" in result.stderr
+        assert "nothing was changed" in result.stderr
+        assert "`invoke restore PATH`" in result.stderr
+        assert database_revision(project) == "f00dfeedbeef"
+        assert containers(project) == before
+    finally:
+        put_back = f"UPDATE alembic_version SET version_num = {database.literal(head)};\n"  # noqa: S608 - quoted
+        database.psql(project, put_back)
+
+
+def test_a_postgres_major_change_is_refused_before_postgres_starts(
+    upgraded: Upgrade, project: Project, invoke: Invoke, tmp_path: Path
+) -> None:
+    # A stand-in "next major": the same server, but saying PG_MAJOR is one more (only the check reads it).
+    major = int(subprocess.run(["docker", "exec", containers(project)["postgres"]["id"], "cat",
+                                "/var/lib/postgresql/data/PG_VERSION"], capture_output=True, text=True,
+                               check=True).stdout)  # fmt: skip
+    image = f"{project.name}-next-postgres:{major + 1}"
+    subprocess.run(["docker", "build", "-q", "-t", image, "-"], input=f"FROM {project.settings.postgres_image}\n"
+                   f"ENV PG_MAJOR={major + 1}\n", text=True, check=True, capture_output=True)  # fmt: skip
+    try:
+        env = tmp_path / ".env.next"
+        env.write_text(re.sub(r"(?m)^POSTGRES_IMAGE=.*$", f"POSTGRES_IMAGE={image}", project.env_file.read_text()))
+        before = containers(project)
+        result = invoke("up", check=False, env_file=env)
+        assert result.returncode != 0
+        assert f"written by PostgreSQL {major}" in result.stderr
+        assert f"is PostgreSQL {major + 1}" in result.stderr
+        assert "`invoke restore PATH`" in result.stderr
+        assert containers(project) == before
+    finally:
+        subprocess.run(["docker", "image", "rm", image], capture_output=True, check=False)
