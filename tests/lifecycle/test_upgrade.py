@@ -101,7 +101,8 @@ def test_up_names_both_revisions_backs_up_then_upgrades_once(upgraded: Upgrade, 
     assert (upgraded.backup / "manifest.json").is_file()
     assert database_revision(project) == head
     assert _version(project) == project.settings.mlflow_version
-    print(f"upgrading `invoke up` took {upgraded.seconds:.0f}s")
+    upgrade_line = next(line for line in out.splitlines() if "schema upgraded" in line)
+    print(f"upgrading `invoke up` took {upgraded.seconds:.0f}s; {upgrade_line}")
 
 
 def test_a_second_up_does_not_migrate_again(upgraded: Upgrade) -> None:
