@@ -47,8 +47,8 @@ def browser(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False, tags=["ci", "live"])
 def lifecycle(session: nox.Session) -> None:
-    """Drive `invoke up/down/reset` against the live stack: it deletes the stack's data."""
-    _live(session, "lifecycle")
+    """Drive `invoke up/down/reset`, upgrade from MLflow 3.8.1, against the live stack: it deletes its data."""
+    _live(session, "lifecycle", "models")
 
 
 @nox.session(python=PYTHON, default=False, tags=["bench"])

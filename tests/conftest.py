@@ -26,6 +26,9 @@ from trackstack.settings import Settings
 from trackstack.validation import RELAXED, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
+# MLflow 3.10+ servers offer presigned downloads straight from the S3 store, at the address the
+# server knows (http://minio:9000), which this machine cannot reach: download through the server.
+os.environ.setdefault("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
 LIVE_SUITES = ("live", "browser", "lifecycle")
 
 

@@ -79,8 +79,7 @@ def safe_key_path(root: Path, key: str) -> Path:
 
 
 def backup(project: Project, into: Path) -> Path:
-    """Write a complete, checksummed backup folder under `into`; return its path."""
-    stack.require_running(project)
+    """Write a complete, checksummed backup folder under `into`; return its path (needs Postgres and MinIO)."""
     settings = project.settings
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     final = into / f"{settings.compose_project_name}-{stamp}"

@@ -112,6 +112,40 @@ def check_ports(project: Project) -> Check:
     return Check("ports", "ok", f"{ports} free (or held by this stack)")
 
 
+def _minor(version: str) -> tuple[int, int]:
+    major, minor, *_ = (int(part) if part.isdigit() else 0 for part in [*version.split("."), "0", "0"])
+    return major, minor
+
+
+def check_mlflow_client(server_version: str, client_version: str | None) -> Check | None:
+    """Warn when the `mlflow` installed here is newer (major.minor) than the server's: it may call what that lacks."""
+    if client_version is None:
+        return None
+    server, client = _minor(server_version), _minor(client_version)
+    if client <= server:
+        return Check("mlflow client", "ok", f"{client_version}, not newer than the server's {server_version}")
+    return Check(
+        "mlflow client",
+        "warn",
+        f"the mlflow {client_version} installed here is newer than the server's {server_version}; "
+        "newer clients may use APIs that the older server answers with errors",
+        f"set MLFLOW_VERSION={client_version} in .env (`invoke lock` writes its lock; `invoke up` upgrades the "
+        f"data, with a backup first), or `pip install 'mlflow-skinny=={server_version}'` here",
+    )
+
+
+def installed_mlflow() -> str | None:
+    """The version of the MLflow client installed beside trackstack (mlflow, else mlflow-skinny)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in ("mlflow", "mlflow-skinny"):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return None
+
+
 def run_checks(env_file: Path) -> list[Check]:
     env_check, project = check_env(env_file)
     probe = engine.probe_docker()
@@ -122,6 +156,9 @@ def run_checks(env_file: Path) -> list[Check]:
     checks.append(env_check)
     if project is not None and docker_usable:
         checks.append(check_ports(project))
+    if project is not None:
+        client = check_mlflow_client(project.settings.mlflow_version, installed_mlflow())
+        checks += [client] if client else []
     return checks
 
 

@@ -21,4 +21,6 @@ def constraints_file(mlflow_version: str) -> Path:
 
 
 def supported_mlflow_versions() -> list[str]:
-    return sorted(path.stem.removeprefix("mlflow-") for path in CONSTRAINTS.glob("mlflow-*.txt"))
+    """The MLflow releases with a lock, oldest first."""
+    versions = (path.stem.removeprefix("mlflow-") for path in CONSTRAINTS.glob("mlflow-*.txt"))
+    return sorted(versions, key=lambda v: tuple(int(n) if n.isdigit() else 0 for n in v.split(".")))

@@ -22,6 +22,16 @@ from trackstack.settings import Settings
 PSYCOPG2_VERSION = "2.9.10"
 BOTO3_VERSION = "1.38.23"
 
+
+def backend_store_uri(user: str, database: str) -> str:
+    """MLflow's backend store inside the stack, without a password (MLflow gets PGPASSWORD).
+
+    The driver is named: SQLAlchemy 2.1 (MLflow 3.9 and later) reads a bare postgresql:// as
+    psycopg 3, but the image installs psycopg2, which every MLflow version can use.
+    """
+    return f"postgresql+psycopg2://{user}@postgres:5432/{database}"
+
+
 COMPOSE_FILE = "compose.yaml"
 DOCKERFILE = "Dockerfile.mlflow"
 # pgAdmin's server list, mounted into its container (a Compose config): no secret in it.
@@ -74,7 +84,12 @@ def render_dockerfile(settings: Settings) -> str:
         psycopg2_version=PSYCOPG2_VERSION,
         boto3_version=BOTO3_VERSION,
         entrypoint=MLFLOW_ENTRYPOINT.relative_to(PROJECT_FILES).as_posix(),
+        server_skips_pandas=_release(settings.mlflow_version) < (3, 9),
     )
+
+
+def _release(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
 
 
 def build_digest(settings: Settings, dockerfile: str) -> str:
@@ -108,6 +123,7 @@ def render_compose(settings: Settings, engine: EngineFeatures, dockerfile: str) 
         volumes=VOLUMES,
         allowed_hosts=",".join(allowed_hosts(settings)),
         auth_start=(TEMPLATES / AUTH_START).read_text(encoding="utf-8"),
+        backend_store_uri=backend_store_uri("${POSTGRES_USER}", "${POSTGRES_DB}"),
         dockerfile=DOCKERFILE,
         dockerfile_label=DOCKERFILE_LABEL,
         dockerfile_digest=build_digest(settings, dockerfile),

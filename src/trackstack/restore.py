@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trackstack import database, engine, stack
+from trackstack import database, engine, migrate, stack
 from trackstack.backup import (
     ARTIFACTS,
     DUMP,
@@ -63,8 +63,11 @@ def migrate_after_restore(project: Project, backup_version: str) -> None:
     """Bring a database restored from an older MLflow up to this stack's schema.
 
     Called with MLflow stopped, after the swap and before MLflow starts; a failure here rolls
-    the restore back. A no-op until MLflow schema migrations land (issue 11).
+    the restore back.
     """
+    if backup_version != project.settings.mlflow_version:
+        stack.say(f"the backup was written by MLflow {backup_version}; checking its schema")
+    migrate.after_restore(project)
 
 
 def _md5(path: Path) -> str:

@@ -20,6 +20,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from trackstack.paths import constraints_file, supported_mlflow_versions
 from trackstack.services import ENDPOINT_OF_PORT, PORT_KEYS, SERVICE_OF_PORT
@@ -38,7 +39,8 @@ _PINNED_REF = re.compile(
     r"(?:@sha256:[0-9a-f]{64})?$"
 )
 
-
+# The error type of an MLFLOW_VERSION without a lock: its fix is a command (validation.py).
+NO_LOCK = "no_lock"
 # Below this pgAdmin's own password check refuses the login at first start.
 PGADMIN_MIN_PASSWORD = 6
 # A host name (or IPv4 address) a class reaches MLflow by; `*.` matches any subdomain.
@@ -89,9 +91,9 @@ class Settings(BaseModel):
 
     postgres_image: str = Field(description="a pinned image, e.g. postgres:17-trixie")
     minio_image: str = Field(description="a pinned image, e.g. quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z")
-    pgadmin_image: str = Field(description="a pinned image, e.g. dpage/pgadmin4:9.10")
+    pgadmin_image: str = Field(description="a pinned image, e.g. dpage/pgadmin4:9.18")
     mlflow_base_image: str = Field(description="a pinned Python image, e.g. python:3.13-slim-trixie")
-    mlflow_version: str = Field(description="an exact MLflow release (3.5 or later), e.g. 3.8.1")
+    mlflow_version: str = Field(description="an exact MLflow release, 3.5 or later, e.g. 3.17.2")
     mlflow_workers: int = Field(ge=1, le=16, description="uvicorn worker processes, 1-16 (e.g. 2)")
 
     # Sharing with a class. Optional keys: a `.env` from before they existed keeps working.
@@ -211,14 +213,15 @@ class Settings(BaseModel):
     @field_validator("mlflow_version")
     @classmethod
     def _mlflow_version(cls, value: str) -> str:
-        match = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", value)
-        if not match:
-            raise ValueError("not an exact release number")
-        if (int(match[1]), int(match[2])) < (3, 5):
-            raise ValueError("MLflow before 3.5 has no --allowed-hosts")
+        problem = release_problem(value)
+        if problem:
+            raise ValueError(problem)
         if not constraints_file(value).is_file():
-            supported = ", ".join(supported_mlflow_versions())
-            raise ValueError(f"no dependency lock {constraints_file(value).name} for it (locked: {supported})")
+            raise PydanticCustomError(
+                NO_LOCK,
+                "no dependency lock constraints/{lock} for it (locked: {locked})",
+                {"lock": constraints_file(value).name, "locked": ", ".join(supported_mlflow_versions()) or "none"},
+            )
         return value
 
     # -- derived values -------------------------------------------------------------
@@ -287,6 +290,16 @@ def _split(names: str) -> list[str]:
 def _reachable(bind_address: str) -> str:
     """Where this machine reaches a port published on `bind_address`."""
     return "127.0.0.1" if bind_address == "0.0.0.0" else bind_address  # noqa: S104
+
+
+def release_problem(value: str) -> str | None:
+    """What is wrong with an MLFLOW_VERSION apart from its lock; None when it is a usable release."""
+    match = re.fullmatch(r"(\d+)\.(\d+)\.(\d+)", value)
+    if not match:
+        return "not an exact release number"
+    if (int(match[1]), int(match[2])) < (3, 5):
+        return "MLflow before 3.5 has no --allowed-hosts"
+    return None
 
 
 def _looks_like_ip(value: str) -> bool:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trackstack import database, engine, probes
+from trackstack import database, engine, migrate, probes
 from trackstack.engine import DockerError, Project, ServiceState
 from trackstack.errors import TrackstackError
 from trackstack.render import DOCKERFILE, DOCKERFILE_LABEL, EngineFeatures, build_digest, render_all
@@ -169,6 +169,7 @@ def start(project: Project, *, timeout: float = 300) -> StartReport:
     later = {"mlflow"}  # its container may still be the one an earlier `stop` left exited
 
     def start_mlflow() -> None:
+        migrate.before_start(project)  # an older MLflow schema: back up, upgrade once, then start
         _compose_up(project, "mlflow")
         later.discard("mlflow")
 

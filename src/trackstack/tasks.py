@@ -154,7 +154,10 @@ def build(c: Context, force: bool = False, allow_weak_secrets: bool = False, all
 def up(c: Context, timeout: int = 300, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
     """Start the stack, wait until healthy, seed it, print URLs."""
 
+    from trackstack import migrate
+
     project = _enforced(c, allow_weak_secrets, allow_unpinned)
+    migrate.check_postgres_volume(project)
     _start(project, "ready:", timeout=timeout)
 
 
@@ -238,7 +241,9 @@ def backup(c: Context, into: str = "") -> None:
     from trackstack import backup as backups
     from trackstack import stack
 
-    folder = backups.backup(_relaxed(c), Path(into) if into else _backups_dir(c))
+    project = _relaxed(c)
+    stack.require_running(project)
+    folder = backups.backup(project, Path(into) if into else _backups_dir(c))
     stack.say(f"backup written to {folder}")
 
 
@@ -365,6 +370,29 @@ def user_remove(c: Context, name: str) -> None:
     print(f"trackstack: removed MLflow user {name}; its experiments and runs stay", flush=True)
 
 
+@task(help={"exclude_newer": "resolve as PyPI was on this date, YYYY-MM-DD (default: the lock's own, else today)"})
+@reports_errors
+def lock(c: Context, exclude_newer: str = "") -> None:
+    """Write constraints/mlflow-<MLFLOW_VERSION>.txt: the MLflow image's pinned dependencies.
+
+    Reads only MLFLOW_VERSION and MLFLOW_BASE_IMAGE from .env: the version need not have a lock yet.
+    """
+    from trackstack import lock as locking
+    from trackstack.envfile import read_env_file
+    from trackstack.paths import env_file
+    from trackstack.problems import Problem, SettingsError
+    from trackstack.settings import describe, release_problem
+
+    path = env_file(_root(c))
+    values, _ = read_env_file(path)
+    version, base_image = values.get("MLFLOW_VERSION", ""), values.get("MLFLOW_BASE_IMAGE", "")
+    problem = release_problem(version)
+    if problem:
+        raise SettingsError(path, [Problem("MLFLOW_VERSION", repr(version), problem, describe("MLFLOW_VERSION"))])
+    written, date = locking.write_lock(version, base_image, exclude_newer=exclude_newer or None)
+    print(f"trackstack: wrote {written.name} (PyPI as of {date}); `invoke up` builds the image from it")
+
+
 @task
 @reports_errors
 def doctor(c: Context) -> None:
@@ -385,7 +413,7 @@ def doctor(c: Context) -> None:
 def namespace(root: Path) -> Collection:
     """The task collection for the project whose files live in `root`."""
     ns = Collection(
-        init, render, build, up, seed, stop, down, reset, backup, restore, status, logs, urls, open_uis, doctor
+        init, render, build, up, seed, stop, down, reset, backup, restore, status, logs, urls, open_uis, doctor, lock
     )
     ns.add_collection(Collection("user", user_add, user_list, user_remove))
     ns.configure({"trackstack": {"root": str(root)}})

@@ -22,6 +22,7 @@ from trackstack.settings import (
     KEYS,
     MLFLOW_ADMIN_MIN_PASSWORD,
     MLFLOW_SECRET_KEY_MIN,
+    NO_LOCK,
     OPTIONAL_KEYS,
     SECRET_KEYS,
     Settings,
@@ -35,6 +36,12 @@ CREDENTIAL_PAIRS = (
     ("PGADMIN_DEFAULT_PASSWORD", "PGADMIN_DEFAULT_EMAIL"),
     ("MINIO_ROOT_PASSWORD", "MINIO_ROOT_USER"),
     ("MLFLOW_ADMIN_PASSWORD", "MLFLOW_ADMIN_USER"),
+)
+
+# A release without a lock is one command away from usable.
+LOCK_FIX = (
+    "run `invoke lock` to resolve and write it (needs PyPI; commit the file), then `invoke up`; "
+    "or set one of the locked versions"
 )
 
 
@@ -103,7 +110,8 @@ def _problems_from(error: ValidationError, values: Mapping[str, str]) -> list[Pr
         if item["type"] == "missing":
             continue  # reported by `validate` with a friendlier fix
         key = str(item["loc"][-1])  # ports sit one level down: ("PORTS", "MLFLOW_PORT")
-        problems.append(Problem(key, mask(key, values.get(key, "")), _reason(item), describe(key)))
+        fix = LOCK_FIX if item["type"] == NO_LOCK else describe(key)
+        problems.append(Problem(key, mask(key, values.get(key, "")), _reason(item), fix))
     return problems
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from tests.conftest import live_project
 from trackstack.engine import compose_args
+from trackstack.render import backend_store_uri
 
 
 def purge_experiment(client: Any, experiment_id: str) -> None:
@@ -29,7 +30,7 @@ def purge_experiment(client: Any, experiment_id: str) -> None:
         "mlflow",
         "mlflow",
         "gc",
-        f"--backend-store-uri=postgresql://{settings.postgres_user}@postgres:5432/{settings.postgres_db}",
+        f"--backend-store-uri={backend_store_uri(settings.postgres_user, settings.postgres_db)}",
         f"--experiment-ids={experiment_id}",
     ]
     if runs:

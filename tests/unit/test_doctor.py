@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trackstack.doctor import Check, check_docker, check_env, report
+import pytest
+
+from trackstack.doctor import Check, check_docker, check_env, check_mlflow_client, report
 from trackstack.engine import DockerProbe
 
 
@@ -45,3 +47,24 @@ def test_report_shows_each_fix() -> None:
         "[FAIL] ports: port 5432 is in use by postgres (pid 9)",
         "       fix: stop that program",
     ]
+
+
+def test_a_newer_mlflow_client_is_a_warning_with_both_routes() -> None:
+    check = check_mlflow_client("3.8.1", "3.17.2")
+    assert check is not None
+    assert (check.level, check.blocking) == ("warn", False)
+    assert "3.17.2" in check.detail
+    assert "3.8.1" in check.detail
+    assert "MLFLOW_VERSION=3.17.2" in check.fix
+    assert "mlflow-skinny==3.8.1" in check.fix
+
+
+@pytest.mark.parametrize("client", ["3.8.0", "3.8.9", "3.7.1", "2.22.0"])
+def test_a_client_as_old_as_the_server_is_fine(client: str) -> None:
+    check = check_mlflow_client("3.8.1", client)
+    assert check is not None
+    assert check.level == "ok"
+
+
+def test_no_local_client_no_check() -> None:
+    assert check_mlflow_client("3.8.1", None) is None

@@ -15,6 +15,7 @@ from trackstack.render import (
     EngineFeatures,
     build_digest,
     render_all,
+    render_dockerfile,
     render_servers_json,
 )
 from trackstack.services import SERVICE_NAMES
@@ -123,7 +124,8 @@ def test_mlflow_waits_for_its_dependencies_and_proxies_artifacts(settings: Setti
     command = mlflow["command"]
     assert "--serve-artifacts" in command
     assert "--artifacts-destination=s3://mlflow" in command
-    assert "--backend-store-uri=postgresql://${POSTGRES_USER}@postgres:5432/${POSTGRES_DB}" in command
+    # psycopg2 named: SQLAlchemy 2.1 would read a bare postgresql:// as psycopg 3, which the image lacks.
+    assert "--backend-store-uri=postgresql+psycopg2://${POSTGRES_USER}@postgres:5432/${POSTGRES_DB}" in command
     allowed = next(a for a in command if a.startswith("--allowed-hosts=")).split("=", 1)[1].split(",")
     assert {"localhost:5001", "mlflow:5000"} <= set(allowed)
     assert mlflow["environment"]["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"
@@ -139,7 +141,7 @@ def test_dockerfile_is_pinned_small_and_unprivileged(settings: Settings) -> None
     dockerfile = render_all(settings, EngineFeatures())["Dockerfile.mlflow"]
     lines = [line for line in dockerfile.splitlines() if line and not line.startswith("#")]
     assert lines[0] == "FROM python:3.13-slim-trixie"
-    assert '"mlflow[auth]==3.8.1"' in dockerfile  # the auth extra: Flask-WTF for --app-name basic-auth
+    assert f'"mlflow[auth]=={settings.mlflow_version}"' in dockerfile  # auth extra: Flask-WTF for basic-auth
     assert "psycopg2-binary==" in dockerfile
     assert "boto3==" in dockerfile
     assert "--no-cache-dir" in dockerfile
@@ -196,3 +198,11 @@ def test_docker_compose_accepts_the_file(settings: Settings, values: dict[str, s
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("version", "dropped"), [("3.8.1", True), ("3.17.2", False)])
+def test_the_image_keeps_pandas_for_servers_that_import_it(settings: Settings, version: str, dropped: bool) -> None:
+    dockerfile = render_dockerfile(settings.model_copy(update={"mlflow_version": version}))
+    uninstalled = dockerfile.split("pip uninstall", 1)[1].split("&& rm", 1)[0].split()
+    assert ("pandas" in uninstalled) is dropped
+    assert "pyarrow" in uninstalled

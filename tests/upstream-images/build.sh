@@ -54,7 +54,7 @@ die() { printf '[upstream-images] ERROR: %s\n' "$*" >&2; exit 1; }
 # at the time of writing and only apply when it is absent or lacks a key.
 POSTGRES_IMAGE=postgres:17-trixie
 MINIO_IMAGE=quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z
-PGADMIN_IMAGE=dpage/pgadmin4:9.10
+PGADMIN_IMAGE=dpage/pgadmin4:9.18
 MLFLOW_BASE_IMAGE=python:3.13-slim-trixie
 
 env_file=$repo_root/.env.example

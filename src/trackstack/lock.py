@@ -1,0 +1,115 @@
+"""`invoke lock`: pin every dependency of the MLflow image for one MLflow release, reproducibly.
+
+uv (a dev dependency, pinned) resolves the image's three requirements from PyPI as they were
+on one date, for the base image's Python on Linux. The lock's header names the exact command,
+and a later `invoke lock` reuses that date, so it writes the same file again.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from trackstack.errors import TrackstackError
+from trackstack.paths import constraints_file
+from trackstack.render import BOTO3_VERSION, PSYCOPG2_VERSION
+
+_DATE_IN_HEADER = re.compile(r"--exclude-newer[ =](\d{4}-\d{2}-\d{2})\b")
+_PYTHON_TAG = re.compile(r":(\d+\.\d+)")
+
+Runner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+class LockError(TrackstackError):
+    """The resolver is missing or could not resolve the image's requirements."""
+
+
+def requirements(mlflow_version: str) -> str:
+    """What the MLflow image installs: MLflow with its auth extra, the Postgres driver, the S3 client."""
+    return f"mlflow[auth]=={mlflow_version}\npsycopg2-binary=={PSYCOPG2_VERSION}\nboto3=={BOTO3_VERSION}\n"
+
+
+def python_version(base_image: str) -> str:
+    """The Python minor of the MLflow image's base, from its tag (python:3.13-slim-trixie -> 3.13)."""
+    match = _PYTHON_TAG.search(base_image.rsplit("/", 1)[-1])
+    if not match:
+        raise LockError(
+            f"cannot tell the Python version of MLFLOW_BASE_IMAGE={base_image!r}. "
+            "Fix: pin a python image whose tag starts with its version, e.g. python:3.13-slim-trixie."
+        )
+    return match[1]
+
+
+def compile_args(python: str, exclude_newer: str) -> list[str]:
+    """`uv pip compile` reading the requirements on stdin; only packages published before the date count."""
+    return [
+        "uv", "pip", "compile", "-",
+        "--python-version", python,
+        "--python-platform", "linux",
+        "--exclude-newer", exclude_newer,
+        "--no-python-downloads",
+        "--no-header",
+        "--no-annotate",
+    ]  # fmt: skip
+
+
+def header(mlflow_version: str, args: list[str]) -> str:
+    """Two comment lines: what the lock is for, and the exact command that wrote it."""
+    printf_format = requirements(mlflow_version).replace("\n", "\\n")
+    return (
+        f"# Lock for the MLflow image (MLFLOW_VERSION={mlflow_version}), written by `invoke lock`.\n"
+        f"# Command: printf {shlex.quote(printf_format)} | {shlex.join(args)}\n"
+    )
+
+
+def previous_date(path: Path) -> str | None:
+    """The --exclude-newer date in an existing lock's header, so that locking again changes nothing."""
+    if not path.is_file():
+        return None
+    with path.open(encoding="utf-8") as stream:
+        for line in stream:
+            if not line.startswith("#"):
+                break
+            match = _DATE_IN_HEADER.search(line)
+            if match:
+                return match[1]
+    return None
+
+
+def write_lock(
+    mlflow_version: str,
+    base_image: str,
+    *,
+    exclude_newer: str | None = None,
+    run: Runner = subprocess.run,
+) -> tuple[Path, str]:
+    """Resolve and write constraints/mlflow-<version>.txt; return its path and the date used."""
+    path = constraints_file(mlflow_version)
+    date = exclude_newer or previous_date(path) or datetime.now(UTC).strftime("%Y-%m-%d")
+    python = python_version(base_image)
+    args = compile_args(python, date)
+    # uv ships as a Python package: run the one installed beside trackstack, whatever PATH says.
+    try:
+        result = run([sys.executable, "-m", *args], input=requirements(mlflow_version), capture_output=True, text=True)
+    except FileNotFoundError:
+        raise LockError(f"{sys.executable} is gone; reinstall with `pip install -e '.[dev]'`") from None
+    if result.returncode != 0:
+        detail = (result.stderr or "").strip()
+        if "No module named uv" in detail:
+            raise LockError("uv is not installed here. Fix: `pip install -e '.[dev]'` (uv is a dev dependency).")
+        raise LockError(
+            f"uv could not resolve MLflow {mlflow_version} for Python {python} (packages before {date}):\n"
+            f"{detail}\nFix: check the version on PyPI, or pass another --exclude-newer date."
+        )
+    pins = [line for line in result.stdout.splitlines() if line and not line.startswith("#")]
+    if f"mlflow=={mlflow_version}" not in pins:
+        raise LockError(f"uv's resolution does not contain mlflow=={mlflow_version}:\n{result.stdout}")
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(header(mlflow_version, args) + "\n".join(pins) + "\n", encoding="utf-8")
+    temporary.replace(path)
+    return path, date
