@@ -24,7 +24,8 @@ with connection.cursor() as cursor:
         cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(logins_db)))
 connection.close()
 
-uri = "postgresql://" + env["POSTGRES_USER"] + "@postgres:5432/" + logins_db
+# The driver is named: SQLAlchemy 2.1 (MLflow 3.9 and later) reads a bare postgresql:// as psycopg 3.
+uri = "postgresql+psycopg2://" + env["POSTGRES_USER"] + "@postgres:5432/" + logins_db
 config = configparser.RawConfigParser()
 config["mlflow"] = {
     "default_permission": env["MLFLOW_DEFAULT_PERMISSION"],
