@@ -10,6 +10,7 @@ import requests
 from playwright.sync_api import Browser, expect
 from playwright.sync_api import Error as PlaywrightError
 
+from tests.browser.ui import mlflow_experiments_search
 from tests.conftest import AuthStack
 
 
@@ -48,8 +49,7 @@ def test_the_admin_logs_in_and_sees_the_experiments(auth_stack: AuthStack, brows
         response = page.goto(url)
         assert response is not None
         assert response.status == 200
-        page.get_by_role("link", name="Experiments", exact=True).click()
-        page.get_by_role("textbox", name="Filter experiments by name").fill(name)
+        mlflow_experiments_search(page).fill(name)
         page.keyboard.press("Enter")
         expect(page.get_by_role("link", name=name, exact=True)).to_be_visible()
         expect(page).to_have_url(re.compile(r"#/experiments"))

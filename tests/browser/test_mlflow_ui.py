@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
+from tests.browser.ui import mlflow_experiments_search
 from tests.live.cleanup import purge_experiment
 from trackstack.settings import Settings
 
@@ -56,17 +56,7 @@ def logged_run(settings: Settings) -> Iterator[LoggedRun]:
 # `logged_run` comes first: the page (and its screenshot) is torn down before the experiment goes.
 def test_mlflow_ui_shows_the_logged_run(logged_run: LoggedRun, page: Page, settings: Settings) -> None:
     page.goto(settings.mlflow_url)
-    experiments = page.get_by_role("link", name="Experiments", exact=True)
-    expect(experiments).to_be_visible()
-    # MLflow 3.17 opens in its GenAI view, where an experiment shows traces: runs are under
-    # "Model training" (MLflow 3.8 has no such switch). It also points at new features once.
-    page.add_locator_handler(page.get_by_role("button", name="Got it"), lambda got_it: got_it.click())
-    training = page.get_by_text("Model training", exact=True)
-    if training.count():
-        training.first.click()
-    experiments.click()
-    # MLflow 3.8 labels the box "Filter experiments by name"; 3.17 has the placeholder "Search experiments".
-    search = page.get_by_role("textbox", name=re.compile(r"^(Filter experiments by name|Search experiments)$"))
+    search = mlflow_experiments_search(page)
     search.fill(logged_run.experiment)
     page.keyboard.press("Enter")
     page.get_by_role("link", name=logged_run.experiment, exact=True).click()
