@@ -41,6 +41,15 @@ def containers(project: Project) -> dict[str, dict[str, str]]:
     }
 
 
+def started(project: Project) -> dict[str, tuple[str, str]]:
+    """Each service's container and when it started: what "nothing changed" means.
+
+    (Not the health: the engine's verdict on a just-started service trails `invoke up`'s by up
+    to a probe interval.)
+    """
+    return {name: (c["id"], c["started"]) for name, c in containers(project).items()}
+
+
 def wait_all_healthy(project: Project, timeout: float = 240) -> None:
     """Wait for the restart policy and healthchecks to bring every service back."""
     deadline = time.monotonic() + timeout

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.lifecycle.helpers import Invoke, containers
+from tests.lifecycle.helpers import Invoke, started
 from trackstack.engine import Project
 
 BAD = {
@@ -31,13 +31,13 @@ def bad_env(project: Project, tmp_path: Path) -> Path:
 def test_bad_env_changes_nothing(project: Project, invoke: Invoke, bad_env: Path, task: tuple[str, ...]) -> None:
     generated = {name: (project.root / name).read_bytes() for name in ("compose.yaml", "Dockerfile.mlflow")}
     mtimes = {name: (project.root / name).stat().st_mtime_ns for name in generated}
-    before = containers(project)
+    before = started(project)
     result = invoke(*task, check=False, env_file=bad_env)
     assert result.returncode == 1
     for key in BAD:
         assert f"{key}=" in result.stderr
     assert "short" not in result.stderr  # the secret's value is masked
-    assert containers(project) == before
+    assert started(project) == before
     for name, content in generated.items():
         assert (project.root / name).read_bytes() == content
         assert (project.root / name).stat().st_mtime_ns == mtimes[name]

@@ -8,7 +8,15 @@ import uuid
 
 import requests
 
-from tests.lifecycle.helpers import SERVICES, Invoke, bucket_objects, containers, experiment_names, wait_all_healthy
+from tests.lifecycle.helpers import (
+    SERVICES,
+    Invoke,
+    bucket_objects,
+    containers,
+    experiment_names,
+    started,
+    wait_all_healthy,
+)
 from tests.live.pgadmin_api import PgAdmin
 from trackstack.engine import Project
 from trackstack.seed import minio_client
@@ -34,9 +42,9 @@ def test_stack_is_healthy_and_answers_on_every_port(project: Project) -> None:
 
 
 def test_up_on_a_running_stack_changes_nothing(project: Project, invoke: Invoke) -> None:
-    before = containers(project)
+    before = started(project)
     result = invoke("up")
-    assert containers(project) == before
+    assert started(project) == before
     assert f"image {project.settings.mlflow_image} is up to date" in result.stdout
     assert "generated files are up to date" in result.stdout
     assert "already exists" in result.stdout  # the bucket
@@ -74,12 +82,12 @@ def test_down_then_up_keeps_the_data(project: Project, invoke: Invoke) -> None:
 
 def test_reset_refuses_without_a_terminal_or_yes(project: Project, invoke: Invoke) -> None:
     name = _create_experiment(project)
-    before = containers(project)
+    before = started(project)
     result = invoke("reset", check=False)
     assert result.returncode != 0
     assert "--yes" in result.stderr
     assert "experiments" in result.stdout  # it said what it would have deleted
-    assert containers(project) == before
+    assert started(project) == before
     assert name in experiment_names(project)
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.lifecycle.helpers import Invoke, Logged, assert_intact, containers, log_runs
+from tests.lifecycle.helpers import Invoke, Logged, assert_intact, containers, log_runs, started
 from trackstack import database, engine
 from trackstack.engine import Project
 from trackstack.migrate import database_revision, image_revisions
@@ -174,14 +174,6 @@ def test_restoring_the_old_backup_upgrades_it_again(upgraded: Upgrade, project: 
     assert_intact(project, upgraded.logged, tmp_path)
 
 
-def _started(project: Project) -> dict[str, tuple[str, str]]:
-    """Each service's container and when it started: what "nothing changed" means here.
-
-    (Not the health: the engine's verdict on a just-started MLflow may still be catching up.)
-    """
-    return {name: (c["id"], c["started"]) for name, c in containers(project).items()}
-
-
 def test_a_database_newer_than_the_image_is_refused_and_nothing_changes(
     upgraded: Upgrade, project: Project, invoke: Invoke
 ) -> None:
@@ -190,7 +182,7 @@ def test_a_database_newer_than_the_image_is_refused_and_nothing_changes(
     # A stack about to start MLflow on that data (`up` on a stack running as configured starts
     # nothing and asks nothing: its MLflow already runs on this schema).
     engine.compose(project, "stop", "mlflow", capture=True)
-    before = _started(project)
+    before = started(project)
     database.psql(project, "UPDATE alembic_version SET version_num = 'f00dfeedbeef';\n")
     try:
         result = invoke("up", check=False)
@@ -199,7 +191,7 @@ def test_a_database_newer_than_the_image_is_refused_and_nothing_changes(
         assert "nothing was changed" in result.stderr
         assert "`invoke restore PATH`" in result.stderr
         assert database_revision(project) == "f00dfeedbeef"
-        assert _started(project) == before
+        assert started(project) == before
     finally:
         put_back = f"UPDATE alembic_version SET version_num = {database.literal(head)};\n"  # noqa: S608 - quoted
         database.psql(project, put_back)
@@ -219,12 +211,12 @@ def test_a_postgres_major_change_is_refused_before_postgres_starts(
     try:
         env = tmp_path / ".env.next"
         env.write_text(re.sub(r"(?m)^POSTGRES_IMAGE=.*$", f"POSTGRES_IMAGE={image}", project.env_file.read_text()))
-        before = _started(project)
+        before = started(project)
         result = invoke("up", check=False, env_file=env)
         assert result.returncode != 0
         assert f"written by PostgreSQL {major}" in result.stderr
         assert f"is PostgreSQL {major + 1}" in result.stderr
         assert "`invoke restore PATH`" in result.stderr
-        assert _started(project) == before
+        assert started(project) == before
     finally:
         subprocess.run(["docker", "image", "rm", image], capture_output=True, check=False)
