@@ -80,5 +80,6 @@ def apply_pgadmin_login(project: Project, *, new_volume: bool = False) -> str | 
     return "pgAdmin: login PGADMIN_DEFAULT_EMAIL / PGADMIN_DEFAULT_PASSWORD from .env applied"
 
 
-def _remember(project: Project, print_: str) -> None:
-    _exec(project, "sh", "-c", f'umask 077 && cat > "{FINGERPRINT}"', input_text=print_)
+def _remember(project: Project, applied: str) -> None:
+    """Keep the fingerprint of the login just applied in pgAdmin's data volume (mode 600)."""
+    _exec(project, "sh", "-c", f'umask 077 && cat > "{FINGERPRINT}"', input_text=applied)
