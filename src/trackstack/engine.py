@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,8 +184,11 @@ def probe_docker() -> DockerProbe:
     compose_v1 = shutil.which("docker-compose") is not None
     if shutil.which("docker") is None:
         return DockerProbe(cli=False, compose_v1=compose_v1)
-    version = run(["docker", "version", "--format", "{{json .}}"], capture=True, check=False)
-    compose_version = run(["docker", "compose", "version", "--short"], capture=True, check=False)
+    # Independent questions, each a CLI start and a round trip: ask both at once.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        asked = pool.submit(run, ["docker", "version", "--format", "{{json .}}"], capture=True, check=False)
+        compose_version = run(["docker", "compose", "version", "--short"], capture=True, check=False)
+        version = asked.result()
     server_version = ""
     with contextlib.suppress(ValueError, KeyError, TypeError):
         server_version = str(json.loads(version.stdout)["Server"]["Version"])

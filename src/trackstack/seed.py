@@ -125,11 +125,14 @@ def _ours_is_current(entries: list[dict[str, Any]], wanted: dict[str, Any]) -> b
     return len(ours) == 1 and all(ours[0].get(key) == wanted.get(key) for key in ENTRY_FIELDS)
 
 
-def seed_pgadmin(project: Project) -> str:
-    """Make sure pgAdmin lists the server `localhost` (host `postgres`) as the servers file says."""
+def seed_pgadmin(project: Project, listed: list[dict[str, Any]] | None = None) -> str:
+    """Make sure pgAdmin lists the server `localhost` (host `postgres`) as the servers file says.
+
+    `listed`: what `entries_in_config_db` returned a moment ago, if the caller already asked.
+    """
     settings = project.settings
     wanted = wanted_entry(settings)
-    quick = entries_in_config_db(project)
+    quick = entries_in_config_db(project) if listed is None else listed
     if quick is not None and _ours_is_current(quick, wanted):
         return "pgAdmin already lists the server localhost"
     current = registered_servers(project)

@@ -144,11 +144,15 @@ def start(project: Project, *, timeout: float = 300) -> StartReport:
     new_pgadmin_volume = False
 
     def pgadmin_ready() -> None:
-        # First: the server entry belongs to that login.
-        applied = apply_pgadmin_login(project, new_volume=new_pgadmin_volume)
+        # The login check and the (read-only) server listing are independent reads: ask both
+        # at once. A login that had to change first makes the listing stale: read it again.
+        applied, listed = concurrently(
+            lambda: apply_pgadmin_login(project, new_volume=new_pgadmin_volume),
+            lambda: seed.entries_in_config_db(project),
+        )
         if applied:
             note(applied)
-        note(seed.seed_pgadmin(project))
+        note(seed.seed_pgadmin(project, listed=None if applied else listed))
 
     on_ready: dict[str, Callable[[], None]] = {
         "minio": lambda: note(seed.bucket_line(project.settings)),
