@@ -32,6 +32,7 @@ from bench.stacks import (
     Baseline,
     Trackstack,
     build_baseline_image,
+    course_mlflow_version,
     image_size,
     make_env_file,
 )
@@ -39,9 +40,9 @@ from trackstack.errors import TrackstackError
 
 RESULTS = ROOT / "bench" / "results"
 NOTES = (
-    "Baseline MLflow image: trackstack's (BASE_MLFLOW_IMAGE); the baseline's own Dockerfile resolves today's PyPI, "
-    "whose SQLAlchemy 2.1 breaks MLflow 3.8.1 at start-up. Same server code: the running rows compare orchestration "
-    "and server settings.",
+    "MLflow: both stacks run the course's release (its requirements.txt), from trackstack's image of it "
+    "(BASE_MLFLOW_IMAGE): the course's own Dockerfile resolves today's PyPI, whose SQLAlchemy 2.1 breaks that "
+    "release at start-up. Same server code: the running rows compare orchestration and server settings.",
     "Image row: the baseline's Dockerfile really built, FROM rewritten to trackstack's MLFLOW_BASE_IMAGE.",
     "Warm baseline: the verbatim minio-setup (`mc mb` without --ignore-existing) fails on existing data "
     "(see baseline_verbatim_warm_start); warm runs add --ignore-existing and change nothing else.",
@@ -123,9 +124,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     stamp = dt.datetime.now(dt.UTC)
     env_file = args.env_file.resolve()
+    course_release = course_mlflow_version(args.baseline)
     if not env_file.exists():
-        make_env_file(env_file)
+        make_env_file(env_file, course_release)
     ts = Trackstack(env_file)
+    if ts.settings.mlflow_version != course_release:
+        raise SystemExit(
+            f"bench: {env_file} has MLFLOW_VERSION={ts.settings.mlflow_version}, the course runs {course_release}: "
+            "the rows compare orchestration on the same server code. Delete the file to have it written again."
+        )
     all_rows = rows()
     bench = Bench(
         rows={key: row for key, row in all_rows.items() if key in args.rows},

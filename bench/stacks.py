@@ -126,15 +126,26 @@ class Trackstack:
         return {"command": command, "stack_healthy": offset + healthy, "seeded": offset + report["ready"]}
 
 
-def make_env_file(path: Path) -> None:
-    """A `.env` like `invoke init` writes (strong random secrets), renamed to the bench project."""
+def course_mlflow_version(source: Path) -> str:
+    """The MLflow release the course's image installs (its requirements.txt pins it)."""
+    for line in (source / "mlflow" / "requirements.txt").read_text(encoding="utf-8").splitlines():
+        name, sep, version = line.strip().partition("==")
+        if sep and name.strip().lower() == "mlflow":
+            return version.strip()
+    raise BenchError(f"no `mlflow==VERSION` line in {source / 'mlflow' / 'requirements.txt'}")
+
+
+def make_env_file(path: Path, mlflow_version: str) -> None:
+    """A `.env` like `invoke init` writes (strong random secrets), renamed to the bench project and
+    on the course's MLflow release, so that both stacks run the same server code."""
     create_env(ROOT / ".env.example", path)
+    replaced = {"COMPOSE_PROJECT_NAME": PROJECT, "MLFLOW_VERSION": mlflow_version}
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     path.write_text(
-        "".join(f"COMPOSE_PROJECT_NAME={PROJECT}\n" if ln.startswith("COMPOSE_PROJECT_NAME=") else ln for ln in lines),
+        "".join(f"{key}={replaced[key]}\n" if (key := line.partition("=")[0]) in replaced else line for line in lines),
         encoding="utf-8",
     )
-    say(f"wrote {path} (project {PROJECT})")
+    say(f"wrote {path} (project {PROJECT}, MLflow {mlflow_version})")
 
 
 class Baseline:
@@ -155,7 +166,7 @@ class Baseline:
             # The MinIO release image ships mc; the baseline overrides the entrypoint anyway.
             "BASE_MC_IMAGE": ours.minio_image,
             # Its own Dockerfile resolves today's PyPI, which breaks MLflow 3.8.1 (SQLAlchemy 2.1):
-            # run trackstack's image of the same MLflow release instead.
+            # run trackstack's image of the same MLflow release instead (main() checks the release).
             "BASE_MLFLOW_IMAGE": ours.mlflow_image,
         }
         (self.dir / ".env").write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
