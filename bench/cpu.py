@@ -61,22 +61,45 @@ def cores_used(before: Mapping[str, int], after: Mapping[str, int], seconds: flo
     return used
 
 
-# The engine's own processes: every healthcheck is a `docker exec`, whose cost lands here and
-# not in the container's cgroup (runc is short-lived: its time reaches its parent when reaped).
-ENGINE_PROCESSES = frozenset({"dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2", "runc"})
+# The engine's share of an idle stack: every healthcheck is a `docker exec`, whose cost lands in
+# dockerd, containerd and the container's shim (runc is short-lived: its time reaches the shim
+# when reaped), not in the container's cgroup. Other engines on the machine (a swarm test bed's
+# namespaced daemons) and other stacks' shims are not this stack's cost, so only the engine
+# behind DOCKER_PIDFILE, its containerd and the shims of the stack's containers count.
+DOCKER_PIDFILE = Path("/var/run/docker.pid")
 
 
-def engine_cpu_ns(proc: Path = Path("/proc")) -> int:
-    """CPU time of the Docker engine's processes and of their reaped children, in nanoseconds."""
-    ticks = 0
+def _processes(proc: Path) -> dict[int, tuple[str, int, list[str], int]]:
+    """pid -> (name, parent pid, command line, CPU ticks of it and its reaped children)."""
+    found = {}
     for stat in proc.glob("[0-9]*/stat"):
         try:
             text = stat.read_text(encoding="utf-8")
+            argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue  # the process ended meanwhile
         name, fields = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
-        if name in ENGINE_PROCESSES:
-            ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+        ticks = sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
+        found[int(stat.parent.name)] = (name, int(fields[1]), [a.decode(errors="replace") for a in argv], ticks)
+    return found
+
+
+def engine_cpu_ns(container_ids: set[str], proc: Path = Path("/proc"), pidfile: Path = DOCKER_PIDFILE) -> int:
+    """CPU time, in nanoseconds, of the Docker engine and of the shims of `container_ids`."""
+    processes = _processes(proc)
+    try:
+        dockerd = int(pidfile.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        raise BenchError(f"cannot read the engine's pid from {pidfile}") from None
+    # containerd is dockerd's child when dockerd manages it, else a service of its own (parent 1).
+    own = [pid for pid, (name, parent, _, _) in processes.items() if name == "containerd" and parent == dockerd]
+    containerd = own or [pid for pid, (name, parent, _, _) in processes.items() if name == "containerd" and parent == 1]
+    shims = [
+        pid
+        for pid, (name, _, argv, _) in processes.items()
+        if name.startswith("containerd-shim") and "-id" in argv[:-1] and argv[argv.index("-id") + 1] in container_ids
+    ]
+    ticks = sum(processes[pid][3] for pid in {dockerd, *containerd, *shims} if pid in processes)
     return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 
 
@@ -86,7 +109,7 @@ def idle_cpu(containers: Mapping[str, str], seconds: float) -> dict[str, float]:
 
     def sample() -> dict[str, int]:
         counters = {service: cpu_time_ns(container_id) for container_id, service in containers.items()}
-        return counters | {"engine": engine_cpu_ns()}
+        return counters | {"engine": engine_cpu_ns(set(containers))}
 
     started, before = time.monotonic(), sample()
     time.sleep(seconds)

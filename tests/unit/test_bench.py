@@ -218,16 +218,25 @@ def test_probes_cover_every_service_and_the_bucket(settings: Settings) -> None:
     assert set(probes(settings)) == {*SERVICE_NAMES, "bucket"}
 
 
-def test_engine_cpu_counts_the_engines_processes_and_their_reaped_children(tmp_path: Path) -> None:
-
-    def process(pid: int, name: str, utime: int, stime: int, cutime: int, cstime: int) -> None:
+def test_engine_cpu_counts_this_engine_and_the_stacks_shims_only(tmp_path: Path) -> None:
+    def process(pid: int, parent: int, argv: list[str], utime: int, stime: int, cutime: int, cstime: int) -> None:
         (tmp_path / str(pid)).mkdir()
-        fields = ["S", "1", "1", "1", "0", "-1", "0", "0", "0", "0", "0", str(utime), str(stime), str(cutime),
-                  str(cstime), "20", "0"]  # fmt: skip
+        fields = ["S", str(parent), "1", "1", "0", "-1", "0", "0", "0", "0", "0", str(utime), str(stime),
+                  str(cutime), str(cstime), "20", "0"]  # fmt: skip
+        name = Path(argv[0]).name[:15]
         (tmp_path / str(pid) / "stat").write_text(f"{pid} ({name}) {' '.join(fields)}\n")
+        (tmp_path / str(pid) / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
 
-    process(10, "dockerd", 100, 50, 0, 0)
-    process(11, "containerd-shim-runc-v2", 5, 5, 30, 10)  # runc's time, reaped by the shim
-    process(12, "postgres", 999, 999, 0, 0)  # a container's process: its cgroup counts it
+    process(10, 1, ["dockerd"], 100, 50, 0, 0)
+    process(11, 10, ["containerd", "--config", "c.toml"], 20, 0, 0, 0)
+    process(
+        12, 1, ["/usr/bin/containerd-shim-runc-v2", "-namespace", "moby", "-id", "ours", "-address", "a"], 5, 5, 30, 10
+    )
+    process(13, 1, ["/usr/bin/containerd-shim-runc-v2", "-namespace", "moby", "-id", "theirs"], 500, 0, 0, 0)
+    process(14, 1, ["dockerd", "--data-root", "/elsewhere"], 700, 0, 0, 0)  # another engine on the machine
+    process(15, 14, ["containerd", "--config", "other.toml"], 300, 0, 0, 0)
+    process(16, 12, ["postgres"], 999, 999, 0, 0)  # a container's process: its cgroup counts it
+    pidfile = tmp_path / "docker.pid"
+    pidfile.write_text("10\n")
     tick = os.sysconf("SC_CLK_TCK")
-    assert engine_cpu_ns(tmp_path) == (150 + 50) * 1_000_000_000 // tick
+    assert engine_cpu_ns({"ours"}, tmp_path, pidfile) == (150 + 20 + 50) * 1_000_000_000 // tick
