@@ -283,16 +283,11 @@ load_images() {
 }
 
 # --- commands -----------------------------------------------------------------
-wait_bench_quiet() {
-  while [[ -e /work/BENCH_QUIET ]]; do log "benchmarks running (/work/BENCH_QUIET): waiting"; sleep 30; done
-}
-
 cmd_up() {
   local n restarted=0
   mkdir -p "$RUN_DIR" "$SWARM_CACHE" "$LOG_DIR"
   network_up
   log "network: $BRIDGE $HOST_ADDR/24, namespaces ${NODES[*]}"
-  wait_bench_quiet
   registry_up
   for n in "${NODES[@]}"; do
     node_running "$n" && node_answers "$n" && continue

@@ -302,7 +302,10 @@ build_standin() {
       docker_build "$ref" "$ctx" --build-arg "MINIO_RELEASE=$MINIO_RELEASE" ;;
     caddy)
       local caddy_bin
-      caddy_bin=$("$here/go-binary.sh" caddy github.com/caddyserver/caddy/v2/cmd/caddy "v$CADDY_VERSION")
+      # Built as the main module, Caddy cannot find its own version in the
+      # build information; CustomVersion is its documented override.
+      caddy_bin=$("$here/go-binary.sh" caddy github.com/caddyserver/caddy/v2/cmd/caddy "v$CADDY_VERSION" \
+        "github.com/caddyserver/caddy/v2.CustomVersion=v$CADDY_VERSION")
       install -m 755 "$caddy_bin" "$ctx/caddy"
       docker_build "$ref" "$ctx" --build-arg "CADDY_VERSION=$CADDY_VERSION" ;;
   esac

@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Build one static Go program from the Go module proxy into the test-bed cache,
-# for CI only: tests/upstream-images/go-binary.sh NAME PACKAGE VERSION
+# for CI only: tests/upstream-images/go-binary.sh NAME PACKAGE VERSION [VAR=VALUE...]
 #
 #   NAME     file name under $TRACKSTACK_TESTBED_CACHE/bin (default cache:
 #            /var/cache/trackstack-testbed)
 #   PACKAGE  the main package, e.g. github.com/caddyserver/caddy/v2/cmd/caddy
 #   VERSION  a version the proxy serves, e.g. v2.10.2
+#   VAR=VALUE  string variables to set at link time (go build -ldflags -X)
 #
 # A binary already there is kept when its embedded build information (what
 # `go version -m` reads) names that package at that version, so a second run
 # builds nothing. Prints the binary's path on stdout; progress goes to stderr.
 set -euo pipefail
 
-[[ $# -eq 3 ]] || { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[[ $# -ge 3 ]] || { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 name=$1 pkg=$2 version=$3
+shift 3
+ldflags='-s -w'
+for assignment in "$@"; do ldflags+=" -X $assignment"; done
 
 CACHE_DIR=${TRACKSTACK_TESTBED_CACHE:-/var/cache/trackstack-testbed}
 BIN_DIR=$CACHE_DIR/bin
@@ -46,7 +50,7 @@ tmp_bin=$(mktemp -d "$BIN_DIR/.$name.XXXXXX")
 trap 'rm -rf "$tmp_bin"' EXIT
 # Static (no cgo), no local paths in the binary, the toolchain that is here.
 if ! CGO_ENABLED=0 GOTOOLCHAIN=local GOBIN=$tmp_bin \
-     go install -trimpath -ldflags '-s -w' "$pkg@$version" >"$glog" 2>&1; then
+     go install -trimpath -ldflags "$ldflags" "$pkg@$version" >"$glog" 2>&1; then
   tail -n 30 "$glog" >&2
   die "go install $pkg@$version failed (log: $glog)"
 fi
