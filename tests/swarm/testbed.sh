@@ -261,45 +261,53 @@ wait_ready() { # NAME: the manager sees the node Ready again
     [[ $(ndocker "$MANAGER" node inspect -f '{{.Status.State}}' "$(node_id "$n")" 2>/dev/null) == ready ]] && return 0
     sleep 1
   done
-  die "$n did not become Ready in the swarm"
+  return 1
 }
 
 # --- images -------------------------------------------------------------------
 load_images() {
-  local t0=$SECONDS refs ref id n loaded=0
+  local t0=$SECONDS refs ref id n missing tar
   "$images_dir/build.sh"
   mapfile -t refs < <("$images_dir/build.sh" --list)
+  ((${#refs[@]})) || die "tests/upstream-images/build.sh --list printed no image references"
+  tar=$(mktemp "$CACHE_DIR/swarm-image.XXXXXX.tar")
   for ref in "${refs[@]}"; do
     id=$(docker image inspect -f '{{.Id}}' "$ref")
+    missing=()
     for n in "${NODES[@]}"; do
-      [[ $(ndocker "$n" image inspect -f '{{.Id}}' "$ref" 2>/dev/null) == "$id" ]] && continue
-      local t1=$SECONDS
-      docker save "$ref" | ndocker "$n" load -q >/dev/null
-      log "$n: loaded $ref in $((SECONDS - t1))s"
-      loaded=$((loaded + 1))
+      [[ $(ndocker "$n" image inspect -f '{{.Id}}' "$ref" 2>/dev/null) == "$id" ]] || missing+=("$n")
     done
+    ((${#missing[@]})) || continue
+    local t1=$SECONDS
+    # One save for all the nodes that lack it.
+    docker save -o "$tar" "$ref"
+    for n in "${missing[@]}"; do ndocker "$n" load -q -i "$tar" >/dev/null; done
+    log "loaded $ref into ${missing[*]} in $((SECONDS - t1))s"
   done
-  log "images: ${#refs[@]} references on ${#NODES[@]} nodes, $loaded loads, $((SECONDS - t0))s"
+  rm -f "$tar"
+  log "images: ${#refs[@]} references present on all nodes ($((SECONDS - t0))s)"
 }
 
 # --- commands -----------------------------------------------------------------
 cmd_up() {
-  local n restarted=0
+  local n started=()
   mkdir -p "$RUN_DIR" "$SWARM_CACHE" "$LOG_DIR"
   network_up
   log "network: $BRIDGE $HOST_ADDR/24, namespaces ${NODES[*]}"
   registry_up
   for n in "${NODES[@]}"; do
     node_running "$n" && node_answers "$n" && continue
-    restarted=1
     node_start "$n"
+    started+=("$n")
   done
-  # A daemon that had to be started brings the swarm of an earlier run with it
-  # (its services, networks, secrets): start from a clean one instead.
-  if ((restarted)) || ! swarm_healthy; then
+  # Daemons that all had to be started bring the swarm of an earlier run with
+  # them (its services, networks, secrets): start from a clean one instead.
+  # A single node started again (after node-stop) just rejoins.
+  if ((${#started[@]} == ${#NODES[@]})); then
     swarm_create
   else
-    log "swarm already healthy"
+    for n in "${started[@]}"; do wait_ready "$n" || true; done
+    if swarm_healthy; then log "swarm healthy"; else swarm_create; fi
   fi
   load_images
   log "up in $((SECONDS - t_start))s; eval \"\$($0 env)\" to use it"
@@ -373,7 +381,7 @@ case ${1:-} in
     else
       [[ -e /var/run/netns/$2 ]] || die "the test bed is down: run '$0 up' first"
       node_start "$2"
-      wait_ready "$2"
+      wait_ready "$2" || die "$2 did not become Ready in the swarm within 60s"
       log "$2 is Ready in the swarm"
     fi ;;
   -h|--help) usage ;;
