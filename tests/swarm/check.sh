@@ -45,8 +45,10 @@ image=$TRACKSTACK_TEST_REGISTRY/trackstack-check/echo:$tag
 mkdir -p "$work/echo"
 cat >"$work/echo/Dockerfile" <<EOF
 FROM $BASE_IMAGE
-# Proves that a build on the manager reaches PyPI.
-RUN pip install --no-cache-dir --disable-pip-version-check six==1.17.0
+# Proves that a build on the manager reaches PyPI (the ARG makes the step
+# miss the node's build cache every run).
+ARG CHECK_RUN
+RUN echo "\$CHECK_RUN" && pip install --no-cache-dir --disable-pip-version-check six==1.17.0
 COPY echo.py /echo.py
 CMD ["python3", "/echo.py"]
 EOF
@@ -65,7 +67,7 @@ class Echo(http.server.BaseHTTPRequestHandler):
 http.server.ThreadingHTTPServer(("", 8000), Echo).serve_forever()
 EOF
 t0=$SECONDS
-docker build -q -t "$image" "$work/echo" >/dev/null || fail "docker build on ts-node1"
+docker build -q --build-arg "CHECK_RUN=$tag" -t "$image" "$work/echo" >/dev/null || fail "docker build on ts-node1"
 docker push -q "$image" >/dev/null || fail "docker push to $TRACKSTACK_TEST_REGISTRY"
 log "built $image on ts-node1 (pip install from PyPI) and pushed it in $((SECONDS - t0))s"
 
@@ -133,7 +135,7 @@ configs:
     file: ./Caddyfile
 EOF
 t0=$SECONDS
-(cd "$work" && docker stack deploy --resolve-image never -c stack.yaml "$STACK" >/dev/null) \
+(cd "$work" && docker stack deploy --detach=true --resolve-image never -c stack.yaml "$STACK" >/dev/null) \
   || fail "docker stack deploy"
 log "stack deployed in $((SECONDS - t0))s"
 

@@ -125,9 +125,11 @@ node_start() {
   # `ip netns exec` remounts /sys and dockerd then finds no devices cgroup, so
   # only the network namespace is entered; a UTS namespace of its own gives the
   # node its name as hostname (`docker node ls`, node.hostname constraints).
-  # DOCKER_SERVICE_PREFER_OFFLINE_IMAGE: swarm tasks use a local image without
-  # asking a registry first (no registry but ours is reachable).
-  DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 setsid \
+  # Not DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1: Engine 20.10 honours it as
+  # "never pull", so workers could not fetch images pushed to our registry.
+  # Without it a swarm task's pull of a stand-in (docker.io, quay.io) fails
+  # at once (the resolver knows no such host) and the local image is used.
+  setsid \
     nsenter --net="/var/run/netns/$n" \
     unshare --uts -- sh -c 'hostname "$0" && exec "$@"' "$n" \
     dockerd \
@@ -137,7 +139,7 @@ node_start() {
       -H "unix://$(node_sock "$n")" \
       --cgroup-parent "/$n" \
       --insecure-registry "$REGISTRY" \
-      </dev/null >>"$LOG_DIR/$n.log" 2>&1 &
+      </dev/null >>"$LOG_DIR/$n.log" 2>&1 9>&- &
   local i
   for i in $(seq 1 120); do
     node_answers "$n" && break
@@ -191,10 +193,10 @@ http:
   addr: $REGISTRY
 CONF
   # Traces would go to an OTLP collector on localhost that does not exist.
-  OTEL_TRACES_EXPORTER=none setsid "$bin" serve "$conf" </dev/null >>"$LOG_DIR/registry.log" 2>&1 &
+  OTEL_TRACES_EXPORTER=none setsid "$bin" serve "$conf" </dev/null >>"$LOG_DIR/registry.log" 2>&1 9>&- &
   echo $! >"$pidfile"
   for i in $(seq 1 40); do
-    curl -fsS -o /dev/null "http://$REGISTRY/v2/" && break
+    curl -fsS -o /dev/null "http://$REGISTRY/v2/" 2>/dev/null && break
     sleep 0.25
   done
   curl -fsS -o /dev/null "http://$REGISTRY/v2/" \
@@ -363,7 +365,8 @@ ENV
 case ${1:-} in
   up|down|node-stop|node-start)
     mkdir -p "$CACHE_DIR"
-    # One change of the test bed at a time per machine.
+    # One change of the test bed at a time per machine. The daemons started
+    # below must not inherit fd 9 (9>&-), or they would hold the lock forever.
     exec 9>"$CACHE_DIR/swarm.lock"
     flock -n 9 || { log "waiting for another testbed.sh"; flock 9; } ;;
 esac
