@@ -165,7 +165,7 @@ seen=
 for _ in $(seq 1 60); do
   body=$(curl -fsS --max-time 5 "http://$addr:$HTTP_PORT/" 2>/dev/null) || { sleep 1; continue; }
   [[ $body == *"secret=$secret_value" ]] || fail "unexpected answer: $body"
-  seen=$(printf '%s\n' $seen "${body%% *}" | sort -u | xargs)
+  seen=$(printf '%s %s' "$seen" "${body%% *}" | tr ' ' '\n' | grep . | sort -u | xargs)
   [[ $seen == "node=ts-node1 node=ts-node2 node=ts-node3" ]] && break
 done
 [[ $seen == "node=ts-node1 node=ts-node2 node=ts-node3" ]] \

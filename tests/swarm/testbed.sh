@@ -129,6 +129,7 @@ node_start() {
   # "never pull", so workers could not fetch images pushed to our registry.
   # Without it a swarm task's pull of a stand-in (docker.io, quay.io) fails
   # at once (the resolver knows no such host) and the local image is used.
+  # shellcheck disable=SC2016  # expanded by the inner sh, not here
   setsid \
     nsenter --net="/var/run/netns/$n" \
     unshare --uts -- sh -c 'hostname "$0" && exec "$@"' "$n" \
@@ -140,8 +141,7 @@ node_start() {
       --cgroup-parent "/$n" \
       --insecure-registry "$REGISTRY" \
       </dev/null >>"$LOG_DIR/$n.log" 2>&1 9>&- &
-  local i
-  for i in $(seq 1 120); do
+  for _ in $(seq 1 120); do
     node_answers "$n" && break
     sleep 0.5
   done
@@ -150,13 +150,13 @@ node_start() {
 }
 
 node_stop() {
-  local n=$1 pidfile pid i
+  local n=$1 pidfile pid
   pidfile=$(node_pidfile "$n")
   if ! node_running "$n"; then return 0; fi
   pid=$(cat "$pidfile")
   kill -TERM "$pid"
   # dockerd stops its containers (10 s grace each, in parallel) and its containerd.
-  for i in $(seq 1 120); do
+  for _ in $(seq 1 120); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.5
   done
@@ -176,7 +176,7 @@ unmount_under() {
 
 # --- registry -----------------------------------------------------------------
 registry_up() {
-  local pidfile=$RUN_DIR/registry.pid conf=$RUN_DIR/registry.yml bin i
+  local pidfile=$RUN_DIR/registry.pid conf=$RUN_DIR/registry.yml bin
   if pid_alive "$pidfile" && curl -fsS -o /dev/null "http://$REGISTRY/v2/"; then return 0; fi
   bin=$("$images_dir/go-binary.sh" registry "$REGISTRY_PKG" "$REGISTRY_VERSION")
   mkdir -p "$SWARM_CACHE/registry" "$LOG_DIR"
@@ -195,7 +195,7 @@ CONF
   # Traces would go to an OTLP collector on localhost that does not exist.
   OTEL_TRACES_EXPORTER=none setsid "$bin" serve "$conf" </dev/null >>"$LOG_DIR/registry.log" 2>&1 9>&- &
   echo $! >"$pidfile"
-  for i in $(seq 1 40); do
+  for _ in $(seq 1 40); do
     curl -fsS -o /dev/null "http://$REGISTRY/v2/" 2>/dev/null && break
     sleep 0.25
   done
@@ -205,11 +205,11 @@ CONF
 }
 
 registry_down() {
-  local pidfile=$RUN_DIR/registry.pid pid i
+  local pidfile=$RUN_DIR/registry.pid pid
   pid_alive "$pidfile" || return 0
   pid=$(cat "$pidfile")
   kill -TERM "$pid"
-  for i in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
   kill -KILL "$pid" 2>/dev/null || true
   rm -f "$pidfile"
   log "registry stopped"
@@ -250,16 +250,15 @@ swarm_create() {
       "$(node_addr "$MANAGER"):2377" >/dev/null
   done
   ndocker "$MANAGER" node update --label-add "$DATA_LABEL" "$(node_id "$MANAGER")" >/dev/null
-  local i
-  for i in $(seq 1 60); do swarm_healthy && break; sleep 1; done
+  for _ in $(seq 1 60); do swarm_healthy && break; sleep 1; done
   swarm_healthy || { ndocker "$MANAGER" node ls >&2 || true; die "the swarm did not become healthy"; }
   log "swarm formed in $((SECONDS - t0))s: $MANAGER manager ($DATA_LABEL), ${NODES[*]:1} workers"
 }
 
 wait_ready() { # NAME: the manager sees the node Ready again
-  local n=$1 i
+  local n=$1
   node_running "$MANAGER" && node_answers "$MANAGER" || return 0
-  for i in $(seq 1 60); do
+  for _ in $(seq 1 60); do
     [[ $(ndocker "$MANAGER" node inspect -f '{{.Status.State}}' "$(node_id "$n")" 2>/dev/null) == ready ]] && return 0
     sleep 1
   done
@@ -377,7 +376,7 @@ case ${1:-} in
   status) cmd_status ;;
   env) cmd_env ;;
   node-stop|node-start)
-    [[ $# -eq 2 ]] && is_node "$2" || { usage >&2; die "$1 needs one of: ${NODES[*]}"; }
+    if [[ $# -ne 2 ]] || ! is_node "$2"; then usage >&2; die "$1 needs one of: ${NODES[*]}"; fi
     if [[ $1 == node-stop ]]; then
       node_stop "$2"
       unmount_under "$RUN_DIR/$2"
