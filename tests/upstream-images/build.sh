@@ -6,9 +6,10 @@
 # exact upstream reference. The product never mentions these stand-ins; it just
 # finds its pinned references already present in the local image store.
 #
-# Usage: tests/upstream-images/build.sh [--force] [--verbose]
-#   --force    rebuild the Debian base and all four stand-ins even if present
+# Usage: tests/upstream-images/build.sh [--force] [--verbose] [--list]
+#   --force    rebuild the Debian base and all five stand-ins even if present
 #   --verbose  stream `docker build` output instead of writing it to a log file
+#   --list     print the image references the stand-ins are tagged with; build nothing
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -36,17 +37,19 @@ minio_pins() {
 
 force=0
 verbose=0
+list_only=0
 for arg in "$@"; do
   case $arg in
     --force) force=1 ;;
     --verbose|-v) verbose=1 ;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --list) list_only=1 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown argument: $arg (try --help)" >&2; exit 2 ;;
   esac
 done
 
 t_start=$SECONDS
-log() { printf '[upstream-images +%3ss] %s\n' "$((SECONDS - t_start))" "$*"; }
+log() { ((list_only)) || printf '[upstream-images +%3ss] %s\n' "$((SECONDS - t_start))" "$*"; }
 die() { printf '[upstream-images] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # --- image references ---------------------------------------------------------
@@ -56,6 +59,9 @@ POSTGRES_IMAGE=postgres:17-trixie
 MINIO_IMAGE=quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z
 PGADMIN_IMAGE=dpage/pgadmin4:9.18
 MLFLOW_BASE_IMAGE=python:3.13-slim-trixie
+# The reverse proxy of the Swarm deployment (issue 13); the swarm test bed
+# (tests/swarm/) loads it into its nodes.
+CADDY_IMAGE=caddy:2.10.2
 
 env_file=$repo_root/.env.example
 read_env_key() { # KEY -> value of the last KEY=VALUE line, quotes/comments stripped
@@ -71,7 +77,7 @@ read_env_key() { # KEY -> value of the last KEY=VALUE line, quotes/comments stri
   [[ -n $val ]] && printf '%s' "$val"
 }
 if [[ -f $env_file ]]; then
-  for key in POSTGRES_IMAGE MINIO_IMAGE PGADMIN_IMAGE MLFLOW_BASE_IMAGE; do
+  for key in POSTGRES_IMAGE MINIO_IMAGE PGADMIN_IMAGE MLFLOW_BASE_IMAGE CADDY_IMAGE; do
     if val=$(read_env_key "$key"); then printf -v "$key" '%s' "$val"; fi
   done
   log "image references from ${env_file#"$repo_root"/}"
@@ -95,6 +101,9 @@ py_tag=$(tag_of "$MLFLOW_BASE_IMAGE")
 PYTHON_MINOR=${BASH_REMATCH[1]}
 PGADMIN_VERSION=$(tag_of "$PGADMIN_IMAGE")
 MINIO_RELEASE=$(tag_of "$MINIO_IMAGE")
+CADDY_VERSION=$(tag_of "$CADDY_IMAGE")
+[[ $CADDY_VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] \
+  || die "cannot derive a Caddy release (X.Y.Z) from '$CADDY_IMAGE'"
 # Everything is built on Debian $SUITE: refuse tags that name another suite.
 for t in "$pg_tag" "$py_tag"; do
   [[ $t != *-* || $t == *-"$SUITE" || $t == *-slim-"$SUITE" ]] \
@@ -291,6 +300,14 @@ build_standin() {
       go_binary mc github.com/minio/mc "$mc_pseudo" "$mc_release" "$mc_commit"
       install -m 755 "$BIN_DIR/minio" "$BIN_DIR/mc" "$ctx/"
       docker_build "$ref" "$ctx" --build-arg "MINIO_RELEASE=$MINIO_RELEASE" ;;
+    caddy)
+      local caddy_bin
+      # Built as the main module, Caddy cannot find its own version in the
+      # build information; CustomVersion is its documented override.
+      caddy_bin=$("$here/go-binary.sh" caddy github.com/caddyserver/caddy/v2/cmd/caddy "v$CADDY_VERSION" \
+        "github.com/caddyserver/caddy/v2.CustomVersion=v$CADDY_VERSION")
+      install -m 755 "$caddy_bin" "$ctx/caddy"
+      docker_build "$ref" "$ctx" --build-arg "CADDY_VERSION=$CADDY_VERSION" ;;
   esac
   # --force leaves the previous build untagged: drop it unless something uses it.
   if [[ -n $old_id && $old_id != "$(docker image inspect -f '{{.Id}}' "$ref")" ]]; then
@@ -298,6 +315,11 @@ build_standin() {
   fi
   log "built $ref in $((SECONDS - t0))s"
 }
+
+if ((list_only)); then
+  printf '%s\n' "$MLFLOW_BASE_IMAGE" "$POSTGRES_IMAGE" "$MINIO_IMAGE" "$PGADMIN_IMAGE" "$CADDY_IMAGE"
+  exit 0
+fi
 
 docker info >/dev/null 2>&1 || die "docker engine not reachable (run .ci/install-docker.sh)"
 mkdir -p "$CACHE_DIR"
@@ -312,6 +334,7 @@ build_standin "$MLFLOW_BASE_IMAGE" python
 build_standin "$POSTGRES_IMAGE" postgres
 build_standin "$MINIO_IMAGE" minio
 build_standin "$PGADMIN_IMAGE" pgadmin
+build_standin "$CADDY_IMAGE" caddy
 # A replaced base can only go once nothing is built on it any more.
 if [[ -n $old_base_id && $old_base_id != "$(docker image inspect -f '{{.Id}}' "$BASE_REF")" ]]; then
   docker rmi "$old_base_id" >/dev/null 2>&1 || true
