@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.lifecycle.helpers import Invoke, Logged, assert_intact, bucket_objects, experiment_names, log_runs
+from tests.lifecycle.helpers import (
+    Invoke,
+    Logged,
+    assert_intact,
+    bucket_objects,
+    experiment_names,
+    log_runs,
+    wait_all_healthy,
+)
 from trackstack.engine import Project
 
 
@@ -60,25 +68,27 @@ def test_partial_backup_is_refused(saved: tuple[Path, Logged], invoke: Invoke, t
     assert "incomplete backup" in result.stderr
 
 
-def test_backup_reset_restore_round_trip(
+def test_reset_backs_up_empties_every_volume_and_restore_brings_everything_back(
     saved: tuple[Path, Logged], project: Project, invoke: Invoke, tmp_path: Path
 ) -> None:
+    """One reset serves three promises (each costs a fresh stack): `reset --backup` writes a
+    complete backup first, `reset --yes` leaves empty volumes and a healthy seeded stack, and a
+    backup restores every run, metric step and artifact byte."""
     folder, logged = saved
     objects = bucket_objects(project)
-    invoke("reset", "--yes")
+    result = invoke("reset", "--yes", "--backup")
+    assert "deleted 3 volumes" in result.stdout
+    written = _written_backup(result.stdout)
+    assert (written / "manifest.json").is_file()
+    assert (written / "postgres.dump").read_bytes()[:5] == b"PGDMP"
+    assert {
+        p.relative_to(written / "artifacts").as_posix() for p in (written / "artifacts").rglob("*") if p.is_file()
+    } == set(objects)
+    shutil.rmtree(written)
     assert experiment_names(project) == {"Default"}
-    assert bucket_objects(project) == {}
+    assert bucket_objects(project) == {}  # the bucket exists again, seeded and empty
+    wait_all_healthy(project, timeout=60)  # and the engine agrees that every service is healthy
     result = invoke("restore", str(folder))
     assert "restored" in result.stdout
     assert_intact(project, logged, tmp_path)
     assert bucket_objects(project) == objects
-
-
-def test_reset_with_backup_writes_one_first(project: Project, invoke: Invoke, tmp_path: Path) -> None:
-    logged = log_runs(project, tmp_path, count=1)
-    result = invoke("reset", "--yes", "--backup")
-    folder = _written_backup(result.stdout)
-    assert (folder / "manifest.json").is_file()
-    invoke("restore", str(folder))
-    assert_intact(project, logged, tmp_path)
-    shutil.rmtree(folder)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import socket
 import uuid
 
@@ -11,7 +10,6 @@ import requests
 from tests.lifecycle.helpers import (
     SERVICES,
     Invoke,
-    bucket_objects,
     containers,
     experiment_names,
     started,
@@ -19,7 +17,6 @@ from tests.lifecycle.helpers import (
 )
 from tests.live.pgadmin_api import PgAdmin
 from trackstack.engine import Project
-from trackstack.seed import minio_client
 
 
 def _create_experiment(project: Project) -> str:
@@ -89,15 +86,3 @@ def test_reset_refuses_without_a_terminal_or_yes(project: Project, invoke: Invok
     assert "experiments" in result.stdout  # it said what it would have deleted
     assert started(project) == before
     assert name in experiment_names(project)
-
-
-def test_reset_yes_leaves_empty_volumes_and_a_healthy_stack(project: Project, invoke: Invoke) -> None:
-    name = _create_experiment(project)
-    client = minio_client(project.settings)
-    client.put_object(project.settings.mlflow_bucket, "lifecycle/marker", io.BytesIO(b"x"), 1)
-    result = invoke("reset", "--yes")
-    assert "deleted 3 volumes" in result.stdout
-    assert name not in experiment_names(project)
-    assert experiment_names(project) == {"Default"}
-    assert bucket_objects(project) == {}  # the bucket exists again, seeded and empty
-    wait_all_healthy(project, timeout=60)  # and the engine agrees that every service is healthy
