@@ -4,11 +4,9 @@ server entry), pgAdmin's own login and MinIO's root login."""
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 from pydantic import SecretStr
 
 from tests.lifecycle.helpers import Invoke
@@ -40,13 +38,6 @@ def _rotated_env(project: Project, tmp_path: Path, *keys: str) -> Path:
     return path
 
 
-@pytest.fixture
-def rotated(project: Project, invoke: Invoke, tmp_path: Path) -> Iterator[Path]:
-    """A copy of `.env` with a new POSTGRES_PASSWORD; the original is put back afterwards."""
-    yield _rotated_env(project, tmp_path, "POSTGRES_PASSWORD")
-    invoke("up")  # back to the original password
-
-
 def _minio_accepts(settings: Settings, user: str, password: str) -> bool:
     from minio import Minio
     from minio.error import S3Error
@@ -59,9 +50,15 @@ def _minio_accepts(settings: Settings, user: str, password: str) -> bool:
         return False
 
 
-def test_changed_pgadmin_and_minio_logins_are_applied_on_up(project: Project, invoke: Invoke, tmp_path: Path) -> None:
+def test_changed_logins_and_password_are_applied_on_up_and_back(
+    project: Project, invoke: Invoke, tmp_path: Path
+) -> None:
+    """Every credential in `.env` changed at once (one stack cycle each way, which is what costs):
+    pgAdmin's and MinIO's logins, and the Postgres password reaching Postgres, MLflow and pgAdmin."""
     old = project.settings
-    rotated_env = _rotated_env(project, tmp_path, "PGADMIN_DEFAULT_PASSWORD", "MINIO_ROOT_PASSWORD")
+    rotated_env = _rotated_env(
+        project, tmp_path, "PGADMIN_DEFAULT_PASSWORD", "MINIO_ROOT_PASSWORD", "POSTGRES_PASSWORD"
+    )
     try:
         result = invoke("up", env_file=rotated_env)
         assert "pgAdmin: login PGADMIN_DEFAULT_EMAIL / PGADMIN_DEFAULT_PASSWORD from .env applied" in result.stdout
@@ -74,17 +71,16 @@ def test_changed_pgadmin_and_minio_logins_are_applied_on_up(project: Project, in
         assert not _minio_accepts(new, old.minio_root_user, old.minio_root_password.get_secret_value())
         # Tasks that talk to MinIO work with the new login (MLflow got it too: it logs artifacts there).
         assert invoke("status", env_file=rotated_env).returncode == 0
+        _new_postgres_password_reaches_everyone(new, old.postgres_password.get_secret_value())
     finally:
         invoke("up")  # back to the original logins
     assert PgAdmin(old.url("PGADMIN_PORT")).login(old.pgadmin_default_email,
                                                   old.pgadmin_default_password.get_secret_value())  # fmt: skip
     assert _minio_accepts(old, old.minio_root_user, old.minio_root_password.get_secret_value())
+    assert _connects(old, old.postgres_password.get_secret_value())
 
 
-def test_changed_password_reaches_postgres_mlflow_and_pgadmin(project: Project, invoke: Invoke, rotated: Path) -> None:
-    old = project.settings.postgres_password.get_secret_value()
-    invoke("up", env_file=rotated)
-    settings = load_settings(rotated, Policy(allow_weak_secrets=True))
+def _new_postgres_password_reaches_everyone(settings: Settings, old: str) -> None:
     new = settings.postgres_password.get_secret_value()
     assert _connects(settings, new)
     assert not _connects(settings, old)
