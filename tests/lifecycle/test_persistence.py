@@ -117,10 +117,14 @@ def test_docker_kill_of_every_service_then_up(
 
 
 def _dockerd_pid() -> int:
-    found = subprocess.run(["pidof", "dockerd"], capture_output=True, text=True, check=False).stdout.split()
-    if len(found) != 1:
-        pytest.skip("needs exactly one dockerd process this test may restart")
-    return int(found[0])
+    """The engine behind the default socket (other engines, e.g. a swarm test bed's, may run too)."""
+    pidfile = Path("/var/run/docker.pid")
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        pytest.fail(f"TRACKSTACK_TEST_DAEMON_RESTART=1, but {pidfile} names no engine to restart")
+    assert Path(f"/proc/{pid}/comm").read_text().strip() == "dockerd", f"{pidfile} names pid {pid}, not dockerd"
+    return pid
 
 
 @pytest.mark.skipif(
