@@ -161,6 +161,37 @@ def up(c: Context, timeout: int = 300, allow_weak_secrets: bool = False, allow_u
     _start(project, "ready:", timeout=timeout)
 
 
+@task(help={"timeout": "seconds to wait for every service's replicas (default 600)", **POLICY_HELP})
+@reports_errors
+@changes_state
+def deploy(c: Context, timeout: int = 600, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
+    """Deploy a shared server to Docker Swarm (DOCKER_HOST or the Docker context), wait, print URLs."""
+    from trackstack import deploy as deploying
+    from trackstack.problems import SettingsError
+    from trackstack.swarm import deploy_problems
+
+    project = _enforced(c, allow_weak_secrets, allow_unpinned)
+    problems = deploy_problems(project.settings)
+    if problems:
+        raise SettingsError(project.env_file, problems)
+    deploying.deploy(project, timeout=timeout)
+    deploying.say("ready:")
+    deploying.print_urls(project)
+
+
+@task
+@reports_errors
+@changes_state
+def undeploy(c: Context) -> None:
+    """Remove the Swarm stack's services; keep its volumes and secrets.
+
+    Skips the weak-secret and image-pinning checks: it starts nothing new.
+    """
+    from trackstack import deploy as deploying
+
+    deploying.undeploy(_relaxed(c))
+
+
 @task(help=POLICY_HELP)
 @reports_errors
 @changes_state
@@ -269,13 +300,18 @@ def _backups_dir(c: Context) -> Path:
 @task
 @reports_errors
 def status(c: Context) -> None:
-    """Show each service's state, health, URL and volume size.
+    """Show each service's state, health, URL and volume size (on Swarm: its replicas).
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
-    from trackstack import overview
+    from trackstack import deploy, overview
 
-    print(overview.table([overview.STATUS_HEADER, *overview.status_rows(_relaxed(c))]))
+    project = _relaxed(c)
+    swarm_rows = deploy.status_rows(project)  # a stack deployed to the swarm of this Docker engine
+    if swarm_rows is not None:
+        print(overview.table([deploy.STATUS_HEADER, *swarm_rows]))
+        return
+    print(overview.table([overview.STATUS_HEADER, *overview.status_rows(project)]))
 
 
 @task(
@@ -413,8 +449,9 @@ def doctor(c: Context) -> None:
 def namespace(root: Path) -> Collection:
     """The task collection for the project whose files live in `root`."""
     ns = Collection(
-        init, render, build, up, seed, stop, down, reset, backup, restore, status, logs, urls, open_uis, doctor, lock
-    )
+        init, render, build, up, seed, stop, down, reset, backup, restore, status, logs, urls, open_uis, doctor, lock,
+        deploy, undeploy,
+    )  # fmt: skip
     ns.add_collection(Collection("user", user_add, user_list, user_remove))
     ns.configure({"trackstack": {"root": str(root)}})
     return ns
