@@ -64,7 +64,9 @@ def test_secrets_are_external_docker_secrets_read_through_file_variables(shared:
     assert environments["mlflow"]["AWS_SECRET_ACCESS_KEY_FILE"] == "/run/secrets/minio_root_password"
     for name, service in stack["services"].items():
         mounted = {secret["source"] for secret in service.get("secrets", [])}
-        named = {value.rsplit("/", 1)[1] for key, value in environments[name].items() if key.endswith("_FILE")}
+        named = {value.removeprefix("/run/secrets/") for value in environments[name].values()} - set(
+            environments[name].values()
+        )
         assert named <= mounted, name
         assert not any(key.endswith(("PASSWORD", "SECRET_KEY")) for key in environments[name]), name
 
