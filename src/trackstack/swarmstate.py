@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from trackstack import engine
@@ -60,7 +60,7 @@ class Node:
     ready: bool
 
 
-def parse_nodes(inspected: list[dict[str, object]]) -> list[Node]:
+def parse_nodes(inspected: Iterable[Mapping[str, object]]) -> list[Node]:
     nodes = []
     for node in inspected:
         spec, status, description = (node.get(key) or {} for key in ("Spec", "Status", "Description"))
@@ -111,7 +111,7 @@ def parse_replicas(text: str) -> tuple[int, int]:
     return int(running or 0), int(desired or 0)
 
 
-def parse_services(rows: Iterable[dict[str, object]]) -> dict[str, ServiceState]:
+def parse_services(rows: Iterable[Mapping[str, object]]) -> dict[str, ServiceState]:
     found = {}
     for row in rows:
         running, desired = parse_replicas(str(row.get("Replicas", "0/0")))
@@ -143,7 +143,7 @@ class Task:
     node: str
 
 
-def parse_tasks(rows: Iterable[dict[str, object]]) -> list[Task]:
+def parse_tasks(rows: Iterable[Mapping[str, object]]) -> list[Task]:
     tasks = []
     for row in rows:
         name = str(row.get("Name", "")).lstrip("\\_ ")
