@@ -7,6 +7,7 @@ must be a swarm manager. Rendering is `swarm.py`'s, reading the swarm's state `s
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from trackstack import engine, swarm, swarmstate
 from trackstack.engine import DockerError, Project
@@ -43,7 +44,8 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
     stack_deploy(project, image=image, mlflow_replicas=settings.mlflow_replicas)
     swarmstate.wait_converged(project.name, (*others, mlflow), timeout=timeout)
     remove_unused_secrets(project)
-    say(f"deployed in {time.monotonic() - started:.0f}s")
+    ca = fetch_ca(project)
+    say(f"deployed in {time.monotonic() - started:.0f}s; the proxy's CA certificate: {ca.name}")
 
 
 def build_and_push(project: Project, image: str, digest: str) -> None:
@@ -101,16 +103,21 @@ def stack_deploy(project: Project, *, image: str, mlflow_replicas: int) -> None:
         )
 
 
-def prepare(project: Project, image: str) -> None:
-    """Run the one-shot job that creates or upgrades MLflow's tables, its logins and the bucket."""
-    name = swarm.service_name(project.settings, "prepare")
+def run_job(project: Project, task: str, args: list[str]) -> tuple[str, str]:
+    """Create the one-shot service `args` (named for `task`), wait for it, remove it: (state, output)."""
+    name = swarm.service_name(project.settings, task)
     engine.run(["docker", "service", "rm", name], capture=True, check=False)  # one left by an interrupted deploy
-    say("preparing MLflow's database and bucket (one-shot job)")
-    engine.run(swarm.prepare_job_args(project.settings, image=image, name=name), capture=True)
+    engine.run([*args[:3], "--name", name, *args[3:]], capture=True)
     try:
-        state, logs = swarmstate.wait_job(name)
+        return swarmstate.wait_job(name)
     finally:
         engine.run(["docker", "service", "rm", name], capture=True, check=False)
+
+
+def prepare(project: Project, image: str) -> None:
+    """Run the one-shot job that creates or upgrades MLflow's tables, its logins and the bucket."""
+    say("preparing MLflow's database and bucket (one-shot job)")
+    state, logs = run_job(project, "prepare", swarm.prepare_job_args(project.settings, image=image))
     for line in logs.splitlines():
         if line.startswith("trackstack: "):
             say(line.removeprefix("trackstack: "))
@@ -119,6 +126,18 @@ def prepare(project: Project, image: str) -> None:
             f"the prepare job {state}; nothing of MLflow was started or changed. Its output:\n{_indent(logs)}\n"
             "Fix: read the output above."
         )
+
+
+def fetch_ca(project: Project) -> Path:
+    """Copy the proxy's root certificate (public) from its volume on the data node into the project folder."""
+    state, logs = run_job(project, "ca", swarm.ca_job_args(project.settings))
+    start = logs.find("-----BEGIN CERTIFICATE-----")
+    end = logs.find("-----END CERTIFICATE-----")
+    if state != "complete" or start < 0 or end < 0:
+        raise DeployError(f"could not read the proxy's CA certificate ({state}):\n{_indent(logs)}")
+    path = project.root / swarm.ca_file(project.settings)
+    write_files(project.root, {path.name: logs[start : end + len("-----END CERTIFICATE-----")] + "\n"})
+    return path
 
 
 def undeploy(project: Project, *, timeout: float = 120) -> None:
@@ -148,8 +167,9 @@ def print_urls(project: Project) -> None:
     width = max(len(title) for title in rows)
     for title, url in rows.items():
         print(f"  {title:<{width}}  {url}", flush=True)
-    print(f"  logins: MLFLOW_ADMIN_USER / MLFLOW_ADMIN_PASSWORD from .env; students: `invoke user.add NAME` "
-          f"with MLFLOW_TRACKING_URI={swarm.mlflow_url(settings)}", flush=True)  # fmt: skip
+    print(f"  logins: MLFLOW_ADMIN_USER / MLFLOW_ADMIN_PASSWORD from .env; students: `invoke user.add NAME`\n"
+          f"  clients: MLFLOW_TRACKING_URI={swarm.mlflow_url(settings)} and MLFLOW_TRACKING_SERVER_CERT_PATH="
+          f"{swarm.ca_file(settings)} (the proxy's CA: give students that file)", flush=True)  # fmt: skip
 
 
 STATUS_HEADER = ("SERVICE", "REPLICAS", "IMAGE")

@@ -228,14 +228,18 @@ def render_swarm(settings: Settings, *, image: str, mlflow_replicas: int) -> dic
     return {STACK_FILE: stack, CADDYFILE: caddyfile, SWARM_SERVERS_FILE: servers_json}
 
 
-def prepare_job_args(settings: Settings, *, image: str, name: str) -> list[str]:
-    """`docker service create` of the one-shot job that readies MLflow's database and bucket."""
+def _job(settings: Settings) -> list[str]:
+    """`docker service create` of a one-shot job (the caller adds --name); `docker stack rm` removes a leftover."""
     project = settings.compose_project_name
-    secrets = secret_names(settings)
-    args = ["docker", "service", "create", "--detach", "--quiet", "--with-registry-auth", "--name", name,
+    return ["docker", "service", "create", "--detach", "--quiet", "--with-registry-auth",
             "--mode", "replicated-job", "--restart-condition", "none",
-            "--label", f"{STACK_LABEL}={project}", "--label", f"{PROJECT_LABEL}={project}",
-            "--network", f"{project}_backend"]  # fmt: skip
+            "--label", f"{STACK_LABEL}={project}", "--label", f"{PROJECT_LABEL}={project}"]  # fmt: skip
+
+
+def prepare_job_args(settings: Settings, *, image: str) -> list[str]:
+    """The one-shot job that readies MLflow's database and bucket, with MLflow's secrets, on the stack's network."""
+    secrets = secret_names(settings)
+    args = [*_job(settings), "--network", f"{settings.compose_project_name}_backend"]
     for use in MLFLOW.secrets:
         args += ["--secret", f"source={secrets[use.target]},target={use.target}"]
         args += ["--env", f"{use.variable}_FILE=/run/secrets/{use.target}"]
@@ -245,3 +249,21 @@ def prepare_job_args(settings: Settings, *, image: str, name: str) -> list[str]:
     uri = backend_store_uri(settings.postgres_user, settings.postgres_db)
     script = (TEMPLATES / PREPARE).read_text(encoding="utf-8")
     return [*args, image, "python", "-c", script, uri, settings.mlflow_bucket, "python", "-c", auth_start, "true"]
+
+
+# Where Caddy keeps the root certificate of its `tls internal` CA, under the proxy's volume.
+CA_PATH = "caddy/pki/authorities/local/root.crt"
+
+
+def ca_file(settings: Settings) -> str:
+    """The proxy's CA certificate, copied into the project folder: what clients and students trust."""
+    return f"{settings.compose_project_name}-ca.crt"
+
+
+def ca_job_args(settings: Settings) -> list[str]:
+    """A one-shot job on the data node that prints the proxy's CA certificate (public) from its volume."""
+    assert PROXY.volume is not None  # noqa: S101 - the table gives the proxy its volume
+    volume = f"{settings.compose_project_name}_{PROXY.volume.name}"
+    return [*_job(settings), "--constraint", DATA_CONSTRAINT,
+            "--mount", f"type=volume,source={volume},target={PROXY.volume.mount},readonly",
+            "--entrypoint", "cat", settings.proxy_image, f"{PROXY.volume.mount}/{CA_PATH}"]  # fmt: skip

@@ -37,6 +37,7 @@ class Deployed:
     project: Project
     url: str  # MLflow through the proxy
     admin: tuple[str, str]
+    ca: str  # the proxy's CA certificate that `invoke deploy` copied
 
     @property
     def settings(self) -> Settings:
@@ -104,5 +105,6 @@ def deployed(env_file: Path) -> Iterator[Deployed]:
     print(f"\n[swarm] deployed in {time.monotonic() - started:.0f}s")
     project = Project(root=ROOT, env_file=env_file, settings=load_settings(env_file, RELAXED))
     admin = (project.settings.mlflow_admin_user, project.settings.mlflow_admin_password.get_secret_value())
-    yield Deployed(project, swarm.mlflow_url(project.settings), admin)
+    ca = str(ROOT / swarm.ca_file(project.settings))
+    yield Deployed(project, swarm.mlflow_url(project.settings), admin, ca)
     invoke("undeploy", env_file=env_file)

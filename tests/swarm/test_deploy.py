@@ -11,14 +11,9 @@ from pathlib import Path
 
 import pytest
 import requests
-import urllib3
 
 from tests.swarm.conftest import Deployed, invoke, write_env
 from trackstack import swarm, swarmstate
-
-# The proxy's certificate comes from its own CA (`tls internal`): the tests do not trust it.
-urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-os.environ["MLFLOW_TRACKING_INSECURE_TLS"] = "true"
 
 
 def spec_versions(project: str) -> dict[str, int]:
@@ -43,7 +38,7 @@ def test_every_service_runs_its_replicas(deployed: Deployed) -> None:
 def test_requests_reach_every_mlflow_replica_through_the_proxy(deployed: Deployed) -> None:
     upstreams = set()
     for _ in range(20):
-        response = requests.get(f"{deployed.url}/health", verify=False, timeout=10)  # noqa: S501 - its own CA
+        response = requests.get(f"{deployed.url}/health", verify=deployed.ca, timeout=10)
         assert response.status_code == 200
         upstreams.add(response.headers["X-Trackstack-Upstream"])
     assert len(upstreams) == deployed.settings.mlflow_replicas, upstreams
@@ -51,10 +46,10 @@ def test_requests_reach_every_mlflow_replica_through_the_proxy(deployed: Deploye
 
 def test_mlflow_asks_for_a_login_over_tls(deployed: Deployed) -> None:
     experiments = f"{deployed.url}/api/2.0/mlflow/experiments/search?max_results=1"
-    assert requests.get(experiments, verify=False, timeout=10).status_code == 401  # noqa: S501
-    assert requests.get(experiments, auth=deployed.admin, verify=False, timeout=10).status_code == 200  # noqa: S501
+    assert requests.get(experiments, verify=deployed.ca, timeout=10).status_code == 401
+    assert requests.get(experiments, auth=deployed.admin, verify=deployed.ca, timeout=10).status_code == 200
     with pytest.raises(requests.exceptions.SSLError):
-        requests.get(f"{deployed.url}/health", timeout=10)  # not a certificate of a public CA
+        requests.get(f"{deployed.url}/health", timeout=10)  # a certificate of the proxy's own CA, not a public one
 
 
 def test_a_bad_env_deploys_nothing(deployed: Deployed, tmp_path: Path) -> None:
@@ -78,6 +73,7 @@ def test_undeploy_and_deploy_again_keep_the_runs_and_artifacts(deployed: Deploye
     from mlflow.tracking import MlflowClient
 
     os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = deployed.admin
+    os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"] = deployed.ca
     client = MlflowClient(tracking_uri=deployed.url)
     experiment = client.create_experiment(f"swarm-{uuid.uuid4().hex[:8]}")
     run = client.create_run(experiment)

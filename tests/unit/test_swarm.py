@@ -46,7 +46,7 @@ def test_a_stack_file_docker_20_10_reads(shared: Settings) -> None:
 
 
 def test_no_secret_reaches_a_generated_file_or_the_prepare_job(shared: Settings) -> None:
-    texts = [*files_of(shared).values(), " ".join(swarm.prepare_job_args(shared, image=IMAGE, name="p"))]
+    texts = [*files_of(shared).values(), " ".join(swarm.prepare_job_args(shared, image=IMAGE))]
     for text in texts:
         for secret in shared.secret_values():
             assert secret not in text
@@ -148,7 +148,7 @@ def test_pgadmin_reads_the_postgres_password_from_its_secret_file(shared: Settin
 
 
 def test_the_prepare_job_runs_once_with_mlflows_secrets_on_the_stack_network(shared: Settings) -> None:
-    args = swarm.prepare_job_args(shared, image=IMAGE, name="trackstack_prepare")
+    args = swarm.prepare_job_args(shared, image=IMAGE)
     assert args[:3] == ["docker", "service", "create"]
     assert args[args.index("--mode") + 1] == "replicated-job"
     assert args[args.index("--network") + 1] == "trackstack_backend"
