@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from trackstack import engine, swarm, swarmstate
+from trackstack.auth import Server
 from trackstack.engine import DockerError, Project
 from trackstack.render import DOCKERFILE, DOCKERFILE_LABEL, build_digest, render_dockerfile
 from trackstack.services import MLFLOW, SWARM_SERVICES
@@ -138,6 +139,27 @@ def fetch_ca(project: Project) -> Path:
     path = project.root / swarm.ca_file(project.settings)
     write_files(project.root, {path.name: logs[start : end + len("-----END CERTIFICATE-----")] + "\n"})
     return path
+
+
+def psql(project: Project, sql: str, *, database: str | None = None) -> str:
+    """Run SQL in the deployed stack's database (a one-shot job) and return psql's unaligned output."""
+    state, logs = run_job(
+        project, "psql", swarm.psql_job_args(project.settings, sql, database or project.settings.postgres_db)
+    )
+    if state != "complete":
+        raise DeployError(f"psql in the deployed stack {state}:\n{_indent(logs)}")
+    return logs
+
+
+def server(project: Project) -> Server | None:
+    """MLflow as `invoke user.*` reaches it when this project is deployed to the swarm in use; else None."""
+    try:
+        deployed = bool(swarmstate.services(project.name))
+    except DockerError:
+        return None
+    if not deployed:
+        return None
+    return Server(swarm.mlflow_url(project.settings), str(project.root / swarm.ca_file(project.settings)), psql)
 
 
 def undeploy(project: Project, *, timeout: float = 120) -> None:

@@ -267,3 +267,15 @@ def ca_job_args(settings: Settings) -> list[str]:
     return [*_job(settings), "--constraint", DATA_CONSTRAINT,
             "--mount", f"type=volume,source={volume},target={PROXY.volume.mount},readonly",
             "--entrypoint", "cat", settings.proxy_image, f"{PROXY.volume.mount}/{CA_PATH}"]  # fmt: skip
+
+
+def psql_job_args(settings: Settings, sql: str, database: str) -> list[str]:
+    """A one-shot job that runs SQL with psql on the stack's network, its password from the secret's file."""
+    secret = secret_names(settings)["postgres_password"]
+    script = (
+        'PGPASSWORD="$(cat /run/secrets/postgres_password)" exec psql --no-psqlrc --quiet -tA -v ON_ERROR_STOP=1 "$@"'
+    )
+    return [*_job(settings), "--network", f"{settings.compose_project_name}_backend",
+            "--secret", f"source={secret},target=postgres_password", "--entrypoint", "sh",
+            settings.postgres_image, "-c", script, "psql", "-h", "postgres", "-U", settings.postgres_user,
+            "-d", database, "-c", sql]  # fmt: skip

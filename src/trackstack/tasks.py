@@ -20,6 +20,7 @@ from invoke.tasks import Task, task
 from trackstack.errors import TrackstackError
 
 if TYPE_CHECKING:
+    from trackstack import auth
     from trackstack.engine import Project
     from trackstack.validation import Policy
 
@@ -364,6 +365,13 @@ def open_uis(c: Context) -> None:
             stack.say(f"no browser found here; open {url} yourself")
 
 
+def _mlflow_server(project: Project) -> auth.Server:
+    """MLflow of the stack deployed to the swarm in use (`invoke deploy`), else of the compose stack."""
+    from trackstack import auth, deploy
+
+    return deploy.server(project) or auth.local_server(project.settings)
+
+
 @task(name="add", help={"name": "the new login, e.g. student01"})
 @reports_errors
 def user_add(c: Context, name: str) -> None:
@@ -373,10 +381,11 @@ def user_add(c: Context, name: str) -> None:
     """
     from trackstack import auth
 
-    settings = _relaxed(c).settings
-    password = auth.add_user(settings, name)
+    project = _relaxed(c)
+    server = _mlflow_server(project)
+    password = auth.add_user(project.settings, name, server=server)
     print(f"trackstack: added MLflow user {name}; its password (shown only now): {password}", flush=True)
-    print(f"trackstack: it logs in at {settings.mlflow_url}; from code: MLFLOW_TRACKING_USERNAME={name} "
+    print(f"trackstack: it logs in at {server.url}; from code: MLFLOW_TRACKING_USERNAME={name} "
           "MLFLOW_TRACKING_PASSWORD=<the password>", flush=True)  # fmt: skip
 
 
@@ -389,7 +398,8 @@ def user_list(c: Context) -> None:
     """
     from trackstack import auth
 
-    for login, is_admin in auth.list_users(_relaxed(c)):
+    project = _relaxed(c)
+    for login, is_admin in auth.list_users(project, server=_mlflow_server(project)):
         print(f"{login}  (admin)" if is_admin else login)
 
 
@@ -402,7 +412,8 @@ def user_remove(c: Context, name: str) -> None:
     """
     from trackstack import auth
 
-    auth.remove_user(_relaxed(c), name)
+    project = _relaxed(c)
+    auth.remove_user(project, name, server=_mlflow_server(project))
     print(f"trackstack: removed MLflow user {name}; its experiments and runs stay", flush=True)
 
 
