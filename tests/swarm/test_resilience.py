@@ -75,7 +75,8 @@ def test_a_killed_mlflow_task_loses_no_client_call(deployed: Deployed) -> None:
         pytest.skip("no socket of the task's own engine beside DOCKER_HOST to kill its container with")
 
     def kill() -> None:
-        ids = subprocess.run(["docker", "-H", host, "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={name}"],
+        label = f"label=com.docker.swarm.service.name={name}"
+        ids = subprocess.run(["docker", "-H", host, "ps", "-q", "--filter", label],
                              capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
         subprocess.run(["docker", "-H", host, "kill", ids[0]], capture_output=True, check=True)
 
