@@ -8,7 +8,10 @@ from `services.py`.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from pydantic import TypeAdapter, ValidationError
 
 from trackstack.paths import TEMPLATES
 from trackstack.problems import Problem
@@ -66,10 +69,10 @@ def service_name(settings: Settings, service: str) -> str:
     return f"{settings.compose_project_name}_{service}"
 
 
-def deploy_problems(settings: Settings) -> list[Problem]:
-    """What `.env` lacks for a shared server; `invoke deploy` refuses before anything runs."""
+def deploy_problems(values: Mapping[str, str]) -> list[Problem]:
+    """What raw `.env` values lack for a shared server: reported with every other problem, before anything runs."""
     problems = []
-    if not settings.mlflow_image_repository:
+    if not values.get("MLFLOW_IMAGE_REPOSITORY", "").strip():
         problems.append(
             Problem(
                 "MLFLOW_IMAGE_REPOSITORY",
@@ -78,17 +81,18 @@ def deploy_problems(settings: Settings) -> list[Problem]:
                 "set it to a repository every node can pull from, e.g. registry.school.example/trackstack-mlflow",
             )
         )
-    if not settings.mlflow_auth:
+    auth = values.get("MLFLOW_AUTH", "false")
+    if _is_bool(auth) and not TypeAdapter(bool).validate_python(auth):  # a non-boolean: the field check says so
         problems.append(
             Problem(
                 "MLFLOW_AUTH",
-                repr("false"),
+                repr(auth),
                 "a shared server needs logins",
                 "set MLFLOW_AUTH=true with MLFLOW_ADMIN_PASSWORD and MLFLOW_FLASK_SERVER_SECRET_KEY "
                 "(`invoke init` writes them into a new .env)",
             )
         )
-    if not settings.public_hosts:
+    if not values.get("MLFLOW_PUBLIC_HOSTS", "").strip():
         problems.append(
             Problem(
                 "MLFLOW_PUBLIC_HOSTS",
@@ -97,16 +101,25 @@ def deploy_problems(settings: Settings) -> list[Problem]:
                 "set the name (or address) of the node labelled trackstack.data=true, e.g. mlflow.school.example",
             )
         )
-    if len(settings.compose_project_name) > MAX_PROJECT_NAME:
+    project = values.get("COMPOSE_PROJECT_NAME", "")
+    if len(project) > MAX_PROJECT_NAME:
         problems.append(
             Problem(
                 "COMPOSE_PROJECT_NAME",
-                repr(settings.compose_project_name),
+                repr(project),
                 f"longer than {MAX_PROJECT_NAME} characters: Docker's names of secrets and services would be too long",
                 f"choose at most {MAX_PROJECT_NAME} characters",
             )
         )
     return problems
+
+
+def _is_bool(value: str) -> bool:
+    try:
+        TypeAdapter(bool).validate_python(value)
+    except ValidationError:
+        return False
+    return True
 
 
 def published(settings: Settings) -> dict[str, bool]:

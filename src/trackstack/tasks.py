@@ -20,8 +20,11 @@ from invoke.tasks import Task, task
 from trackstack.errors import TrackstackError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from trackstack import auth
     from trackstack.engine import Project
+    from trackstack.problems import Problem
     from trackstack.validation import Policy
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -75,15 +78,21 @@ def _root(c: Context) -> Path:
     return Path(c.config.trackstack.root)
 
 
-def _project(c: Context, policy: Policy) -> Project:
-    """Read and validate `.env` once; nothing is written or run before this succeeds."""
+def _project(c: Context, policy: Policy, also: Callable[[Mapping[str, str]], list[Problem]] | None = None) -> Project:
+    """Read and validate `.env` once; nothing is written or run before this succeeds.
+
+    `also` checks what one task needs beyond a valid `.env`; its problems are reported with the others.
+    """
     from trackstack.engine import Project
+    from trackstack.envfile import read_env_file
     from trackstack.paths import env_file
-    from trackstack.validation import load_settings
+    from trackstack.validation import validate
 
     root = _root(c)
     path = env_file(root)
-    return Project(root=root, env_file=path, settings=load_settings(path, policy))
+    values, problems = read_env_file(path)
+    problems += also(values) if also else []
+    return Project(root=root, env_file=path, settings=validate(values, path=path, policy=policy, problems=problems))
 
 
 def _enforced(c: Context, allow_weak_secrets: bool, allow_unpinned: bool) -> Project:
@@ -168,13 +177,11 @@ def up(c: Context, timeout: int = 300, allow_weak_secrets: bool = False, allow_u
 def deploy(c: Context, timeout: int = 600, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
     """Deploy a shared server to Docker Swarm (DOCKER_HOST or the Docker context), wait, print URLs."""
     from trackstack import deploy as deploying
-    from trackstack.problems import SettingsError
     from trackstack.swarm import deploy_problems
+    from trackstack.validation import Policy
 
-    project = _enforced(c, allow_weak_secrets, allow_unpinned)
-    problems = deploy_problems(project.settings)
-    if problems:
-        raise SettingsError(project.env_file, problems)
+    policy = Policy(allow_weak_secrets=allow_weak_secrets, allow_unpinned=allow_unpinned)
+    project = _project(c, policy, also=deploy_problems)
     deploying.deploy(project, timeout=timeout)
     deploying.say("ready:")
     deploying.print_urls(project)

@@ -161,10 +161,27 @@ def test_the_prepare_job_runs_once_with_mlflows_secrets_on_the_stack_network(sha
 
 
 def test_a_deploy_needs_a_repository_logins_and_a_public_name(values: dict[str, str]) -> None:
-    problems = swarm.deploy_problems(validate(values))
+    problems = swarm.deploy_problems(values)
     assert {problem.key for problem in problems} == {"MLFLOW_IMAGE_REPOSITORY", "MLFLOW_AUTH", "MLFLOW_PUBLIC_HOSTS"}
-    long_name = validate(values | SHARED | {"COMPOSE_PROJECT_NAME": "a-very-long-project-name"})
+    long_name = values | SHARED | {"COMPOSE_PROJECT_NAME": "a-very-long-project-name"}
     assert [problem.key for problem in swarm.deploy_problems(long_name)] == ["COMPOSE_PROJECT_NAME"]
+    assert swarm.deploy_problems(values | SHARED | {"MLFLOW_AUTH": "maybe"}) == []  # the field check reports it
+
+
+def test_deploy_problems_come_with_every_other_problem(values: dict[str, str], tmp_path: Path) -> None:
+    from invoke.config import Config
+    from invoke.context import Context
+
+    from trackstack.tasks import _project
+    from trackstack.validation import ENFORCED
+
+    env = tmp_path / ".env"
+    env.write_text("".join(f"{k}={v}\n" for k, v in (values | {"MLFLOW_REPLICAS": "0"}).items()), encoding="utf-8")
+    context = Context(Config(overrides={"trackstack": {"root": str(tmp_path)}}))
+    with pytest.raises(SettingsError) as error:
+        _project(context, ENFORCED, also=swarm.deploy_problems)
+    said = str(error.value)
+    assert all(key in said for key in ("MLFLOW_REPLICAS", "MLFLOW_IMAGE_REPOSITORY", "MLFLOW_AUTH"))
 
 
 @pytest.mark.parametrize("repository", ["Registry/UPPER", "repo:tag", "host:port/x", "x@sha256:00"])
