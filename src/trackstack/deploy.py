@@ -51,12 +51,14 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
 
 def build_and_push(project: Project, image: str, digest: str) -> None:
     """Build the MLflow image on the target engine unless it is there, then push it for every node."""
-    if engine.image_id(image) is None:
+    if engine.image_id(image) is not None:
+        say(f"image {image} is built")
+    elif engine.run(["docker", "pull", "--quiet", image], capture=True, check=False).returncode == 0:
+        say(f"image {image} is in the registry")  # its tag names what it is built from
+    else:
         say(f"building {image} (a first build downloads MLflow: a few minutes)")
         engine.run(["docker", "build", "--file", str(project.root / DOCKERFILE), "--tag", image,
                     "--label", f"{DOCKERFILE_LABEL}={digest}", str(project.root)])  # fmt: skip
-    else:
-        say(f"image {image} is built")
     result = engine.run(["docker", "push", image], capture=True, check=False)
     if result.returncode != 0:
         raise DeployError(
