@@ -108,15 +108,16 @@ def test_no_secret_is_in_the_service_specs(deployed: Deployed) -> None:
 
 def test_user_tasks_reach_the_deployed_stack(deployed: Deployed) -> None:
     env_file = deployed.project.env_file
-    added = invoke("user.add", "student01", env_file=env_file, timeout=300)
+    login = f"student-{uuid.uuid4().hex[:6]}"  # the data outlives the suite
+    added = invoke("user.add", login, env_file=env_file, timeout=300)
     assert added.returncode == 0, added.stderr
     password = added.stdout.split("(shown only now): ", 1)[1].split()[0]
     experiments = f"{deployed.url}/api/2.0/mlflow/experiments/search?max_results=1"
-    student = ("student01", password)
-    assert requests.get(experiments, auth=student, verify=deployed.ca, timeout=10).status_code == 200
+    student = (login, password)
+    assert requests.get(experiments, auth=student, verify=deployed.ca, timeout=60).status_code == 200
     listed = invoke("user.list", env_file=env_file, timeout=300)
     assert listed.returncode == 0, listed.stderr
-    assert {"student01", "admin  (admin)"} <= set(listed.stdout.splitlines())
-    removed = invoke("user.remove", "student01", env_file=env_file, timeout=300)
+    assert {login, "admin  (admin)"} <= set(listed.stdout.splitlines())
+    removed = invoke("user.remove", login, env_file=env_file, timeout=300)
     assert removed.returncode == 0, removed.stderr
-    assert requests.get(experiments, auth=student, verify=deployed.ca, timeout=10).status_code == 401
+    assert requests.get(experiments, auth=student, verify=deployed.ca, timeout=60).status_code == 401
