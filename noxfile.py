@@ -54,6 +54,13 @@ def lifecycle(session: nox.Session) -> None:
     _live(session, "lifecycle", "models")
 
 
+@nox.session(python=PYTHON, default=False, tags=["swarm"])
+def swarm(session: nox.Session) -> None:
+    """`invoke deploy` to the swarm in DOCKER_HOST: replicas, proxy, undeploy and deploy keep the data."""
+    session.install("-e", ".[smoke]")
+    session.run("pytest", "tests/swarm", "-m", "swarm", "-p", "no:cacheprovider", *session.posargs)
+
+
 @nox.session(python=PYTHON, default=False, tags=["bench"])
 def bench(session: nox.Session) -> None:
     """Benchmark trackstack against the course's stack on the course ports (takes ~20 min; see bench/README.md)."""

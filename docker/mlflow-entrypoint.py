@@ -1,5 +1,7 @@
-"""Entrypoint of trackstack's MLflow image: wait until MLflow's services accept connections, then run the command.
+"""Entrypoint of trackstack's MLflow image: read secrets from files, wait for MLflow's services, run the command.
 
+Every `NAME_FILE` variable becomes `NAME` with that file's content (the convention of the
+postgres, MinIO and pgAdmin images, for Docker secrets): MLflow itself reads no files.
 `TRACKSTACK_WAIT_FOR` lists `host:port` pairs (space-separated) that must accept a TCP
 connection first. Postgres accepts TCP only after its first-run initialisation, so MLflow
 starts the moment its database can take it, rather than at the engine's next healthcheck.
@@ -13,6 +15,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import MutableMapping
 
 
 def wait_for(targets: list[str], timeout: float) -> None:
@@ -31,9 +34,25 @@ def wait_for(targets: list[str], timeout: float) -> None:
                 time.sleep(0.25)
 
 
+def secrets_from_files(environ: MutableMapping[str, str]) -> None:
+    """Replace each `NAME_FILE` variable by `NAME`, holding the file's content (one final newline dropped)."""
+    for variable in sorted(name for name in environ if name.endswith("_FILE") and len(name) > len("_FILE")):
+        name = variable.removesuffix("_FILE")
+        if environ.get(name):
+            sys.exit(f"trackstack: both {name} and {variable} are set; set one")
+        path = environ.pop(variable)
+        try:
+            with open(path, encoding="utf-8") as stream:
+                value = stream.read()
+        except OSError as error:
+            sys.exit(f"trackstack: {variable} names {path}, which cannot be read ({error.strerror})")
+        environ[name] = value.removesuffix("\n")
+
+
 def main(argv: list[str]) -> None:
     if not argv:
         sys.exit("usage: mlflow-entrypoint COMMAND [ARG ...]")
+    secrets_from_files(os.environ)
     wait_for(os.environ.get("TRACKSTACK_WAIT_FOR", "").split(), float(os.environ.get("TRACKSTACK_WAIT_TIMEOUT", "120")))
     os.execvp(argv[0], argv)  # noqa: S606 - becoming the container command is the point
 

@@ -58,6 +58,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         suite = item.path.relative_to(ROOT / "tests").parts[0]
         if suite in LIVE_SUITES:
             item.add_marker(pytest.mark.live)
+        elif suite == "swarm":  # its own deployment on a swarm, not the stack of .env
+            item.add_marker(pytest.mark.swarm)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -19,6 +20,9 @@ from trackstack import database
 from trackstack.engine import Project
 from trackstack.errors import TrackstackError
 from trackstack.settings import Settings
+
+# How a task reaches the logins database: (project, SQL, database) -> psql's unaligned output.
+Psql = Callable[..., str]
 
 USERS_API = "/api/2.0/mlflow/users"
 _LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
@@ -43,14 +47,27 @@ def _check_login(name: str) -> None:
         )
 
 
-def _call(settings: Settings, method: str, path: str, payload: dict[str, Any]) -> requests.Response:
-    url = f"{settings.mlflow_url}{USERS_API}{path}"
+@dataclass(frozen=True)
+class Server:
+    """Where the tasks reach MLflow and its logins database: the compose stack's, or a deployed one's."""
+
+    url: str
+    verify: bool | str = True  # a CA certificate's path for a server with its own CA
+    psql: Psql = database.psql
+
+
+def local_server(settings: Settings) -> Server:
+    return Server(settings.mlflow_url)
+
+
+def _call(settings: Settings, server: Server, method: str, path: str, payload: dict[str, Any]) -> requests.Response:
+    url = f"{server.url}{USERS_API}{path}"
     admin = (settings.mlflow_admin_user, settings.mlflow_admin_password.get_secret_value())
     try:
-        response = requests.request(method, url, json=payload, auth=admin, timeout=30)
+        response = requests.request(method, url, json=payload, auth=admin, timeout=30, verify=server.verify)
     except requests.RequestException as error:
         raise AuthError(
-            f"MLflow did not answer at {settings.mlflow_url} ({type(error).__name__}). "
+            f"MLflow did not answer at {server.url} ({type(error).__name__}). "
             "Fix: run `invoke up` (`invoke status` shows whether MLflow is healthy), then retry."
         ) from None
     if response.status_code == 401:
@@ -82,12 +99,20 @@ def _refused(verb: str, name: str, response: requests.Response) -> AuthError:
     )
 
 
-def add_user(settings: Settings, name: str, *, new_password: Callable[[], str] = secrets.token_urlsafe) -> str:
+def add_user(
+    settings: Settings,
+    name: str,
+    *,
+    new_password: Callable[[], str] = secrets.token_urlsafe,
+    server: Server | None = None,
+) -> str:
     """Create login `name` with a generated password; return the password (shown once, stored hashed)."""
     require_auth(settings)
     _check_login(name)
     password = new_password()
-    response = _call(settings, "POST", "/create", {"username": name, "password": password})
+    response = _call(
+        settings, server or local_server(settings), "POST", "/create", {"username": name, "password": password}
+    )
     if response.ok:
         return password
     if _error(response)[0] == "RESOURCE_ALREADY_EXISTS":
@@ -97,9 +122,10 @@ def add_user(settings: Settings, name: str, *, new_password: Callable[[], str] =
     raise _refused("add", name, response)
 
 
-def remove_user(project: Project, name: str) -> None:
+def remove_user(project: Project, name: str, *, server: Server | None = None) -> None:
     """Delete login `name`; its experiments and runs stay."""
     settings = project.settings
+    server = server or local_server(settings)
     require_auth(settings)
     _check_login(name)
     if name == settings.mlflow_admin_user:
@@ -107,8 +133,8 @@ def remove_user(project: Project, name: str) -> None:
             f"{name} is the admin of .env (MLFLOW_ADMIN_USER); it is not removed. "
             "Fix: set another MLFLOW_ADMIN_USER and run `invoke up` first."
         )
-    _drop_permissions(project, name)
-    response = _call(settings, "DELETE", "/delete", {"username": name})
+    _drop_permissions(project, name, server.psql)
+    response = _call(settings, server, "DELETE", "/delete", {"username": name})
     if response.ok:
         return
     if _error(response)[0] == "RESOURCE_DOES_NOT_EXIST":
@@ -120,7 +146,7 @@ def remove_user(project: Project, name: str) -> None:
 _PERMISSION_TABLES = ("experiment_permissions", "registered_model_permissions", "scorer_permissions")
 
 
-def _drop_permissions(project: Project, name: str) -> None:
+def _drop_permissions(project: Project, name: str, psql: Psql) -> None:
     """Delete the user's per-resource rights first: MLflow 3.8's delete fails on them (a NOT NULL user_id)."""
     user = f"(SELECT id FROM users WHERE username = {database.literal(name)})"  # noqa: S608 - a quoted literal
     statements = [
@@ -128,13 +154,13 @@ def _drop_permissions(project: Project, name: str) -> None:
         f"DELETE FROM {table} WHERE user_id = {user}; END IF; END $$;"
         for table in _PERMISSION_TABLES
     ]
-    database.psql(project, "\n".join(statements) + "\n", database=project.settings.mlflow_auth_db)
+    psql(project, "\n".join(statements) + "\n", database=project.settings.mlflow_auth_db)
 
 
-def list_users(project: Project) -> list[tuple[str, bool]]:
+def list_users(project: Project, *, server: Server | None = None) -> list[tuple[str, bool]]:
     """Every login and whether it is an admin, by name."""
     require_auth(project.settings)
-    rows = database.psql(
+    rows = (server or local_server(project.settings)).psql(
         project, "SELECT username, is_admin FROM users ORDER BY username;\n", database=project.settings.mlflow_auth_db
     )
     return [(name, flag == "t") for name, _, flag in (row.partition("|") for row in rows.splitlines() if row)]

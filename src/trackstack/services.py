@@ -3,7 +3,9 @@
 Settings take their port keys from it, the compose template its ports, volumes and
 healthchecks, the port check, `status`, `urls`, `open` and the tests their names, URLs and
 login hints. Adding a service is one entry here plus its block in `templates/compose.yaml.j2`
-(a unit test fails when the two disagree).
+(a unit test fails when the two disagree). On Docker Swarm (`invoke deploy`) a fifth service,
+the TLS proxy in front of MLflow's replicas, joins them (`SWARM_SERVICES`), and the table
+also says which secrets each service reads and which run on the node labelled for data.
 """
 
 from __future__ import annotations
@@ -40,12 +42,12 @@ class Probe:
     port: int
     path: str = ""
 
-    def command(self) -> list[str]:
+    def command(self, user: str = "${POSTGRES_USER}", database: str = "${POSTGRES_DB}") -> list[str]:
+        """The healthcheck's test; Postgres's names default to Compose's references to `.env`."""
         url = f"http://127.0.0.1:{self.port}{self.path}"
         if self.tool == "pg_isready":
             # Over TCP: during first-run init the server listens on its socket only.
-            return ["CMD", "pg_isready", "-h", "127.0.0.1", "-p", str(self.port), "-U", "${POSTGRES_USER}",
-                    "-d", "${POSTGRES_DB}"]  # fmt: skip
+            return ["CMD", "pg_isready", "-h", "127.0.0.1", "-p", str(self.port), "-U", user, "-d", database]
         if self.tool == "curl":
             return ["CMD", "curl", "-fsS", "-o", "/dev/null", url]
         if self.tool == "wget":
@@ -64,6 +66,18 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class SecretUse:
+    """A `.env` secret a service reads from a file on Swarm: /run/secrets/<key in lower case>."""
+
+    key: str  # the `.env` key, e.g. POSTGRES_PASSWORD
+    variable: str = ""  # the image's variable that names the file: `<variable>_FILE`; "" for the file alone
+
+    @property
+    def target(self) -> str:
+        return self.key.lower()
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     image_key: str | None  # `.env` key of its pinned image; None for the image trackstack builds
@@ -71,6 +85,12 @@ class Service:
     probe: Probe
     start_period: int  # seconds a starting service may fail its probe without counting
     volume: Volume | None = None
+    # On Swarm: the secrets it reads, whether it runs on the data node (beside its volume), and
+    # whether its ports are published: always, never (MLflow: only through the proxy), or, as in
+    # compose, when its *_BIND_ADDRESS shares it (host-mode ports cannot bind one address).
+    secrets: tuple[SecretUse, ...] = ()
+    data_node: bool = False
+    swarm_published: str = "when_shared"
 
 
 POSTGRES = Service(
@@ -84,6 +104,8 @@ POSTGRES = Service(
     probe=Probe("pg_isready", 5432),
     start_period=60,
     volume=Volume("postgres-data", "/var/lib/postgresql/data"),
+    secrets=(SecretUse("POSTGRES_PASSWORD", "POSTGRES_PASSWORD"),),
+    data_node=True,
 )
 MINIO = Service(
     name="minio",
@@ -109,6 +131,8 @@ MINIO = Service(
     probe=Probe("curl", 9000, "/minio/health/live"),
     start_period=30,
     volume=Volume("minio-data", "/data"),
+    secrets=(SecretUse("MINIO_ROOT_PASSWORD", "MINIO_ROOT_PASSWORD"),),
+    data_node=True,
 )
 MLFLOW = Service(
     name="mlflow",
@@ -128,6 +152,14 @@ MLFLOW = Service(
     ),
     probe=Probe("python", 5000, "/health"),
     start_period=90,
+    # The image's entrypoint reads every `*_FILE` variable (docker/mlflow-entrypoint.py).
+    secrets=(
+        SecretUse("POSTGRES_PASSWORD", "PGPASSWORD"),
+        SecretUse("MINIO_ROOT_PASSWORD", "AWS_SECRET_ACCESS_KEY"),
+        SecretUse("MLFLOW_ADMIN_PASSWORD", "MLFLOW_ADMIN_PASSWORD"),
+        SecretUse("MLFLOW_FLASK_SERVER_SECRET_KEY", "MLFLOW_FLASK_SERVER_SECRET_KEY"),
+    ),
+    swarm_published="never",
 )
 PGADMIN = Service(
     name="pgadmin",
@@ -146,6 +178,33 @@ PGADMIN = Service(
     probe=Probe("wget", 80, "/misc/ping"),
     start_period=90,
     volume=Volume("pgadmin-data", "/var/lib/pgadmin"),
+    # The Postgres password as a file only: the server entry's password command reads it.
+    secrets=(SecretUse("PGADMIN_DEFAULT_PASSWORD", "PGADMIN_DEFAULT_PASSWORD"), SecretUse("POSTGRES_PASSWORD")),
+    data_node=True,
+)
+# Swarm only: Caddy terminates TLS on MLflow's port and spreads requests over every MLflow task,
+# which it finds in Swarm's DNS (no routing mesh). On the data node, beside its CA in the volume,
+# so that the address and the certificate students trust stay the same.
+PROXY = Service(
+    name="proxy",
+    image_key="PROXY_IMAGE",
+    endpoints=(
+        Endpoint(
+            "MLflow UI",
+            "MLFLOW_PORT",
+            443,
+            5001,
+            "admin: MLFLOW_ADMIN_USER / MLFLOW_ADMIN_PASSWORD from .env; students: `invoke user.add NAME`",
+            scheme="https",
+            browser=True,
+            health_path="/health",
+        ),
+    ),
+    probe=Probe("wget", 8080, "/health"),
+    start_period=30,
+    volume=Volume("proxy-data", "/data"),
+    data_node=True,
+    swarm_published="always",
 )
 
 # In the order users meet them (`urls`, `status`, `.env.example`).
@@ -158,3 +217,9 @@ PORT_KEYS: tuple[str, ...] = tuple(endpoint.port_key for endpoint in ENDPOINTS)
 SERVICE_OF_PORT = {endpoint.port_key: service.name for service in SERVICES for endpoint in service.endpoints}
 ENDPOINT_OF_PORT = {endpoint.port_key: endpoint for endpoint in ENDPOINTS}
 VOLUMES: tuple[Volume, ...] = tuple(service.volume for service in SERVICES if service.volume)
+
+# On Docker Swarm: the proxy first, as users meet it.
+SWARM_SERVICES: tuple[Service, ...] = (PROXY, *SERVICES)
+SWARM_VOLUMES: tuple[Volume, ...] = tuple(service.volume for service in SWARM_SERVICES if service.volume)
+# Every `.env` secret some service reads on Swarm, in a stable order.
+SWARM_SECRET_KEYS: tuple[str, ...] = tuple(sorted({use.key for service in SWARM_SERVICES for use in service.secrets}))

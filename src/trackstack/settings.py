@@ -39,6 +39,9 @@ _PINNED_REF = re.compile(
     r"(?:@sha256:[0-9a-f]{64})?$"
 )
 
+# An image repository without tag or digest; a registry host may carry a :port.
+_PATH_PART = r"[a-z0-9]+(?:[._-][a-z0-9]+)*"
+_REPOSITORY = re.compile(rf"^(?:[A-Za-z0-9.-]+(?::[0-9]{{1,5}})?/)?{_PATH_PART}(?:/{_PATH_PART})*$")
 # The error type of an MLFLOW_VERSION without a lock: its fix is a command (validation.py).
 NO_LOCK = "no_lock"
 # Below this pgAdmin's own password check refuses the login at first start.
@@ -119,6 +122,15 @@ class Settings(BaseModel):
         description="what every login may do with others' experiments: READ, EDIT, MANAGE or NO_PERMISSIONS",
     )
 
+    # A shared server on Docker Swarm (`invoke deploy`); compose ignores these.
+    mlflow_replicas: int = Field(default=2, ge=1, le=16, description="MLflow server tasks on the swarm, 1-16 (e.g. 2)")
+    proxy_image: str = Field(default="caddy:2.10.2", description="a pinned Caddy image, e.g. caddy:2.10.2")
+    mlflow_image_repository: str = Field(
+        default="",
+        description="the registry repository `invoke deploy` pushes the MLflow image to, without a tag, "
+        "e.g. registry.school.example:5000/trackstack-mlflow",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _gather_ports(cls, data: object) -> object:
@@ -191,6 +203,13 @@ class Settings(BaseModel):
             raise ValueError(f"not a host name: {', '.join(repr(name) for name in bad) or repr(value)}")
         return value
 
+    @field_validator("mlflow_image_repository")
+    @classmethod
+    def _repository(cls, value: str) -> str:
+        if value and not _REPOSITORY.fullmatch(value):
+            raise ValueError("not a repository name without a tag (registry host[:port]/path)")
+        return value
+
     @field_validator("mlflow_bucket")
     @classmethod
     def _bucket(cls, value: str) -> str:
@@ -198,7 +217,7 @@ class Settings(BaseModel):
             raise ValueError("not a valid S3 bucket name")
         return value
 
-    @field_validator("postgres_image", "minio_image", "pgadmin_image", "mlflow_base_image")
+    @field_validator("postgres_image", "minio_image", "pgadmin_image", "mlflow_base_image", "proxy_image")
     @classmethod
     def _image(cls, value: str, info: ValidationInfo) -> str:
         match = _PINNED_REF.fullmatch(value)

@@ -28,9 +28,14 @@ def say(message: str) -> None:
 
 def write_generated(project: Project, features: EngineFeatures) -> list[str]:
     """Render every generated file and write those whose text changed; return their names."""
+    return write_files(project.root, render_all(project.settings, features))
+
+
+def write_files(root: Path, files: Mapping[str, str]) -> list[str]:
+    """Write each file (by its name under `root`) whose text changed; return their names."""
     changed = []
-    for name, text in render_all(project.settings, features).items():
-        path = project.root / name
+    for name, text in files.items():
+        path = root / name
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             _write_atomically(path, text)
             changed.append(name)

@@ -20,7 +20,11 @@ from invoke.tasks import Task, task
 from trackstack.errors import TrackstackError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from trackstack import auth
     from trackstack.engine import Project
+    from trackstack.problems import Problem
     from trackstack.validation import Policy
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -74,15 +78,21 @@ def _root(c: Context) -> Path:
     return Path(c.config.trackstack.root)
 
 
-def _project(c: Context, policy: Policy) -> Project:
-    """Read and validate `.env` once; nothing is written or run before this succeeds."""
+def _project(c: Context, policy: Policy, also: Callable[[Mapping[str, str]], list[Problem]] | None = None) -> Project:
+    """Read and validate `.env` once; nothing is written or run before this succeeds.
+
+    `also` checks what one task needs beyond a valid `.env`; its problems are reported with the others.
+    """
     from trackstack.engine import Project
+    from trackstack.envfile import read_env_file
     from trackstack.paths import env_file
-    from trackstack.validation import load_settings
+    from trackstack.validation import validate
 
     root = _root(c)
     path = env_file(root)
-    return Project(root=root, env_file=path, settings=load_settings(path, policy))
+    values, problems = read_env_file(path)
+    problems += also(values) if also else []
+    return Project(root=root, env_file=path, settings=validate(values, path=path, policy=policy, problems=problems))
 
 
 def _enforced(c: Context, allow_weak_secrets: bool, allow_unpinned: bool) -> Project:
@@ -159,6 +169,35 @@ def up(c: Context, timeout: int = 300, allow_weak_secrets: bool = False, allow_u
     project = _enforced(c, allow_weak_secrets, allow_unpinned)
     migrate.check_postgres_volume(project)
     _start(project, "ready:", timeout=timeout)
+
+
+@task(help={"timeout": "seconds to wait for every service's replicas (default 600)", **POLICY_HELP})
+@reports_errors
+@changes_state
+def deploy(c: Context, timeout: int = 600, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
+    """Deploy a shared server to Docker Swarm (DOCKER_HOST or the Docker context), wait, print URLs."""
+    from trackstack import deploy as deploying
+    from trackstack.swarm import deploy_problems
+    from trackstack.validation import Policy
+
+    policy = Policy(allow_weak_secrets=allow_weak_secrets, allow_unpinned=allow_unpinned)
+    project = _project(c, policy, also=deploy_problems)
+    deploying.deploy(project, timeout=timeout)
+    deploying.say("ready:")
+    deploying.print_urls(project)
+
+
+@task
+@reports_errors
+@changes_state
+def undeploy(c: Context) -> None:
+    """Remove the Swarm stack's services; keep its volumes and secrets.
+
+    Skips the weak-secret and image-pinning checks: it starts nothing new.
+    """
+    from trackstack import deploy as deploying
+
+    deploying.undeploy(_relaxed(c))
 
 
 @task(help=POLICY_HELP)
@@ -269,13 +308,18 @@ def _backups_dir(c: Context) -> Path:
 @task
 @reports_errors
 def status(c: Context) -> None:
-    """Show each service's state, health, URL and volume size.
+    """Show each service's state, health, URL and volume size (on Swarm: its replicas).
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
-    from trackstack import overview
+    from trackstack import deploy, overview
 
-    print(overview.table([overview.STATUS_HEADER, *overview.status_rows(_relaxed(c))]))
+    project = _relaxed(c)
+    swarm_rows = deploy.status_rows(project)  # a stack deployed to the swarm of this Docker engine
+    if swarm_rows is not None:
+        print(overview.table([deploy.STATUS_HEADER, *swarm_rows]))
+        return
+    print(overview.table([overview.STATUS_HEADER, *overview.status_rows(project)]))
 
 
 @task(
@@ -328,6 +372,13 @@ def open_uis(c: Context) -> None:
             stack.say(f"no browser found here; open {url} yourself")
 
 
+def _mlflow_server(project: Project) -> auth.Server:
+    """MLflow of the stack deployed to the swarm in use (`invoke deploy`), else of the compose stack."""
+    from trackstack import auth, deploy
+
+    return deploy.server(project) or auth.local_server(project.settings)
+
+
 @task(name="add", help={"name": "the new login, e.g. student01"})
 @reports_errors
 def user_add(c: Context, name: str) -> None:
@@ -337,10 +388,11 @@ def user_add(c: Context, name: str) -> None:
     """
     from trackstack import auth
 
-    settings = _relaxed(c).settings
-    password = auth.add_user(settings, name)
+    project = _relaxed(c)
+    server = _mlflow_server(project)
+    password = auth.add_user(project.settings, name, server=server)
     print(f"trackstack: added MLflow user {name}; its password (shown only now): {password}", flush=True)
-    print(f"trackstack: it logs in at {settings.mlflow_url}; from code: MLFLOW_TRACKING_USERNAME={name} "
+    print(f"trackstack: it logs in at {server.url}; from code: MLFLOW_TRACKING_USERNAME={name} "
           "MLFLOW_TRACKING_PASSWORD=<the password>", flush=True)  # fmt: skip
 
 
@@ -353,7 +405,8 @@ def user_list(c: Context) -> None:
     """
     from trackstack import auth
 
-    for login, is_admin in auth.list_users(_relaxed(c)):
+    project = _relaxed(c)
+    for login, is_admin in auth.list_users(project, server=_mlflow_server(project)):
         print(f"{login}  (admin)" if is_admin else login)
 
 
@@ -366,7 +419,8 @@ def user_remove(c: Context, name: str) -> None:
     """
     from trackstack import auth
 
-    auth.remove_user(_relaxed(c), name)
+    project = _relaxed(c)
+    auth.remove_user(project, name, server=_mlflow_server(project))
     print(f"trackstack: removed MLflow user {name}; its experiments and runs stay", flush=True)
 
 
@@ -413,8 +467,9 @@ def doctor(c: Context) -> None:
 def namespace(root: Path) -> Collection:
     """The task collection for the project whose files live in `root`."""
     ns = Collection(
-        init, render, build, up, seed, stop, down, reset, backup, restore, status, logs, urls, open_uis, doctor, lock
-    )
+        init, render, build, up, seed, stop, down, reset, backup, restore, status, logs, urls, open_uis, doctor, lock,
+        deploy, undeploy,
+    )  # fmt: skip
     ns.add_collection(Collection("user", user_add, user_list, user_remove))
     ns.configure({"trackstack": {"root": str(root)}})
     return ns

@@ -3,6 +3,8 @@
 # environment into a private file (mode 600) inside the container, never the project folder; the
 # admin's password is made the one in .env (MLflow itself sets it only when it creates the
 # admin). Then the script becomes the server: sys.argv[1:] is its command line.
+# With TRACKSTACK_AUTH_PREPARED=true (Docker Swarm) a one-shot job did the database and admin steps
+# before any replica started (templates/mlflow/prepare.py): replicas only write their ini file.
 import configparser
 import os
 import sys
@@ -15,14 +17,16 @@ env = os.environ
 logins_db = env["MLFLOW_AUTH_DB"]
 admin = env["MLFLOW_ADMIN_USER"]
 password = env.pop("MLFLOW_ADMIN_PASSWORD")  # the server reads it from the ini file only
-# libpq takes the password from PGPASSWORD: it is in neither the URI nor a command line.
-connection = psycopg2.connect(host="postgres", dbname=env["POSTGRES_DB"], user=env["POSTGRES_USER"])
-connection.autocommit = True
-with connection.cursor() as cursor:
-    cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (logins_db,))
-    if cursor.fetchone() is None:
-        cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(logins_db)))
-connection.close()
+prepared = env.pop("TRACKSTACK_AUTH_PREPARED", "") == "true"
+if not prepared:
+    # libpq takes the password from PGPASSWORD: it is in neither the URI nor a command line.
+    connection = psycopg2.connect(host="postgres", dbname=env["POSTGRES_DB"], user=env["POSTGRES_USER"])
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (logins_db,))
+        if cursor.fetchone() is None:
+            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(logins_db)))
+    connection.close()
 
 # The driver is named: SQLAlchemy 2.1 (MLflow 3.9 and later) reads a bare postgresql:// as psycopg 3.
 uri = "postgresql+psycopg2://" + env["POSTGRES_USER"] + "@postgres:5432/" + logins_db
@@ -39,10 +43,11 @@ with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w")
     config.write(stream)
 env["MLFLOW_AUTH_CONFIG_PATH"] = path
 
-store = SqlAlchemyStore()
-store.init_db(uri)  # the logins schema, before the server's workers race to create it
-if store.has_user(admin):
-    store.update_user(admin, password=password, is_admin=True)
-else:
-    store.create_user(admin, password, is_admin=True)
+if not prepared:
+    store = SqlAlchemyStore()
+    store.init_db(uri)  # the logins schema, before the server's workers race to create it
+    if store.has_user(admin):
+        store.update_user(admin, password=password, is_admin=True)
+    else:
+        store.create_user(admin, password, is_admin=True)
 os.execvp(sys.argv[1], sys.argv[1:])  # noqa: S606 - the server command from compose.yaml, no shell

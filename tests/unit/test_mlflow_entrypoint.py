@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from tests.conftest import ROOT
 
@@ -54,3 +55,29 @@ def test_it_waits_until_the_port_accepts_then_runs_the_command() -> None:
 def test_it_gives_up_waiting_after_the_timeout_and_runs_the_command_anyway() -> None:
     result = _run("print('ran')", _free_port(), timeout=0.5)
     assert (result.returncode, result.stdout.strip()) == (0, "ran")
+
+
+def test_file_variables_become_their_values_and_the_file_variables_go(tmp_path: Path) -> None:
+    secret = tmp_path / "postgres_password"
+    secret.write_text("s3cret with spaces \n", encoding="utf-8")
+    shown = "import os; print(repr(os.environ.get('PGPASSWORD')), 'PGPASSWORD_FILE' in os.environ)"
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", str(ENTRYPOINT), sys.executable, "-c", shown],
+        env={"PGPASSWORD_FILE": str(secret)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert result.stdout.strip() == "'s3cret with spaces ' False"
+
+
+def test_a_variable_set_both_ways_or_an_unreadable_file_stops_it(tmp_path: Path) -> None:
+    both = {"PGPASSWORD": "x", "PGPASSWORD_FILE": str(tmp_path / "none")}
+    missing = {"PGPASSWORD_FILE": str(tmp_path / "none")}
+    for env, said in ((both, "both PGPASSWORD and PGPASSWORD_FILE"), (missing, "cannot be read")):
+        result = subprocess.run(
+            [sys.executable, "-I", "-S", str(ENTRYPOINT), "true"], env=env, capture_output=True, text=True, timeout=30
+        )
+        assert result.returncode == 1
+        assert said in result.stderr

@@ -11,7 +11,7 @@ from trackstack.tasks import POLICY_HELP, RELAXED_NOTE, namespace
 
 NS: Collection = namespace(ROOT)
 # Tasks that start or change containers must enforce the policy checks.
-ENFORCING = {"render", "build", "up", "seed", "reset"}
+ENFORCING = {"render", "build", "up", "seed", "reset", "deploy"}
 
 
 @pytest.mark.parametrize("name", sorted(NS.task_names))

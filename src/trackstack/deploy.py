@@ -1,0 +1,219 @@
+"""`invoke deploy`, `undeploy` and swarm `status`: the side effects of a shared server on Docker Swarm.
+
+The engine is the one the docker CLI talks to (`DOCKER_HOST` or the current Docker context); it
+must be a swarm manager. Rendering is `swarm.py`'s, reading the swarm's state `swarmstate.py`'s.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from trackstack import engine, swarm, swarmstate
+from trackstack.auth import Server
+from trackstack.engine import DockerError, Project
+from trackstack.render import DOCKERFILE, DOCKERFILE_LABEL, build_digest, render_dockerfile
+from trackstack.services import MLFLOW, SWARM_SERVICES
+from trackstack.stack import say, write_files
+
+__all__ = ["say"]
+from trackstack.swarmstate import DeployError
+
+
+def deploy(project: Project, *, timeout: float = 600) -> None:
+    """Build and push MLflow's image, create the secrets, prepare the database once, deploy, wait."""
+    settings = project.settings
+    started = time.monotonic()
+    swarmstate.require_manager()
+    data_node = swarmstate.data_node()
+    say(f"data node: {data_node.hostname} ({data_node.address})")
+    dockerfile = render_dockerfile(settings)
+    write_files(project.root, {DOCKERFILE: dockerfile})
+    image = swarm.image_ref(settings, build_digest(settings, dockerfile))
+    build_and_push(project, image, build_digest(settings, dockerfile))
+    ensure_secrets(project)
+    mlflow = swarm.service_name(settings, MLFLOW.name)
+    others = tuple(swarm.service_name(settings, s.name) for s in SWARM_SERVICES if s.name != MLFLOW.name)
+    if swarmstate.desired_replicas(mlflow) == 0:
+        # A first deploy (or one after `undeploy`): nothing of MLflow may touch an empty database
+        # before the prepare job has created its tables.
+        say("deploying Postgres, MinIO, pgAdmin and the proxy; MLflow waits for its database")
+        stack_deploy(project, image=image, mlflow_replicas=0)
+        swarmstate.wait_converged(project.name, others, timeout=timeout)
+    prepare(project, image)
+    say(f"deploying MLflow: {settings.mlflow_replicas} replicas of {image}")
+    stack_deploy(project, image=image, mlflow_replicas=settings.mlflow_replicas)
+    swarmstate.wait_converged(project.name, (*others, mlflow), timeout=timeout)
+    remove_unused_secrets(project)
+    ca = fetch_ca(project)
+    say(f"deployed in {time.monotonic() - started:.0f}s; the proxy's CA certificate: {ca.name}")
+
+
+def build_and_push(project: Project, image: str, digest: str) -> None:
+    """Build the MLflow image on the target engine unless it is there, then push it for every node."""
+    if engine.image_id(image) is not None:
+        say(f"image {image} is built")
+    elif engine.run(["docker", "pull", "--quiet", image], capture=True, check=False).returncode == 0:
+        say(f"image {image} is in the registry")  # its tag names what it is built from
+    else:
+        say(f"building {image} (a first build downloads MLflow: a few minutes)")
+        engine.run(["docker", "build", "--file", str(project.root / DOCKERFILE), "--tag", image,
+                    "--label", f"{DOCKERFILE_LABEL}={digest}", str(project.root)])  # fmt: skip
+    result = engine.run(["docker", "push", image], capture=True, check=False)
+    if result.returncode != 0:
+        raise DeployError(
+            f"`docker push {image}` failed:\n{_indent(result.stderr.strip())}\n"
+            "Fix: check MLFLOW_IMAGE_REPOSITORY in .env; the registry must accept pushes from here "
+            "(`docker login REGISTRY`; a registry without TLS must be in the engine's insecure-registries)."
+        )
+    say(f"pushed {image}")
+
+
+def ensure_secrets(project: Project) -> None:
+    """Create the Docker secrets that do not exist yet; their values go through stdin, never a file."""
+    settings = project.settings
+    existing = swarmstate.project_secrets(settings.compose_project_name)
+    for target, name in swarm.secret_names(settings).items():
+        if name in existing:
+            continue
+        value = getattr(settings, target).get_secret_value()
+        engine.run(["docker", "secret", "create", "--label", f"{swarm.PROJECT_LABEL}={settings.compose_project_name}",
+                    name, "-"], capture=True, input_text=value)  # fmt: skip
+        say(f"created secret {name} ({target.upper()} from .env)")
+
+
+def remove_unused_secrets(project: Project) -> None:
+    """Secrets of older values: removed once no service uses them (Docker refuses while one does)."""
+    settings = project.settings
+    wanted = set(swarm.secret_names(settings).values())
+    for name in sorted(swarmstate.project_secrets(settings.compose_project_name) - wanted):
+        if engine.run(["docker", "secret", "rm", name], capture=True, check=False).returncode == 0:
+            say(f"removed secret {name} (a value .env no longer has)")
+
+
+def stack_deploy(project: Project, *, image: str, mlflow_replicas: int) -> None:
+    files = swarm.render_swarm(project.settings, image=image, mlflow_replicas=mlflow_replicas)
+    write_files(project.root, files)
+    result = engine.run(
+        ["docker", "stack", "deploy", "--with-registry-auth", "--compose-file",
+         str(project.root / swarm.STACK_FILE), project.name],
+        capture=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise DeployError(
+            f"`docker stack deploy` failed:\n{_indent(result.stderr.strip())}\n"
+            f"Fix: read the message above; {swarm.STACK_FILE} is what was deployed."
+        )
+
+
+def run_job(project: Project, task: str, args: list[str]) -> tuple[str, str]:
+    """Create the one-shot service `args` (named for `task`), wait for it, remove it: (state, output)."""
+    name = swarm.service_name(project.settings, task)
+    engine.run(["docker", "service", "rm", name], capture=True, check=False)  # one left by an interrupted deploy
+    engine.run([*args[:3], "--name", name, *args[3:]], capture=True)
+    try:
+        return swarmstate.wait_job(name)
+    finally:
+        engine.run(["docker", "service", "rm", name], capture=True, check=False)
+
+
+def prepare(project: Project, image: str) -> None:
+    """Run the one-shot job that creates or upgrades MLflow's tables, its logins and the bucket."""
+    say("preparing MLflow's database and bucket (one-shot job)")
+    state, logs = run_job(project, "prepare", swarm.prepare_job_args(project.settings, image=image))
+    for line in logs.splitlines():
+        if line.startswith("trackstack: "):
+            say(line.removeprefix("trackstack: "))
+    if state != "complete":
+        raise DeployError(
+            f"the prepare job {state}; nothing of MLflow was started or changed. Its output:\n{_indent(logs)}\n"
+            "Fix: read the output above."
+        )
+
+
+def fetch_ca(project: Project) -> Path:
+    """Copy the proxy's root certificate (public) from its volume on the data node into the project folder."""
+    state, logs = run_job(project, "ca", swarm.ca_job_args(project.settings))
+    start = logs.find("-----BEGIN CERTIFICATE-----")
+    end = logs.find("-----END CERTIFICATE-----")
+    if state != "complete" or start < 0 or end < 0:
+        raise DeployError(f"could not read the proxy's CA certificate ({state}):\n{_indent(logs)}")
+    path = project.root / swarm.ca_file(project.settings)
+    write_files(project.root, {path.name: logs[start : end + len("-----END CERTIFICATE-----")] + "\n"})
+    return path
+
+
+def psql(project: Project, sql: str, *, database: str | None = None) -> str:
+    """Run SQL in the deployed stack's database (a one-shot job) and return psql's unaligned output."""
+    state, logs = run_job(
+        project, "psql", swarm.psql_job_args(project.settings, sql, database or project.settings.postgres_db)
+    )
+    if state != "complete":
+        raise DeployError(f"psql in the deployed stack {state}:\n{_indent(logs)}")
+    return logs
+
+
+def server(project: Project) -> Server | None:
+    """MLflow as `invoke user.*` reaches it when this project is deployed to the swarm in use; else None."""
+    try:
+        deployed = bool(swarmstate.services(project.name))
+    except DockerError:
+        return None
+    if not deployed:
+        return None
+    return Server(swarm.mlflow_url(project.settings), str(project.root / swarm.ca_file(project.settings)), psql)
+
+
+def undeploy(project: Project, *, timeout: float = 120) -> None:
+    """Remove the stack's services, network and configs; keep volumes and secrets."""
+    swarmstate.require_manager()
+    engine.run(["docker", "stack", "rm", project.name], capture=True)
+    swarmstate.wait_removed(project.name, timeout=timeout)
+    say("services removed; volumes (on the data node) and secrets kept. `invoke deploy` brings it back with the data")
+
+
+def print_urls(project: Project) -> None:
+    settings = project.settings
+    node = swarmstate.data_node()
+    published = swarm.published(settings)
+    rows = {"MLflow UI and API": swarm.mlflow_url(settings)}
+    for service in SWARM_SERVICES[1:]:
+        for endpoint in service.endpoints:
+            if service.name == MLFLOW.name:
+                continue
+            scheme = "postgresql" if endpoint.scheme == "postgresql" else "http"
+            key = f"{service.name.upper()}_BIND_ADDRESS"
+            rows[endpoint.title] = (
+                f"{scheme}://{node.address}:{settings.ports[endpoint.port_key]}"
+                if published[service.name]
+                else f"not published ({key}=0.0.0.0 publishes it on the data node)"
+            )
+    width = max(len(title) for title in rows)
+    for title, url in rows.items():
+        print(f"  {title:<{width}}  {url}", flush=True)
+    print(f"  logins: MLFLOW_ADMIN_USER / MLFLOW_ADMIN_PASSWORD from .env; students: `invoke user.add NAME`\n"
+          f"  clients: MLFLOW_TRACKING_URI={swarm.mlflow_url(settings)} and MLFLOW_TRACKING_SERVER_CERT_PATH="
+          f"{swarm.ca_file(settings)} (the proxy's CA: give students that file)", flush=True)  # fmt: skip
+
+
+STATUS_HEADER = ("SERVICE", "REPLICAS", "IMAGE")
+
+
+def status_rows(project: Project) -> list[tuple[str, ...]] | None:
+    """One row per service of the deployed stack (replicas running/wanted); None when nothing is deployed."""
+    try:
+        found = swarmstate.services(project.name)
+    except DockerError:
+        return None
+    if not found:
+        return None
+    rows: list[tuple[str, ...]] = []
+    for service in SWARM_SERVICES:
+        state = found.get(swarm.service_name(project.settings, service.name))
+        replicas = f"{state.running}/{state.desired}" if state else "absent"
+        rows.append((service.name, replicas, state.image if state else "-"))
+    return rows
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" for line in text.splitlines()) or "    (no output)"

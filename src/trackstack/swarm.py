@@ -1,0 +1,294 @@
+"""Docker Swarm, pure: the stack file, the proxy's Caddyfile, names of secrets and the prepare job.
+
+Settings in, text and argument lists out; `deploy.py` writes the files and runs Docker. The
+same service table and templates as compose: a service's ports, volume, probe and secrets come
+from `services.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pydantic import TypeAdapter, ValidationError
+
+from trackstack.paths import TEMPLATES
+from trackstack.problems import Problem
+from trackstack.render import AUTH_START, PGADMIN_SERVER_NAME, allowed_hosts, backend_store_uri, render_template
+from trackstack.services import MLFLOW, PROXY, SWARM_SECRET_KEYS, SWARM_SERVICES, SWARM_VOLUMES
+from trackstack.settings import Settings
+
+STACK_FILE = "stack.yaml"
+CADDYFILE = "Caddyfile"
+SWARM_SERVERS_FILE = "pgadmin-servers-swarm.json"
+PREPARE = "mlflow/prepare.py"
+# The node label that places Postgres, MinIO, pgAdmin, the proxy and their volumes.
+DATA_LABEL = "trackstack.data"
+DATA_CONSTRAINT = f"node.labels.{DATA_LABEL} == true"
+PROXY_HEALTH_PORT = PROXY.probe.port
+# Labels trackstack puts on what it creates beside the stack: secrets, the prepare job.
+PROJECT_LABEL = "org.trackstack.project"
+STACK_LABEL = "com.docker.stack.namespace"  # what `docker stack rm` removes
+# Docker names secrets and services with at most 64 and 63 characters.
+MAX_PROJECT_NAME = 20
+SECRET_HASH_BYTES = 6
+
+
+def secret_name(project: str, key: str, value: str) -> str:
+    """The Docker secret for `.env` key `key`: a new value is a new name, so services roll.
+
+    The version is a slow, salted hash (scrypt): the stack file and `docker secret ls` show it,
+    and guessing a password from it must cost as much as guessing it at the login.
+    """
+    salt = f"trackstack/{project}/{key}".encode()
+    digest = hashlib.scrypt(value.encode(), salt=salt, n=2**14, r=8, p=1, dklen=SECRET_HASH_BYTES)
+    return f"{project}_{key.lower()}_{digest.hex()}"
+
+
+def secret_names(settings: Settings) -> dict[str, str]:
+    """Docker secret names by their target in /run/secrets, for every secret a service reads."""
+    project = settings.compose_project_name
+    return {
+        key.lower(): secret_name(project, key, getattr(settings, key.lower()).get_secret_value())
+        for key in SWARM_SECRET_KEYS
+    }
+
+
+def content_name(project: str, kind: str, text: str) -> str:
+    """A Docker config's name: configs cannot change, so a new content is a new name."""
+    return f"{project}_{kind}_{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def image_ref(settings: Settings, build_digest: str) -> str:
+    """The MLflow image in the registry: its tag says the MLflow version and what it was built from."""
+    return f"{settings.mlflow_image_repository}:{settings.mlflow_version}-{build_digest[:12]}"
+
+
+def service_name(settings: Settings, service: str) -> str:
+    return f"{settings.compose_project_name}_{service}"
+
+
+def deploy_problems(values: Mapping[str, str]) -> list[Problem]:
+    """What raw `.env` values lack for a shared server: reported with every other problem, before anything runs."""
+    problems = []
+    if not values.get("MLFLOW_IMAGE_REPOSITORY", "").strip():
+        problems.append(
+            Problem(
+                "MLFLOW_IMAGE_REPOSITORY",
+                "''",
+                "`invoke deploy` pushes the MLflow image there, so that every node can pull it",
+                "set it to a repository every node can pull from, e.g. registry.school.example/trackstack-mlflow",
+            )
+        )
+    auth = values.get("MLFLOW_AUTH", "false")
+    if _is_bool(auth) and not TypeAdapter(bool).validate_python(auth):  # a non-boolean: the field check says so
+        problems.append(
+            Problem(
+                "MLFLOW_AUTH",
+                repr(auth),
+                "a shared server needs logins",
+                "set MLFLOW_AUTH=true with MLFLOW_ADMIN_PASSWORD and MLFLOW_FLASK_SERVER_SECRET_KEY "
+                "(`invoke init` writes them into a new .env)",
+            )
+        )
+    if not values.get("MLFLOW_PUBLIC_HOSTS", "").strip():
+        problems.append(
+            Problem(
+                "MLFLOW_PUBLIC_HOSTS",
+                "''",
+                "the proxy's TLS certificate is for these names, and students reach MLflow by the first",
+                "set the name (or address) of the node labelled trackstack.data=true, e.g. mlflow.school.example",
+            )
+        )
+    project = values.get("COMPOSE_PROJECT_NAME", "")
+    if len(project) > MAX_PROJECT_NAME:
+        problems.append(
+            Problem(
+                "COMPOSE_PROJECT_NAME",
+                repr(project),
+                f"longer than {MAX_PROJECT_NAME} characters: Docker's names of secrets and services would be too long",
+                f"choose at most {MAX_PROJECT_NAME} characters",
+            )
+        )
+    return problems
+
+
+def _is_bool(value: str) -> bool:
+    try:
+        TypeAdapter(bool).validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def published(settings: Settings) -> dict[str, bool]:
+    """Whether each service publishes its ports on Swarm."""
+    shared = {service.name: settings.bind(service.name) == "0.0.0.0" for service in SWARM_SERVICES}  # noqa: S104
+    rule = {"always": True, "never": False}
+    return {service.name: rule.get(service.swarm_published, shared[service.name]) for service in SWARM_SERVICES}
+
+
+def mlflow_url(settings: Settings) -> str:
+    """Where students reach MLflow: the proxy, at the first public name."""
+    port = settings.ports[PROXY.endpoints[0].port_key]
+    return f"https://{settings.public_hosts[0]}" + ("" if port == 443 else f":{port}")
+
+
+def mlflow_server_args(settings: Settings) -> list[str]:
+    return [
+        "mlflow",
+        "server",
+        "--host=0.0.0.0",
+        "--port=5000",
+        f"--workers={settings.mlflow_workers}",
+        f"--backend-store-uri={backend_store_uri(settings.postgres_user, settings.postgres_db)}",
+        "--serve-artifacts",
+        f"--artifacts-destination=s3://{settings.mlflow_bucket}",
+        f"--allowed-hosts={','.join(allowed_hosts(settings))}",
+        "--app-name=basic-auth",
+    ]
+
+
+def mlflow_environment(settings: Settings) -> dict[str, str]:
+    """MLflow's variables that are no secret (the secrets are *_FILE variables from the table)."""
+    return {
+        "AWS_ACCESS_KEY_ID": settings.minio_root_user,
+        "MLFLOW_S3_ENDPOINT_URL": "http://minio:9000",
+        "TRACKSTACK_WAIT_FOR": "postgres:5432 minio:9000",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        "MLFLOW_AUTH_DB": settings.mlflow_auth_db,
+        "MLFLOW_ADMIN_USER": settings.mlflow_admin_user,
+        "MLFLOW_DEFAULT_PERMISSION": settings.mlflow_default_permission,
+        "POSTGRES_USER": settings.postgres_user,
+        "POSTGRES_DB": settings.postgres_db,
+    }
+
+
+def pgadmin_environment(settings: Settings) -> dict[str, str]:
+    return {
+        "PGADMIN_DEFAULT_EMAIL": settings.pgadmin_default_email,
+        "PGADMIN_DISABLE_POSTFIX": "true",
+        "PGADMIN_CONFIG_UPGRADE_CHECK_ENABLED": "False",
+        "PGADMIN_CONFIG_SHOW_GRAVATAR_IMAGE": "False",
+        "PYTHONPYCACHEPREFIX": "/var/lib/pgadmin/pycache",
+        "PGADMIN_SERVER_JSON_FILE": "/trackstack/servers.json",
+        "PGADMIN_CONFIG_ENABLE_SERVER_PASS_EXEC_CMD": "True",
+    }
+
+
+def render_caddyfile(settings: Settings) -> str:
+    return render_template(
+        f"proxy/{CADDYFILE}.j2",
+        default_sni=settings.public_hosts[0],
+        sites=", ".join(f"https://{name}" for name in settings.public_hosts),
+        mlflow_service=service_name(settings, MLFLOW.name),
+        health_port=PROXY_HEALTH_PORT,
+    )
+
+
+def render_servers_json(settings: Settings) -> str:
+    """pgAdmin's server list; the password command reads the Postgres secret's file."""
+    return render_template(
+        "pgadmin/servers.json.j2",
+        name=PGADMIN_SERVER_NAME,
+        maintenance_db=settings.postgres_db,
+        username=settings.postgres_user,
+        password_command="cat /run/secrets/postgres_password",  # noqa: S106 - names a file
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str
+    file: str
+
+
+def render_stack(settings: Settings, *, image: str, mlflow_replicas: int, caddyfile: str, servers_json: str) -> str:
+    project = settings.compose_project_name
+    configs = {
+        "caddyfile": Config(content_name(project, "caddyfile", caddyfile), CADDYFILE),
+        "pgadmin-servers": Config(content_name(project, "pgadmin_servers", servers_json), SWARM_SERVERS_FILE),
+    }
+    return render_template(
+        "stack.yaml.j2",
+        s=settings,
+        services={service.name: service for service in SWARM_SERVICES},
+        published=published(settings),
+        volumes=SWARM_VOLUMES,
+        data_constraint=DATA_CONSTRAINT,
+        restart_condition={"no": "none", "on-failure": "on-failure"}.get(settings.restart_policy, "any"),
+        image=image,
+        mlflow_replicas=mlflow_replicas,
+        mlflow_server=mlflow_server_args(settings),
+        mlflow_environment=mlflow_environment(settings) | {"TRACKSTACK_AUTH_PREPARED": "true"},
+        pgadmin_environment=pgadmin_environment(settings),
+        auth_start=(TEMPLATES / AUTH_START).read_text(encoding="utf-8"),
+        pgadmin_server_name=PGADMIN_SERVER_NAME,
+        configs=configs,
+        secrets=secret_names(settings),
+    )
+
+
+def render_swarm(settings: Settings, *, image: str, mlflow_replicas: int) -> dict[str, str]:
+    """Every file `invoke deploy` writes, by name; `mlflow_replicas` is 0 until the prepare job ran."""
+    caddyfile = render_caddyfile(settings)
+    servers_json = render_servers_json(settings)
+    stack = render_stack(
+        settings, image=image, mlflow_replicas=mlflow_replicas, caddyfile=caddyfile, servers_json=servers_json
+    )
+    return {STACK_FILE: stack, CADDYFILE: caddyfile, SWARM_SERVERS_FILE: servers_json}
+
+
+def _job(settings: Settings) -> list[str]:
+    """`docker service create` of a one-shot job (the caller adds --name); `docker stack rm` removes a leftover."""
+    project = settings.compose_project_name
+    return ["docker", "service", "create", "--detach", "--quiet", "--with-registry-auth",
+            "--mode", "replicated-job", "--restart-condition", "none",
+            "--label", f"{STACK_LABEL}={project}", "--label", f"{PROJECT_LABEL}={project}"]  # fmt: skip
+
+
+def prepare_job_args(settings: Settings, *, image: str) -> list[str]:
+    """The one-shot job that readies MLflow's database and bucket, with MLflow's secrets, on the stack's network."""
+    secrets = secret_names(settings)
+    args = [*_job(settings), "--network", f"{settings.compose_project_name}_backend"]
+    for use in MLFLOW.secrets:
+        args += ["--secret", f"source={secrets[use.target]},target={use.target}"]
+        args += ["--env", f"{use.variable}_FILE=/run/secrets/{use.target}"]
+    for variable, value in mlflow_environment(settings).items():
+        args += ["--env", f"{variable}={value}"]
+    auth_start = (TEMPLATES / AUTH_START).read_text(encoding="utf-8")
+    uri = backend_store_uri(settings.postgres_user, settings.postgres_db)
+    script = (TEMPLATES / PREPARE).read_text(encoding="utf-8")
+    return [*args, image, "python", "-c", script, uri, settings.mlflow_bucket, "python", "-c", auth_start, "true"]
+
+
+# Where Caddy keeps the root certificate of its `tls internal` CA, under the proxy's volume.
+CA_PATH = "caddy/pki/authorities/local/root.crt"
+
+
+def ca_file(settings: Settings) -> str:
+    """The proxy's CA certificate, copied into the project folder: what clients and students trust."""
+    return f"{settings.compose_project_name}-ca.crt"
+
+
+def ca_job_args(settings: Settings) -> list[str]:
+    """A one-shot job on the data node that prints the proxy's CA certificate (public) from its volume."""
+    assert PROXY.volume is not None  # noqa: S101 - the table gives the proxy its volume
+    volume = f"{settings.compose_project_name}_{PROXY.volume.name}"
+    return [*_job(settings), "--constraint", DATA_CONSTRAINT,
+            "--mount", f"type=volume,source={volume},target={PROXY.volume.mount},readonly",
+            "--entrypoint", "cat", settings.proxy_image, f"{PROXY.volume.mount}/{CA_PATH}"]  # fmt: skip
+
+
+def psql_job_args(settings: Settings, sql: str, database: str) -> list[str]:
+    """A one-shot job that runs SQL with psql on the stack's network, its password from the secret's file."""
+    secret = secret_names(settings)["postgres_password"]
+    script = (
+        'PGPASSWORD="$(cat /run/secrets/postgres_password)" exec psql --no-psqlrc --quiet -tA -v ON_ERROR_STOP=1 "$@"'
+    )
+    return [*_job(settings), "--network", f"{settings.compose_project_name}_backend",
+            "--secret", f"source={secret},target=postgres_password", "--entrypoint", "sh",
+            settings.postgres_image, "-c", script, "psql", "-h", "postgres", "-U", settings.postgres_user,
+            "-d", database, "-c", sql]  # fmt: skip
