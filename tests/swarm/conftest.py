@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from dotenv import dotenv_values
@@ -29,7 +30,16 @@ from trackstack.settings import Settings
 from trackstack.validation import RELAXED, load_settings
 
 PROJECT = os.environ.get("TRACKSTACK_TEST_SWARM_PROJECT", "tsswarm")
-ENV_NAME = f".env.{PROJECT}"
+# The suite's `.env` lives with the volumes it describes: CI keeps it in the test bed's cache.
+ENV_FILE = Path(os.environ.get("TRACKSTACK_TEST_SWARM_ENV_FILE", "") or ROOT / f".env.{PROJECT}")
+# CI sets TRACKSTACK_TEST_SWARM=required: a missing swarm is then a failure, not a skip.
+REQUIRED = os.environ.get("TRACKSTACK_TEST_SWARM") == "required"
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if REQUIRED:
+        pytest.fail(f"TRACKSTACK_TEST_SWARM=required, but {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 @dataclass
@@ -63,12 +73,12 @@ def swarm_env() -> dict[str, str]:
     """The test `.env` values; skips the suite when no swarm manager or registry is named."""
     registry = os.environ.get("TRACKSTACK_TEST_REGISTRY", "")
     if not registry:
-        pytest.skip("set TRACKSTACK_TEST_REGISTRY (host:port) and DOCKER_HOST (a swarm manager)")
+        _unavailable("set TRACKSTACK_TEST_REGISTRY (host:port) and DOCKER_HOST (a swarm manager)")
     try:
         swarmstate.require_manager()
         node = swarmstate.data_node()
     except (DockerError, swarmstate.DeployError) as error:
-        pytest.skip(f"no usable swarm: {error}")
+        _unavailable(f"no usable swarm: {error}")
     return {
         "COMPOSE_PROJECT_NAME": PROJECT,
         "POSTGRES_PASSWORD": secrets.token_urlsafe(18),
@@ -89,7 +99,8 @@ def swarm_env() -> dict[str, str]:
 def env_file(swarm_env: dict[str, str]) -> Path:
     """The suite's `.env`, kept between runs (git-ignored, mode 600): the volumes it leaves hold
     data of these passwords (Postgres reads its password only when it creates the database)."""
-    path = ROOT / ENV_NAME
+    path = ENV_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
     kept = {key: value or "" for key, value in dotenv_values(path).items()} if path.exists() else {}
     write_env(path, swarm_env | {key: value for key, value in kept.items() if key.endswith(("PASSWORD", "KEY"))})
     return path
