@@ -249,6 +249,8 @@ state = "$RUN/containerd/state"
   # Pod sandboxes ask for a negative OOM score; without CAP_SYS_RESOURCE
   # (this machine's sandbox) runc then fails unless containerd clamps it.
   restrict_oom_score_adj = true
+  # Pods' network namespaces under our state, not in the host's /run/netns.
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$RUN/cni/net.d"
@@ -299,6 +301,7 @@ failSwapOn: false
 clusterDNS: [$DNS_IP]
 clusterDomain: cluster.local
 resolvConf: /etc/resolv.conf
+podLogsDir: $RUN/pod-logs
 # Imported images can't be pulled again: never garbage-collect them, and
 # don't evict pods because a shared disk is fuller than a real node's would be.
 imageGCHighThresholdPercent: 100
@@ -474,15 +477,6 @@ cmd_up() {
   cmd_env
 }
 
-# The sandboxes' network namespaces (for removal after a crash left them).
-sandbox_netns() {
-  local id
-  for id in $(ctr_k8s containers ls -q 2>/dev/null); do
-    ctr_k8s containers info "$id" 2>/dev/null \
-      | jq -r '.Spec.linux.namespaces[]? | select(.type == "network") | .path // empty'
-  done | sort -u
-}
-
 stop_daemon() { # NAME -- TERM, then KILL after 20 s
   local name=$1 pid i
   pid=$(pid_of "$name") || return 0
@@ -496,7 +490,7 @@ stop_daemon() { # NAME -- TERM, then KILL after 20 s
 }
 
 stop_cluster() {
-  local netns=() ns i pid mnt
+  local i pid mnt
   if running kubelet && running containerd && api_ready 2>/dev/null; then
     # No new pods, then let kubelet tear the others down properly (CNI DEL, netns).
     stop_daemon kube-controller-manager
@@ -508,20 +502,12 @@ stop_cluster() {
     done
     log "pods stopped"
   fi
-  if running containerd; then
-    mapfile -t netns < <(sandbox_netns)
-  fi
   for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do
     stop_daemon "${DAEMONS[i]}"
   done
   # Shims outlive containerd: find ours by our socket path, kill each by pid.
   for pid in $(pgrep -f -- "-address $CONTAINERD_SOCK" || true); do
     kill -9 "$pid" 2>/dev/null || true
-  done
-  for ns in "${netns[@]}"; do
-    [[ -e $ns ]] || continue
-    umount "$ns" 2>/dev/null || true
-    rm -f "$ns"
   done
   if [[ -x $BIN/kube-proxy ]]; then
     "$BIN/kube-proxy" --cleanup >/dev/null 2>&1 || true
@@ -532,7 +518,7 @@ stop_cluster() {
     ip link delete "$BRIDGE"
     log "removed bridge $BRIDGE"
   fi
-  # Kubelet's volume mounts and containerd's overlays, deepest first.
+  # Kubelet's volume mounts, containerd's overlays and pod netns, deepest first.
   if [[ -d $RUN ]]; then
     for mnt in $(findmnt -rn -o TARGET | grep -F "$RUN/" | sort -r); do
       umount -l "$mnt" 2>/dev/null || true
