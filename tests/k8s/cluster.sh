@@ -254,8 +254,6 @@ state = "$RUN/containerd/state"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$RUN/cni/net.d"
-  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
-    SystemdCgroup = false
 TOML
 
   cat >"$RUN/cni/net.d/10-trackstack.conflist" <<JSON
@@ -337,7 +335,8 @@ start() {
   shift
   if running "$name"; then return 0; fi
   # nice 10: an idle cluster should not slow other people's tests on 2 cores.
-  setsid nice -n 10 "$@" >"$LOGS/$name.log" 2>&1 </dev/null &
+  # 9>&-: the daemons must not inherit (and so hold) the lock of this script.
+  setsid nice -n 10 "$@" >"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
   echo $! >"$RUN/pids/$name.pid"
   log "started $name (pid $!)"
 }
