@@ -42,6 +42,7 @@ API_PORT=6443
 ETCD_CLIENT=127.0.0.1:12379        # not 2379/2380: leave the usual ports to others
 ETCD_PEER=127.0.0.1:12380
 CONTAINERD_SOCK=$RUN/containerd/containerd.sock
+POD_CGROUP=k8s.io                  # where containerd's CRI puts pods (cgroupsPerQOS: false)
 FW_CHAIN=TSK8S-FORWARD
 FW_COMMENT=trackstack-k8s
 
@@ -98,12 +99,19 @@ go_env() {
   command -v go >/dev/null || die "Go is needed to build the Kubernetes binaries"
 }
 
+# binary_reports BINARY TEXT ARGS... -- does `BINARY ARGS...` print TEXT?
+# (Output read whole: `| grep -q` would SIGPIPE the binary and fail under pipefail.)
+binary_reports() {
+  local bin=$BIN/$1 text=$2 out
+  shift 2
+  [[ -x $bin ]] && out=$("$bin" "$@" 2>/dev/null) && [[ $out == *"$text"* ]]
+}
+
 k8s_binary_current() { # NAME -> built from $K8S_VERSION?
-  [[ -x $BIN/$1 ]] || return 1
   if [[ $1 == kubectl ]]; then
-    "$BIN/$1" version --client 2>/dev/null | grep -qF "Client Version: $K8S_VERSION"
+    binary_reports kubectl "Client Version: $K8S_VERSION" version --client
   else
-    "$BIN/$1" --version 2>/dev/null | grep -qF "Kubernetes $K8S_VERSION"
+    binary_reports "$1" "Kubernetes $K8S_VERSION" --version
   fi
 }
 
@@ -126,9 +134,7 @@ build_k8s_binaries() {
 }
 
 build_coredns() {
-  if [[ -x $BIN/coredns ]] && "$BIN/coredns" -version 2>/dev/null | grep -qF "CoreDNS-${COREDNS_VERSION#v}"; then
-    return 0
-  fi
+  binary_reports coredns "CoreDNS-${COREDNS_VERSION#v}" -version && return 0
   go_env; wait_bench_quiet
   local t0=$SECONDS
   log "building coredns $COREDNS_VERSION (Go module proxy)"
@@ -524,6 +530,11 @@ stop_cluster() {
     done
     rm -rf "$RUN"
   fi
+  # Pods' cgroups (one tree per v1 controller): only empty ones can go, deepest first.
+  find /sys/fs/cgroup/*/"$POD_CGROUP" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  # libcni caches results in /var/lib/cni whatever containerd is told; CNI DEL
+  # empties it, and nothing else on this host uses CNI: drop the empty folders.
+  rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
   restore_sysctls
 }
 
