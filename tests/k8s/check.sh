@@ -72,6 +72,7 @@ spec:
   template:
     metadata: {labels: {app: echo}}
     spec:
+      terminationGracePeriodSeconds: 1   # python as PID 1 ignores SIGTERM
       containers:
         - name: echo
           image: $PYTHON_IMAGE
