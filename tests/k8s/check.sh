@@ -14,7 +14,6 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${TRACKSTACK_TESTBED_CACHE:-/var/cache/trackstack-testbed}/k8s
-SOCK=$CACHE/run/containerd/containerd.sock
 PV_DIR=$CACHE/run/pv/ts-check-pgdata
 NS=ts-check
 NODE_PORT=30080
@@ -43,18 +42,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# --- images -------------------------------------------------------------------
-# (The list is read whole first: `grep -q` in a pipe would SIGPIPE ctr under pipefail.)
-present=$(ctr -a "$SOCK" -n k8s.io images ls -q)
-for image in "$PYTHON_IMAGE" "$POSTGRES_IMAGE"; do
-  if grep -qxF "docker.io/library/$image" <<<"$present"; then
-    log "image $image already in the node's containerd"
-    continue
-  fi
-  t0=$SECONDS
-  docker save "$image" | ctr -a "$SOCK" -n k8s.io images import - >/dev/null
-  log "imported $image in $((SECONDS - t0))s"
-done
+# --- images ---------------------------------------------------------------------
+t0=$SECONDS
+"$here/cluster.sh" load "$PYTHON_IMAGE" "$POSTGRES_IMAGE"
+log "images in the node after $((SECONDS - t0))s"
 
 kc delete namespace "$NS" --wait=true --timeout=120s >/dev/null 2>&1 || true
 kc create namespace "$NS" >/dev/null

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # A real single-node Kubernetes on this machine, for trackstack's tests only.
 #
-# Usage: tests/k8s/cluster.sh up|down|status|env
+# Usage: tests/k8s/cluster.sh up|down|status|env|load IMAGE...
 #   up      build what is missing (cached), then start etcd, the control plane,
 #           a private containerd, kubelet, kube-proxy and CoreDNS; idempotent
 #   down    stop all of it and remove its state, bridge, iptables rules and
 #           netns; the host's Docker engine is never touched
 #   status  say which parts run and whether the node is Ready
 #   env     print `export KUBECONFIG=...` (eval it)
+#   load    copy images from the host's Docker engine into the node (skips
+#           those already there); pods must use imagePullPolicy: Never
 #
 # Binaries and stand-in images are cached under $TRACKSTACK_TESTBED_CACHE/k8s
 # (default /var/cache/trackstack-testbed/k8s); see tests/k8s/README.md.
@@ -529,6 +531,7 @@ stop_cluster() {
       umount -l "$mnt" 2>/dev/null || true
     done
     rm -rf "$RUN"
+    log "removed $RUN"
   fi
   # Pods' cgroups (one tree per v1 controller): only empty ones can go, deepest first.
   find /sys/fs/cgroup/*/"$POD_CGROUP" -depth -type d -exec rmdir {} + 2>/dev/null || true
@@ -567,11 +570,33 @@ cmd_status() {
 
 cmd_env() { printf 'export KUBECONFIG=%q\n' "$KUBECONFIG_OUT"; }
 
+cmd_load() {
+  (($#)) || die "usage: $0 load IMAGE..."
+  running containerd || die "the cluster is not up"
+  local image name present t0
+  present=$(ctr_k8s images ls -q)   # read whole: grep -q in a pipe would SIGPIPE ctr
+  for image; do
+    # Docker's short names live under docker.io/library/ in containerd.
+    case $image in
+      */*) [[ ${image%%/*} == *[.:]* || ${image%%/*} == localhost ]] && name=$image || name=docker.io/$image ;;
+      *) name=docker.io/library/$image ;;
+    esac
+    if grep -qxF "$name" <<<"$present"; then
+      log "already in the node: $image"
+      continue
+    fi
+    t0=$SECONDS
+    import_image "$image"
+    log "($image took $((SECONDS - t0))s)"
+  done
+}
+
 case ${1:-} in
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  -h|--help|help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' ;;
+  load) shift; cmd_load "$@" ;;
+  -h|--help|help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
 esac
