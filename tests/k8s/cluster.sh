@@ -497,7 +497,7 @@ stop_daemon() { # NAME -- TERM, then KILL after 20 s
 }
 
 stop_cluster() {
-  local i pid mnt
+  local i pid mnt id
   if running kubelet && running containerd && api_ready 2>/dev/null; then
     # No new pods, then let kubelet tear the others down properly (CNI DEL, netns).
     stop_daemon kube-controller-manager
@@ -509,11 +509,22 @@ stop_cluster() {
     done
     log "pods stopped"
   fi
+  # Whatever kubelet did not stop (it was down, or too slow) is killed here.
+  if running containerd; then
+    for id in $(ctr_k8s tasks ls -q 2>/dev/null); do
+      ctr_k8s tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
+    done
+  fi
   for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do
     stop_daemon "${DAEMONS[i]}"
   done
   # Shims outlive containerd: find ours by our socket path, kill each by pid.
   for pid in $(pgrep -f -- "-address $CONTAINERD_SOCK" || true); do
+    kill -9 "$pid" 2>/dev/null || true
+  done
+  # Containers' processes outlive their shims: the last ones are in our pod cgroups.
+  # shellcheck disable=SC2013  # one pid a line: words are lines
+  for pid in $(cat /sys/fs/cgroup/pids/"$POD_CGROUP"/*/cgroup.procs 2>/dev/null); do
     kill -9 "$pid" 2>/dev/null || true
   done
   if [[ -x $BIN/kube-proxy ]]; then
@@ -533,10 +544,21 @@ stop_cluster() {
     rm -rf "$RUN"
     log "removed $RUN"
   fi
-  # Pods' cgroups (one tree per v1 controller): only empty ones can go, deepest first.
-  find /sys/fs/cgroup/*/"$POD_CGROUP" -depth -type d -exec rmdir {} + 2>/dev/null || true
-  # libcni caches results in /var/lib/cni whatever containerd is told; CNI DEL
-  # empties it, and nothing else on this host uses CNI: drop the empty folders.
+  # Pods' cgroups (one tree per v1 controller), deepest first; a killed
+  # process may take a moment to leave its cgroup.
+  for ((i = 0; i < 20; i++)); do
+    find /sys/fs/cgroup/*/"$POD_CGROUP" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    compgen -G "/sys/fs/cgroup/*/$POD_CGROUP" >/dev/null || break
+    sleep 0.5
+  done
+  # libcni caches results in /var/lib/cni whatever containerd is told. CNI DEL
+  # removes them; a sandbox that never got one leaves its network's entry and
+  # its loopback's. Nothing else on this host uses CNI: then drop the folders.
+  for id in /var/lib/cni/results/trackstack-k8s-*; do
+    [[ -e $id ]] || continue
+    id=${id#/var/lib/cni/results/trackstack-k8s-}; id=${id%-eth0}
+    rm -f "/var/lib/cni/results/trackstack-k8s-$id-eth0" "/var/lib/cni/results/cni-loopback-$id-lo"
+  done
   rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
   restore_sysctls
 }
