@@ -132,14 +132,15 @@ def render_compose(settings: Settings, engine: EngineFeatures, dockerfile: str) 
     )
 
 
-def render_servers_json(settings: Settings) -> str:
-    """pgAdmin's server list: no password, only the command that reads it."""
+def render_servers_json(settings: Settings, password_command: str = PGADMIN_PASSWORD_COMMAND) -> str:
+    """pgAdmin's server list: no password, only the command that reads it (from the container's
+    environment on Compose; Swarm passes one that reads its secret's file)."""
     return render_template(
         "pgadmin/servers.json.j2",
         name=PGADMIN_SERVER_NAME,
         maintenance_db=settings.postgres_db,
         username=settings.postgres_user,
-        password_command=PGADMIN_PASSWORD_COMMAND,
+        password_command=password_command,
     )
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from pydantic import TypeAdapter, ValidationError
 
+from trackstack import render
 from trackstack.paths import TEMPLATES
 from trackstack.problems import Problem
 from trackstack.render import AUTH_START, PGADMIN_SERVER_NAME, allowed_hosts, backend_store_uri, render_template
@@ -190,11 +191,8 @@ def render_caddyfile(settings: Settings) -> str:
 
 def render_servers_json(settings: Settings) -> str:
     """pgAdmin's server list; the password command reads the Postgres secret's file."""
-    return render_template(
-        "pgadmin/servers.json.j2",
-        name=PGADMIN_SERVER_NAME,
-        maintenance_db=settings.postgres_db,
-        username=settings.postgres_user,
+    return render.render_servers_json(
+        settings,
         password_command="cat /run/secrets/postgres_password",  # noqa: S106 - names a file
     )
 
