@@ -6,7 +6,9 @@ postgres, MinIO and pgAdmin images, for Docker secrets): MLflow itself reads no 
 connection first. Postgres accepts TCP only after its first-run initialisation, so MLflow
 starts the moment its database can take it, rather than at the engine's next healthcheck.
 After `TRACKSTACK_WAIT_TIMEOUT` seconds (default 120) the command starts anyway and reports
-what it cannot reach itself. Standard library only: it runs with `python -I -S`.
+what it cannot reach itself. On Docker Swarm, `TRACKSTACK_TASK_SLOT` is the task's slot: MLflow's
+periodic jobs run in slot 1 only (MLflow asks that of deployments with several replicas), unless
+`MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS` is set. Standard library only: it runs with `python -I -S`.
 """
 
 from __future__ import annotations
@@ -49,10 +51,18 @@ def secrets_from_files(environ: MutableMapping[str, str]) -> None:
         environ[name] = value.removesuffix("\n")
 
 
+def periodic_tasks_on_one_slot(environ: MutableMapping[str, str]) -> None:
+    """Turn MLflow's periodic jobs off in every task but slot 1 (an explicit setting wins)."""
+    slot = environ.get("TRACKSTACK_TASK_SLOT", "")
+    if slot and slot != "1":
+        environ.setdefault("MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS", "false")
+
+
 def main(argv: list[str]) -> None:
     if not argv:
         sys.exit("usage: mlflow-entrypoint COMMAND [ARG ...]")
     secrets_from_files(os.environ)
+    periodic_tasks_on_one_slot(os.environ)
     wait_for(os.environ.get("TRACKSTACK_WAIT_FOR", "").split(), float(os.environ.get("TRACKSTACK_WAIT_TIMEOUT", "120")))
     os.execvp(argv[0], argv)  # noqa: S606 - becoming the container command is the point
 

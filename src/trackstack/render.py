@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jinja2
 
+from trackstack import container_env
 from trackstack.paths import PROJECT_FILES, TEMPLATES, constraints_file
 from trackstack.services import BY_NAME, VOLUMES
 from trackstack.settings import Settings
@@ -129,6 +130,9 @@ def render_compose(settings: Settings, engine: EngineFeatures, dockerfile: str) 
         dockerfile_digest=build_digest(settings, dockerfile),
         servers_file=SERVERS_FILE,
         pgadmin_server_name=PGADMIN_SERVER_NAME,
+        mlflow_environment=container_env.mlflow_environment(settings),
+        pgadmin_environment=container_env.pgadmin_environment(),
+        pgadmin_servers_path=container_env.PGADMIN_SERVERS_PATH,
     )
 
 

@@ -98,6 +98,10 @@ class Settings(BaseModel):
     mlflow_base_image: str = Field(description="a pinned Python image, e.g. python:3.13-slim-trixie")
     mlflow_version: str = Field(description="an exact MLflow release, 3.5 or later, e.g. 3.17.2")
     mlflow_workers: int = Field(ge=1, le=16, description="uvicorn worker processes, 1-16 (e.g. 2)")
+    # Optional: a `.env` from before it existed keeps working.
+    mlflow_job_execution: bool = Field(
+        default=False, description="true or false: MLflow runs its background jobs (GenAI scorers, prompt optimization)"
+    )
 
     # Sharing with a class. Optional keys: a `.env` from before they existed keeps working.
     mlflow_public_hosts: str = Field(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pydantic import TypeAdapter, ValidationError
 
-from trackstack import render
+from trackstack import container_env, render
 from trackstack.paths import TEMPLATES
 from trackstack.problems import Problem
 from trackstack.render import AUTH_START, PGADMIN_SERVER_NAME, allowed_hosts, backend_store_uri, render_template
@@ -153,30 +153,15 @@ def mlflow_server_args(settings: Settings) -> list[str]:
 
 def mlflow_environment(settings: Settings) -> dict[str, str]:
     """MLflow's variables that are no secret (the secrets are *_FILE variables from the table)."""
-    return {
+    return container_env.mlflow_environment(settings) | {
         "AWS_ACCESS_KEY_ID": settings.minio_root_user,
-        "MLFLOW_S3_ENDPOINT_URL": "http://minio:9000",
-        "TRACKSTACK_WAIT_FOR": "postgres:5432 minio:9000",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "true",
-        "MLFLOW_AUTH_DB": settings.mlflow_auth_db,
-        "MLFLOW_ADMIN_USER": settings.mlflow_admin_user,
-        "MLFLOW_DEFAULT_PERMISSION": settings.mlflow_default_permission,
         "POSTGRES_USER": settings.postgres_user,
         "POSTGRES_DB": settings.postgres_db,
     }
 
 
 def pgadmin_environment(settings: Settings) -> dict[str, str]:
-    return {
-        "PGADMIN_DEFAULT_EMAIL": settings.pgadmin_default_email,
-        "PGADMIN_DISABLE_POSTFIX": "true",
-        "PGADMIN_CONFIG_UPGRADE_CHECK_ENABLED": "False",
-        "PGADMIN_CONFIG_SHOW_GRAVATAR_IMAGE": "False",
-        "PYTHONPYCACHEPREFIX": "/var/lib/pgadmin/pycache",
-        "PGADMIN_SERVER_JSON_FILE": "/trackstack/servers.json",
-        "PGADMIN_CONFIG_ENABLE_SERVER_PASS_EXEC_CMD": "True",
-    }
+    return {"PGADMIN_DEFAULT_EMAIL": settings.pgadmin_default_email} | container_env.pgadmin_environment()
 
 
 def render_caddyfile(settings: Settings) -> str:
@@ -220,10 +205,14 @@ def render_stack(settings: Settings, *, image: str, mlflow_replicas: int, caddyf
         image=image,
         mlflow_replicas=mlflow_replicas,
         mlflow_server=mlflow_server_args(settings),
-        mlflow_environment=mlflow_environment(settings) | {"TRACKSTACK_AUTH_PREPARED": "true"},
+        # Swarm fills in the task's slot (1..replicas); the entrypoint runs MLflow's periodic
+        # jobs on slot 1 only, as MLflow asks of a deployment with several replicas.
+        mlflow_environment=mlflow_environment(settings)
+        | {"TRACKSTACK_AUTH_PREPARED": "true", "TRACKSTACK_TASK_SLOT": "{{.Task.Slot}}"},
         pgadmin_environment=pgadmin_environment(settings),
         auth_start=(TEMPLATES / AUTH_START).read_text(encoding="utf-8"),
         pgadmin_server_name=PGADMIN_SERVER_NAME,
+        pgadmin_servers_path=container_env.PGADMIN_SERVERS_PATH,
         configs=configs,
         secrets=secret_names(settings),
     )

@@ -81,3 +81,23 @@ def test_a_variable_set_both_ways_or_an_unreadable_file_stops_it(tmp_path: Path)
         )
         assert result.returncode == 1
         assert said in result.stderr
+
+
+def test_periodic_jobs_run_in_the_first_swarm_slot_only() -> None:
+    shown = "import os; print(os.environ.get('MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS', 'unset'))"
+    cases: tuple[tuple[dict[str, str], str], ...] = (
+        ({}, "unset"),  # Compose: no slot, MLflow's default
+        ({"TRACKSTACK_TASK_SLOT": "1"}, "unset"),
+        ({"TRACKSTACK_TASK_SLOT": "2"}, "false"),
+        ({"TRACKSTACK_TASK_SLOT": "3", "MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS": "true"}, "true"),  # .env wins
+    )
+    for env, expected in cases:
+        result = subprocess.run(
+            [sys.executable, "-I", "-S", str(ENTRYPOINT), sys.executable, "-c", shown],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        assert result.stdout.strip() == expected, env
