@@ -30,10 +30,14 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+# Live suites leave no cache behind and name their slowest steps (CI's time budget is tight).
+LIVE_OPTIONS = ("-p", "no:cacheprovider", "--durations=8")
+
+
 def _live(session: nox.Session, suite: str, *extras: str) -> None:
     """Run one live suite against the stack named by .env (or $TRACKSTACK_ENV_FILE)."""
     session.install("-e", f".[{','.join(('smoke', *extras))}]")
-    session.run("pytest", f"tests/{suite}", "-m", "live", "-p", "no:cacheprovider", *session.posargs)
+    session.run("pytest", f"tests/{suite}", "-m", "live", *LIVE_OPTIONS, *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False, tags=["ci", "live"])
@@ -58,7 +62,7 @@ def lifecycle(session: nox.Session) -> None:
 def swarm(session: nox.Session) -> None:
     """`invoke deploy` to the swarm in DOCKER_HOST: replicas, proxy, undeploy and deploy keep the data."""
     session.install("-e", ".[smoke]")
-    session.run("pytest", "tests/swarm", "-m", "swarm", "-p", "no:cacheprovider", *session.posargs)
+    session.run("pytest", "tests/swarm", "-m", "swarm", *LIVE_OPTIONS, *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False, tags=["bench"])
