@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bench import ROOT
+from bench.paired import paired_stats
 from trackstack.overview import table
 
 Kind = Literal["ratio_at_most", "ratio_at_least", "at_most", "extra_at_most"]
@@ -54,20 +55,29 @@ class Row:
     ours: str  # what is measured on trackstack
     theirs: str  # ... and what it is compared with ("" when nothing)
     target: Target | None = None
+    # Paired rows (bench/paired.py): samples[i] and compared[i] were measured back to back, and
+    # the ratio is the median of the per-pair ratios rather than the ratio of the medians.
+    paired: bool = False
     samples: list[float] = field(default_factory=list)
     compared: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         ours, theirs = stats(self.samples), stats(self.compared)
-        ratio = ours["median"] / theirs["median"] if ours and theirs and theirs["median"] else None
-        met = self.target.met(ours["median"], theirs.get("median")) if self.target and ours else None
+        pairs = paired_stats(self.samples, self.compared) if self.paired else {}
+        if pairs:
+            ratio: float | None = pairs["median"]
+            met = self.target.met(pairs["median"], 1.0) if self.target else None
+        else:
+            ratio = ours["median"] / theirs["median"] if ours and theirs and theirs["median"] else None
+            met = self.target.met(ours["median"], theirs.get("median")) if self.target and ours else None
         return {
             "title": self.title,
             "unit": self.unit,
             "trackstack": {"what": self.ours, **ours, "samples": self.samples},
             "comparison": {"what": self.theirs, **theirs, "samples": self.compared} if self.theirs else None,
             "ratio": ratio,
+            **({"pairs": pairs} if pairs else {}),
             "target": self.target.text(self.unit) if self.target else None,
             "met": met,
             "failures": self.failures,
@@ -91,8 +101,10 @@ def rows() -> dict[str, Row]:
             Target("at_most", 2.0)),
         Row("list", "task start-up", "s", "invoke --list", "invoke --list, empty collection", Target(at_most, 1.5)),
         Row("image", "MLflow image", "MB", "trackstack image", "baseline Dockerfile, same base", Target(at_most, 0.7)),
-        Row("tput1", "throughput, 1 client", "metrics/s", "trackstack", "baseline", Target(at_least, 1.0)),
-        Row("tput4", "throughput, 4 clients", "metrics/s", "trackstack", "baseline", Target(at_least, 1.0)),
+        Row("tput1", "throughput, 1 client", "metrics/s", "trackstack", "baseline, side by side",
+            Target(at_least, 1.0), paired=True),
+        Row("tput4", "throughput, 4 clients", "metrics/s", "trackstack", "baseline, side by side",
+            Target(at_least, 1.0), paired=True),
         Row("idle_cpu", "idle CPU", "% of a core", "trackstack, idle", "baseline, idle",
             Target("extra_at_most", 5.0)),
         Row("smoke", "smoke suite wall time", "s", "pytest tests/live", ""),
@@ -124,8 +136,13 @@ def cell(summary: Mapping[str, Any] | None) -> str:
     return f"{fmt(summary['median'])} [{fmt(summary['min'])}-{fmt(summary['max'])}]"
 
 
-def ratio_text(ratio: float | None) -> str:
-    return "-" if ratio is None else f"{ratio:.2f}x"
+def ratio_text(ratio: float | None, pairs: Mapping[str, Any] | None = None) -> str:
+    """`1.19x`, or for a paired row the median per-pair ratio with its quartiles: `0.98x [0.95-1.02]`."""
+    if ratio is None:
+        return "-"
+    if pairs and pairs.get("n", 0) > 1:
+        return f"{ratio:.2f}x [{pairs['q1']:.2f}-{pairs['q3']:.2f}]"
+    return f"{ratio:.2f}x"
 
 
 def render_table(summaries: Mapping[str, Mapping[str, Any]]) -> str:
@@ -135,7 +152,7 @@ def render_table(summaries: Mapping[str, Mapping[str, Any]]) -> str:
         met = {True: "yes", False: "NO", None: "-"}[item["met"]]
         lines.append(
             (item["title"], item["unit"], cell(item["trackstack"]), cell(item["comparison"]),
-             ratio_text(item["ratio"]), item["target"] or "-", met)
+             ratio_text(item["ratio"], item.get("pairs")), item["target"] or "-", met)
         )  # fmt: skip
     return table(lines)
 

@@ -5,6 +5,7 @@ Every timed step first waits for a quiet machine and logs the load it ran under.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from typing import Any
 
 from bench import say
 from bench.cpu import idle_cpu, wait_for_quiet
+from bench.paired import interleave
 from bench.probes import wait_ready
 from bench.report import Row
 from bench.stacks import (
@@ -27,15 +29,17 @@ from bench.stacks import (
     run_tool,
     wait_for_free_ports,
 )
-from bench.throughput import throughput
+from bench.throughput import Clients
 from trackstack.engine import Project
 from trackstack.settings import Settings
 
 # The rows that need each stack running; the others (`list`, `image`) are measured once per invocation.
 TRACKSTACK_ROWS = frozenset(
-    {"ready_cold", "ready_warm", "overhead_cold", "overhead_warm", "up_running", "tput1", "tput4", "idle_cpu", "smoke"}
+    {"ready_cold", "ready_warm", "overhead_cold", "overhead_warm", "up_running", "idle_cpu", "smoke"}
 )
-BASELINE_ROWS = frozenset({"ready_cold", "ready_warm", "tput1", "tput4", "idle_cpu"})
+BASELINE_ROWS = frozenset({"ready_cold", "ready_warm", "idle_cpu"})
+# Measured once per invocation with both stacks up side by side (`side_by_side`), in pairs.
+PAIRED_ROWS = {"tput1": 1, "tput4": 4}
 
 
 def timed(func: Callable[[], object]) -> float:
@@ -50,7 +54,9 @@ class Bench:
 
     rows: dict[str, Row]
     max_busy: float  # wait for the machine to be less busy than this before each step
-    batches: int  # log_batch calls per throughput client
+    batches: int  # log_batch calls per throughput client in one batch of a pair
+    pairs: int  # pairs of throughput batches per row
+    pause: bool  # pause the other stack while one is measured
     settle: float  # seconds an idle stack gets before its CPU is measured
     idle_seconds: float  # ... and the window measured
     log: dict[str, Any]
@@ -89,7 +95,7 @@ class Bench:
         return seconds
 
     def running(self, who: str, settings: Settings, project: Project, *, compared: bool) -> None:
-        """The rows measured on a running, seeded stack of either kind: idle CPU, then throughput."""
+        """The rows measured on a running, seeded stack of either kind: idle CPU."""
         if self.wants("idle_cpu"):
             time.sleep(self.settle)
             entry = self._begin(f"{who}, idle")
@@ -98,12 +104,38 @@ class Bench:
             percent = 100 * sum(cores.values())
             say(f"{who}, idle: {percent:.1f}% of a core over {self.idle_seconds:.0f}s")
             self.add("idle_cpu", percent, compared=compared)
-        for key, clients in (("tput1", 1), ("tput4", 4)):
-            if self.wants(key):
-                entry = self._begin(f"{who}, {clients} client(s)")
-                rate = entry["metrics_per_s"] = throughput(settings.mlflow_url, clients, self.batches)
-                say(f"{who}, {clients} client(s): {rate:,.0f} metrics/s")
-                self.add(key, rate, compared=compared)
+
+    def side_by_side(self, ts: Trackstack, baseline: Baseline) -> None:
+        """The throughput rows: both stacks up at once (on different ports), short batches in pairs."""
+        ts.down(volumes=True)
+        baseline.down(data=True)
+        wait_for_free_ports()
+        wait_for_free_ports(tuple(ts.settings.ports.values()))
+        try:
+            self.start("trackstack, side by side", ts.invoke_up, ts.settings)
+            self.start("baseline, side by side", baseline.up, baseline.settings)
+            time.sleep(self.settle)
+            projects = (ts.project, baseline.project)
+            for key, count in PAIRED_ROWS.items():
+                if not self.wants(key):
+                    continue
+                label = f"{count} client(s)"
+                entry = self._begin(f"paired throughput, {label}")
+                with Clients(count) as clients:
+                    urls = (ts.settings.mlflow_url, baseline.settings.mlflow_url)
+                    experiments = [clients.experiment(url) for url in urls]
+                    measure = [
+                        functools.partial(clients.measure, url, experiment, self.batches)
+                        for url, experiment in zip(urls, experiments, strict=True)
+                    ]
+                    ours, theirs = interleave(("trackstack", "baseline"), measure, projects, self.pairs,
+                                              pause=self.pause, log=self.log["runs"], label=label)  # fmt: skip
+                entry["load1_after"] = round(os.getloadavg()[0], 2)
+                self.rows[key].samples.extend(ours)
+                self.rows[key].compared.extend(theirs)
+        finally:
+            ts.down(volumes=True)
+            baseline.down(data=True)
 
 
 def trackstack_round(bench: Bench, ts: Trackstack) -> None:

@@ -23,8 +23,17 @@ if not __package__:  # run as `python bench/run.py`: the bench package lives in 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import ROOT, BenchError, say
+from bench.paired import SIDE_BY_SIDE_OFFSET, side_by_side_env
 from bench.report import git_revision, invoke_up_phases, machine, render_table, rows, uptime
-from bench.rounds import BASELINE_ROWS, TRACKSTACK_ROWS, Bench, baseline_round, list_times, trackstack_round
+from bench.rounds import (
+    BASELINE_ROWS,
+    PAIRED_ROWS,
+    TRACKSTACK_ROWS,
+    Bench,
+    baseline_round,
+    list_times,
+    trackstack_round,
+)
 from bench.stacks import (
     BASELINE_PROJECT,
     BASELINE_SOURCE,
@@ -48,6 +57,9 @@ NOTES = (
     "(see baseline_verbatim_warm_start); warm runs add --ignore-existing and change nothing else.",
     "Cold = images present, volumes/bind mounts empty; warm = containers removed by `down`, data kept. "
     "Ready = Postgres SELECT 1, MinIO /minio/health/live, MLflow /health, pgAdmin /misc/ping and the bucket.",
+    "Throughput: both stacks up side by side (trackstack's ports shifted), short batches in pairs, "
+    "alternately A-B and B-A; the ratio is the median of the per-pair ratios [interquartile range] "
+    "(95% bootstrap interval in the JSON); the other stack is paused during a batch unless --no-pause.",
     "Idle CPU: the growth of the running containers' cgroup CPU counters over the window, after the settle time.",
 )
 
@@ -62,7 +74,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=keys,
         help=f"comma-separated rows to measure (default all): {', '.join(keys)}",
     )
-    parser.add_argument("--batches", type=int, default=20, help="log_batch calls of 1000 metrics per client")
+    parser.add_argument(
+        "--batches", type=int, default=10, help="log_batch calls of 1000 metrics per client in one batch (default 10)"
+    )
+    parser.add_argument("--pairs", type=int, default=20, help="pairs of batches per throughput row (default 20)")
+    parser.add_argument(
+        "--no-pause",
+        dest="pause",
+        action="store_false",
+        help="let the other stack idle during a throughput batch instead of pausing it",
+    )
     parser.add_argument("--idle-seconds", type=float, default=30.0, help="window of the idle CPU row (default 30)")
     parser.add_argument("--settle", type=float, default=10.0, help="seconds a started stack idles before (default 10)")
     parser.add_argument("--env-file", type=Path, default=ROOT / ".env.bench", help="trackstack's env file")
@@ -103,6 +124,12 @@ def measure(bench: Bench, ts: Trackstack, args: argparse.Namespace, workdir: Pat
             bench.add("image", theirs / 1e6, compared=True)
         if bench.wants("list"):
             list_times(bench, ts.env_file, workdir, 5 * args.repeat)
+        if bench.wants(*PAIRED_ROWS):
+            side_env = workdir / "env.side-by-side"
+            side_by_side_env(ts.env_file, side_env)
+            say("throughput: both stacks side by side, trackstack on ports shifted by "
+                f"{SIDE_BY_SIDE_OFFSET}, {args.pairs} pairs of batches per row")  # fmt: skip
+            bench.side_by_side(Trackstack(side_env), baseline)
         blocks: list[tuple[str, Callable[[], None], Callable[[], None]]] = []
         if bench.wants(*TRACKSTACK_ROWS):
             blocks.append(("trackstack", lambda: trackstack_round(bench, ts), lambda: ts.down(volumes=True)))
@@ -138,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows={key: row for key, row in all_rows.items() if key in args.rows},
         max_busy=args.max_busy,
         batches=args.batches,
+        pairs=args.pairs,
+        pause=args.pause,
         settle=args.settle,
         idle_seconds=args.idle_seconds,
         log={"runs": [], "failures": []},
@@ -164,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "repeat": args.repeat,
         "batches_per_client": args.batches,
+        "pairs": args.pairs,
+        "other_stack_during_a_batch": "paused" if args.pause else "idle",
         "idle_window_s": args.idle_seconds,
         "notes": NOTES,
         "rows": summaries,

@@ -10,10 +10,19 @@ import pytest
 
 from bench import BenchError
 from bench.cpu import cores_used, cpu_time_ns, engine_cpu_ns, parse_usage_ns
+from bench.paired import (
+    SIDE_BY_SIDE_OFFSET,
+    bootstrap_median,
+    pair_order,
+    paired_stats,
+    quartiles,
+    ratios,
+    side_by_side_env,
+)
 from bench.probes import probes
 from bench.report import Row, Target, cell, fmt, invoke_up_phases, ratio_text, render_table, rows, stats
 from bench.stacks import BASELINE_PROJECT, COURSE_PORTS, client_view
-from trackstack.services import SERVICE_NAMES
+from trackstack.services import ENDPOINTS, SERVICE_NAMES
 from trackstack.settings import Settings
 
 # -- statistics and formatting ---------------------------------------------------------
@@ -240,3 +249,64 @@ def test_engine_cpu_counts_this_engine_and_the_stacks_shims_only(tmp_path: Path)
     pidfile.write_text("10\n")
     tick = os.sysconf("SC_CLK_TCK")
     assert engine_cpu_ns({"ours"}, tmp_path, pidfile) == (150 + 20 + 50) * 1_000_000_000 // tick
+
+
+# -- paired throughput -----------------------------------------------------------------
+
+
+def test_pairs_alternate_which_stack_goes_first() -> None:
+    assert [pair_order(i) for i in range(4)] == [(0, 1), (1, 0), (0, 1), (1, 0)]
+
+
+def test_ratios_are_per_pair() -> None:
+    assert ratios([2.0, 3.0, 4.0], [1.0, 3.0, 8.0]) == [2.0, 1.0, 0.5]
+    with pytest.raises(ValueError, match="not pairs"):
+        ratios([1.0], [1.0, 2.0])
+
+
+def test_quartiles_stay_within_the_samples() -> None:
+    assert quartiles([1.0, 2.0, 3.0, 4.0, 5.0]) == (2.0, 4.0)
+    assert quartiles([0.9]) == (0.9, 0.9)
+
+
+def test_bootstrap_interval_holds_the_median_and_is_repeatable() -> None:
+    values = [0.90, 0.95, 0.97, 0.99, 1.00, 1.01, 1.02, 1.04, 1.10, 1.30]
+    low, high = bootstrap_median(values)
+    assert min(values) <= low <= 1.005 <= high <= max(values)
+    assert bootstrap_median(values) == (low, high)
+    assert bootstrap_median([1.0, 1.0, 1.0]) == (1.0, 1.0)
+
+
+def test_paired_row_ratio_is_the_median_of_pair_ratios() -> None:
+    row = rows()["tput4"]
+    # The stacks' medians are equal (ratio of medians 1.0), but trackstack lost every pair but one.
+    row.samples += [100.0, 200.0, 300.0, 400.0, 500.0]
+    row.compared += [110.0, 220.0, 300.0, 440.0, 550.0]
+    summary = row.summary()
+    assert summary["ratio"] == pytest.approx(100 / 110)
+    assert summary["pairs"]["n"] == 5
+    assert summary["pairs"]["q3"] == pytest.approx(100 / 110)
+    assert summary["met"] is False
+    assert ratio_text(summary["ratio"], summary["pairs"]) == "0.91x [0.91-0.91]"
+
+
+def test_paired_stats_of_no_pairs() -> None:
+    assert paired_stats([], []) == {}
+    assert rows()["tput1"].summary()["ratio"] is None
+
+
+def test_side_by_side_env_moves_every_port_and_nothing_else(tmp_path: Path) -> None:
+    source = tmp_path / "env"
+    source.write_text(
+        "# ports\nMLFLOW_PORT=5001\nPGADMIN_PORT=5051\nMINIO_API_PORT=9000\nMINIO_CONSOLE_PORT=9001\n"
+        "POSTGRES_PORT=5432\nCOMPOSE_PROJECT_NAME=tsbench\nPOSTGRES_PASSWORD=s3cret=yes\n",
+        encoding="utf-8",
+    )
+    target = tmp_path / "side"
+    side_by_side_env(source, target)
+    text = target.read_text(encoding="utf-8")
+    for endpoint in ENDPOINTS:
+        assert f"{endpoint.port_key}={endpoint.course_port + SIDE_BY_SIDE_OFFSET}\n" in text
+    assert "COMPOSE_PROJECT_NAME=tsbench\nPOSTGRES_PASSWORD=s3cret=yes\n" in text
+    assert text.startswith("# ports\n")
+    assert target.stat().st_mode & 0o077 == 0
