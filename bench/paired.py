@@ -27,6 +27,7 @@ from trackstack.services import ENDPOINTS
 
 # trackstack's host ports beside the baseline, which holds the course's: each course port plus this.
 SIDE_BY_SIDE_OFFSET = 20000
+THAW = 3.0  # seconds a thawed stack gets before its batch (its healthchecks time out after 5 s)
 
 
 def pair_order(index: int) -> tuple[int, int]:
@@ -114,6 +115,9 @@ def interleave(
             other = projects[1 - side]
             load1 = round(_load1(), 2)
             with paused(other if pause else None):
+                # Healthcheck execs that hung while this stack was paused finish when it thaws:
+                # let them, so that they do not land in this stack's batch.
+                time.sleep(THAW if pause else 0)
                 started = time.monotonic()
                 rate = measure[side]()
                 seconds = time.monotonic() - started
