@@ -118,7 +118,8 @@ class Bench:
             except BenchError as error:
                 # On a loaded machine a fresh pgAdmin can outlast its healthcheck's start period;
                 # it answers later, and `invoke up` on the running stack then succeeds.
-                say(f"trackstack side by side: {str(error).splitlines()[1]}; waiting for it, then `invoke up` again")
+                reason = next((line for line in str(error).splitlines() if "error:" in line), "failed")
+                say(f"trackstack side by side: {reason.strip()}; waiting for it, then `invoke up` again")
                 wait_ready(ts.settings, time.monotonic())
                 time.sleep(HEALTH_INTERVAL + 1)  # the engine's next healthcheck then sees it healthy
                 self.start("trackstack, side by side, again", ts.invoke_up, ts.settings)
