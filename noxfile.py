@@ -65,6 +65,13 @@ def swarm(session: nox.Session) -> None:
     session.run("pytest", "tests/swarm", "-m", "swarm", *LIVE_OPTIONS, *session.posargs)
 
 
+@nox.session(python=PYTHON, default=False, tags=["k8s"])
+def k8s(session: nox.Session) -> None:
+    """`invoke deploy` to the test bed's Kubernetes (tests/k8s/cluster.sh up): dry runs, deploy, data kept, 0 lost."""
+    session.install("-e", ".[smoke]")
+    session.run("pytest", "tests/k8s", "-m", "k8s", "-p", "no:cacheprovider", *session.posargs)
+
+
 @nox.session(python=PYTHON, default=False, tags=["bench"])
 def bench(session: nox.Session) -> None:
     """Benchmark trackstack against the course's stack on the course ports (takes ~20 min; see bench/README.md)."""

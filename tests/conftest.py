@@ -60,6 +60,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.live)
         elif suite == "swarm":  # its own deployment on a swarm, not the stack of .env
             item.add_marker(pytest.mark.swarm)
+        elif suite == "k8s":  # its own deployment on a Kubernetes cluster
+            item.add_marker(pytest.mark.k8s)
 
 
 @pytest.fixture(scope="session")

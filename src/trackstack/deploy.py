@@ -49,7 +49,7 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
     say(f"deployed in {time.monotonic() - started:.0f}s; the proxy's CA certificate: {ca.name}")
 
 
-def build_and_push(project: Project, image: str, digest: str) -> None:
+def build_and_push(project: Project, image: str, digest: str, *, push: bool = True) -> None:
     """Build the MLflow image on the target engine unless it is there, then push it for every node."""
     if engine.image_id(image) is not None:
         say(f"image {image} is built")
@@ -59,6 +59,9 @@ def build_and_push(project: Project, image: str, digest: str) -> None:
         say(f"building {image} (a first build downloads MLflow: a few minutes)")
         engine.run(["docker", "build", "--file", str(project.root / DOCKERFILE), "--tag", image,
                     "--label", f"{DOCKERFILE_LABEL}={digest}", str(project.root)])  # fmt: skip
+    if not push:
+        say(f"not pushing {image} (MLFLOW_IMAGE_PUSH=false: the nodes have it)")
+        return
     result = engine.run(["docker", "push", image], capture=True, check=False)
     if result.returncode != 0:
         raise DeployError(

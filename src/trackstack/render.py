@@ -69,6 +69,8 @@ def environment(templates: Path = TEMPLATES) -> jinja2.Environment:
     )
     # A JSON list is a YAML flow sequence; unlike `tojson` this leaves quotes unescaped.
     env.filters["json"] = json.dumps
+    # A macro's output without its last line break, where the caller's line supplies one.
+    env.filters["rstrip"] = str.rstrip
     return env
 
 

@@ -49,6 +49,8 @@ PGADMIN_MIN_PASSWORD = 6
 # A host name (or IPv4 address) a class reaches MLflow by; `*.` matches any subdomain.
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _PUBLIC_HOST = re.compile(rf"^(?:\*\.)?{_LABEL}(?:\.{_LABEL})*$")
+# A Kubernetes namespace or object name (RFC 1123 label).
+_KUBE_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 # Fields that are names: the pattern each must match, and what it is not when it does not.
 _NAME_RULES: dict[str, tuple[re.Pattern[str], str]] = {
     "compose_project_name": (_PROJECT_NAME, "not a valid Compose project name"),
@@ -135,6 +137,35 @@ class Settings(BaseModel):
         "e.g. registry.school.example:5000/trackstack-mlflow",
     )
 
+    # Where `invoke deploy` goes: Docker Swarm (DOCKER_HOST or the Docker context), or a Kubernetes
+    # cluster (a context of kubectl's kubeconfig: KUBECONFIG or ~/.kube/config). Compose ignores these.
+    deploy_target: Literal["swarm", "kubernetes"] = Field(default="swarm", description="swarm or kubernetes")
+    mlflow_image_push: bool = Field(
+        default=True,
+        description="true or false: `invoke deploy` pushes the MLflow image (false when the nodes already have it)",
+    )
+    kube_context: str = Field(
+        default="", description="a context of your kubeconfig (`kubectl config get-contexts`); empty: the current one"
+    )
+    kube_namespace: str = Field(
+        default="",
+        description="a Kubernetes namespace: lower-case letters, digits and '-', at most 63; "
+        "empty: COMPOSE_PROJECT_NAME",
+    )
+    kube_storage_class: str = Field(
+        default="", description="the StorageClass of the volumes' claims; empty: the cluster's default"
+    )
+    kube_mlflow_service: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        default="ClusterIP",
+        description="ClusterIP, NodePort (on MLFLOW_PORT, 30000-32767) or LoadBalancer (on MLFLOW_PORT)",
+    )
+    kube_ingress_host: str = Field(
+        default="", description="a host name for an Ingress to MLflow, e.g. mlflow.school.example; empty: no Ingress"
+    )
+    kube_ingress_class: str = Field(
+        default="", description="the IngressClass of that Ingress, e.g. nginx; empty: the cluster's default"
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _gather_ports(cls, data: object) -> object:
@@ -212,6 +243,27 @@ class Settings(BaseModel):
     def _repository(cls, value: str) -> str:
         if value and not _REPOSITORY.fullmatch(value):
             raise ValueError("not a repository name without a tag (registry host[:port]/path)")
+        return value
+
+    @field_validator("kube_namespace", "kube_storage_class", "kube_ingress_class")
+    @classmethod
+    def _kube_name(cls, value: str) -> str:
+        if value and not _KUBE_LABEL.fullmatch(value):
+            raise ValueError("not a Kubernetes name: at most 63 lower-case letters, digits and '-'")
+        return value
+
+    @field_validator("kube_context")
+    @classmethod
+    def _kube_context(cls, value: str) -> str:
+        if any(char.isspace() for char in value):
+            raise ValueError("contains white space; copy the name from `kubectl config get-contexts`")
+        return value
+
+    @field_validator("kube_ingress_host")
+    @classmethod
+    def _ingress_host(cls, value: str) -> str:
+        if value and (not _PUBLIC_HOST.fullmatch(value) or _looks_like_ip(value)):
+            raise ValueError("not a host name (an Ingress takes names, not addresses)")
         return value
 
     @field_validator("mlflow_bucket")

@@ -175,13 +175,19 @@ def up(c: Context, timeout: int = 300, allow_weak_secrets: bool = False, allow_u
 @reports_errors
 @changes_state
 def deploy(c: Context, timeout: int = 600, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
-    """Deploy a shared server to Docker Swarm (DOCKER_HOST or the Docker context), wait, print URLs."""
+    """Deploy a shared server to Docker Swarm or Kubernetes (DEPLOY_TARGET), wait, print URLs."""
     from trackstack import deploy as deploying
-    from trackstack.swarm import deploy_problems
+    from trackstack import kubedeploy
+    from trackstack.kube import target_problems
     from trackstack.validation import Policy
 
     policy = Policy(allow_weak_secrets=allow_weak_secrets, allow_unpinned=allow_unpinned)
-    project = _project(c, policy, also=deploy_problems)
+    project = _project(c, policy, also=target_problems)
+    if project.settings.deploy_target == "kubernetes":
+        kubedeploy.deploy(project, timeout=timeout)
+        deploying.say("ready:")
+        kubedeploy.print_urls(project)
+        return
     deploying.deploy(project, timeout=timeout)
     deploying.say("ready:")
     deploying.print_urls(project)
@@ -191,13 +197,18 @@ def deploy(c: Context, timeout: int = 600, allow_weak_secrets: bool = False, all
 @reports_errors
 @changes_state
 def undeploy(c: Context) -> None:
-    """Remove the Swarm stack's services; keep its volumes and secrets.
+    """Remove the deployed stack's services (Swarm or Kubernetes); keep its volumes and secrets.
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
     from trackstack import deploy as deploying
+    from trackstack import kubedeploy
 
-    deploying.undeploy(_relaxed(c))
+    project = _relaxed(c)
+    if project.settings.deploy_target == "kubernetes":
+        kubedeploy.undeploy(project)
+        return
+    deploying.undeploy(project)
 
 
 @task(help=POLICY_HELP)
@@ -308,13 +319,19 @@ def _backups_dir(c: Context) -> Path:
 @task
 @reports_errors
 def status(c: Context) -> None:
-    """Show each service's state, health, URL and volume size (on Swarm: its replicas).
+    """Show each service's state, health, URL and volume size (deployed: its replicas, ready/desired).
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
     from trackstack import deploy, overview
 
     project = _relaxed(c)
+    if project.settings.deploy_target == "kubernetes":
+        from trackstack import kubedeploy
+
+        rows = kubedeploy.status_rows(project.settings)
+        print(overview.table([kubedeploy.STATUS_HEADER, *(rows or [])]) if rows else "nothing deployed")
+        return
     swarm_rows = deploy.status_rows(project)  # a stack deployed to the swarm of this Docker engine
     if swarm_rows is not None:
         print(overview.table([deploy.STATUS_HEADER, *swarm_rows]))

@@ -1,0 +1,232 @@
+"""Kubernetes, pure: the manifests of a stack, the Secret's document and the deploy's names.
+
+Settings in, text out; `kubedeploy.py` applies them with kubectl. The same service table,
+templates and MLflow image as on Docker Swarm: a pod reads its secrets as files under
+/run/secrets (the images' *_FILE variables, the Swarm layout), so the entrypoint, the prepare
+script and pgAdmin's password command are the Swarm ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from trackstack import swarm
+from trackstack.paths import TEMPLATES
+from trackstack.problems import Problem
+from trackstack.render import AUTH_START, allowed_hosts, backend_store_uri, render_template
+from trackstack.services import MINIO, MLFLOW, PGADMIN, POSTGRES, SWARM_SECRET_KEYS
+from trackstack.settings import Settings
+
+MANIFEST_FILE = "kubernetes.yaml"
+SECRET = "trackstack-credentials"  # noqa: S105 - the Secret's name
+FIELD_MANAGER = "trackstack"
+# Postgres, MinIO and pgAdmin: one pod each, with a claim for its volume.
+DATA_SERVICES = (POSTGRES, MINIO, PGADMIN)
+WORKLOADS = {"statefulset": tuple(s.name for s in DATA_SERVICES), "deployment": (MLFLOW.name,)}
+NODE_PORTS = range(30000, 32768)  # the API server's default --service-node-port-range
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu_request: str
+    memory_request: str
+    cpu_limit: str
+    memory_limit: str
+
+
+# Requests are what the scheduler reserves (measured idle use, rounded up); limits what one pod
+# may take before it is throttled or killed. MLflow's grow with MLFLOW_WORKERS (resources()).
+RESOURCES = {
+    POSTGRES.name: Resources("100m", "256Mi", "1", "1Gi"),
+    MINIO.name: Resources("100m", "256Mi", "1", "1Gi"),
+    PGADMIN.name: Resources("50m", "256Mi", "500m", "768Mi"),
+}
+STORAGE = {POSTGRES.name: "10Gi", MINIO.name: "50Gi", PGADMIN.name: "1Gi"}
+
+
+def resources(settings: Settings) -> dict[str, Resources]:
+    workers = settings.mlflow_workers
+    mlflow = Resources("100m", f"{256 + 256 * workers}Mi", f"{max(1, workers)}", f"{512 + 512 * workers}Mi")
+    return RESOURCES | {MLFLOW.name: mlflow}
+
+
+def namespace(settings: Settings) -> str:
+    return settings.kube_namespace or settings.compose_project_name
+
+
+def labels(settings: Settings, name: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/instance": settings.compose_project_name,
+        "app.kubernetes.io/part-of": "trackstack",
+        "app.kubernetes.io/managed-by": "trackstack",
+    }
+
+
+def selector(settings: Settings) -> str:
+    """The label selector of everything trackstack applied for this project."""
+    return f"app.kubernetes.io/part-of=trackstack,app.kubernetes.io/instance={settings.compose_project_name}"
+
+
+def prepare_job_name(image: str) -> str:
+    """The prepare Job of an image: its tag (MLflow version and build digest) in the name, so it runs once per image."""
+    tag = image.rpartition(":")[2]
+    return f"mlflow-prepare-{re.sub(r'[^a-z0-9]+', '-', tag.lower()).strip('-')}"[:63].rstrip("-")
+
+
+def credentials_version(settings: Settings) -> str:
+    """Changes with any secret, so that pods roll when one does; a slow hash of the Swarm secrets' names."""
+    names = swarm.secret_names(settings)
+    return hashlib.sha256(json.dumps(names, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def render_secret(settings: Settings) -> str:
+    """The Secret's document, holding every credential: for kubectl's stdin only, never a file."""
+    document = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": SECRET, "namespace": namespace(settings), "labels": labels(settings, "credentials")},
+        "type": "Opaque",
+        "stringData": {key.lower(): getattr(settings, key.lower()).get_secret_value() for key in SWARM_SECRET_KEYS},
+    }
+    return json.dumps(document)
+
+
+def mlflow_hosts(settings: Settings) -> list[str]:
+    """Host headers MLflow answers: the local ones, MLFLOW_PUBLIC_HOSTS, and the Ingress's host."""
+    hosts = set(allowed_hosts(settings))
+    if settings.kube_ingress_host:
+        hosts.add(settings.kube_ingress_host)
+    return sorted(hosts)
+
+
+def mlflow_server_args(settings: Settings) -> list[str]:
+    args = swarm.mlflow_server_args(settings)
+    return [f"--allowed-hosts={','.join(mlflow_hosts(settings))}" if a.startswith("--allowed-hosts=") else a
+            for a in args]  # fmt: skip
+
+
+def _context(settings: Settings, image: str) -> dict[str, object]:
+    return {
+        "s": settings,
+        "project": settings.compose_project_name,
+        "namespace": namespace(settings),
+        "labels": lambda name: labels(settings, name),
+        "secret": SECRET,
+        "credentials_version": credentials_version(settings),
+        "resources": resources(settings),
+        "image": image,
+        "job_name": prepare_job_name(image),
+        "mlflow": MLFLOW,
+        "mlflow_environment": swarm.mlflow_environment(settings) | {"TRACKSTACK_AUTH_PREPARED": "true"},
+        "auth_start": (TEMPLATES / AUTH_START).read_text(encoding="utf-8"),
+    }
+
+
+def render_base(settings: Settings, image: str) -> str:
+    """The namespace, pgAdmin's server list and the three StatefulSets with their Services."""
+    return render_template(
+        "k8s/base.yaml.j2",
+        **_context(settings, image),
+        data_services=DATA_SERVICES,
+        images={POSTGRES.name: settings.postgres_image, MINIO.name: settings.minio_image,
+                PGADMIN.name: settings.pgadmin_image},
+        environments={
+            POSTGRES.name: {"POSTGRES_USER": settings.postgres_user, "POSTGRES_DB": settings.postgres_db,
+                            # A folder inside the claim: a fresh volume may hold lost+found.
+                            "PGDATA": f"{POSTGRES.volume.mount}/pgdata" if POSTGRES.volume else ""},
+            MINIO.name: {"MINIO_ROOT_USER": settings.minio_root_user},
+            PGADMIN.name: swarm.pgadmin_environment(settings),
+        },
+        storage=STORAGE,
+        servers_json=swarm.render_servers_json(settings),
+    )  # fmt: skip
+
+
+def render_prepare(settings: Settings, image: str) -> str:
+    return render_template(
+        "k8s/prepare.yaml.j2",
+        **_context(settings, image),
+        prepare_script=(TEMPLATES / swarm.PREPARE).read_text(encoding="utf-8"),
+        prepare_args=[backend_store_uri(settings.postgres_user, settings.postgres_db), settings.mlflow_bucket],
+    )
+
+
+def render_mlflow(settings: Settings, image: str) -> str:
+    return render_template(
+        "k8s/mlflow.yaml.j2",
+        **_context(settings, image),
+        mlflow_server=mlflow_server_args(settings),
+        mlflow_service_port=settings.ports["MLFLOW_PORT"] if settings.kube_mlflow_service == "LoadBalancer" else 5000,
+    )
+
+
+def render_kube(settings: Settings, image: str) -> dict[str, str]:
+    """The manifests in the order `invoke deploy` applies them: base, the prepare Job, MLflow."""
+    return {
+        "base": render_base(settings, image),
+        "prepare": render_prepare(settings, image),
+        "mlflow": render_mlflow(settings, image),
+    }
+
+
+def manifest_file(parts: Mapping[str, str]) -> str:
+    """What `invoke deploy` writes to kubernetes.yaml for a look (no secret is in it)."""
+    return "---\n".join(parts.values())
+
+
+def mlflow_url(settings: Settings) -> str:
+    """Where clients reach MLflow, as far as the settings tell."""
+    if settings.kube_ingress_host:
+        return f"http://{settings.kube_ingress_host}"
+    if settings.kube_mlflow_service == "NodePort":
+        return f"http://{settings.host}:{settings.ports['MLFLOW_PORT']}"
+    return f"http://127.0.0.1:{settings.ports['MLFLOW_PORT']}"
+
+
+def deploy_problems(values: Mapping[str, str]) -> list[Problem]:
+    """What raw `.env` values lack for Kubernetes; reported with every other problem, before anything runs."""
+    problems = [p for p in swarm.deploy_problems(values) if p.key in ("MLFLOW_IMAGE_REPOSITORY", "MLFLOW_AUTH")]
+    if problems and problems[0].key == "MLFLOW_IMAGE_REPOSITORY":
+        problems[0] = Problem(
+            "MLFLOW_IMAGE_REPOSITORY",
+            "''",
+            "`invoke deploy` tags the MLflow image with it, and the cluster's nodes pull it from there",
+            "set a registry repository the nodes pull from, e.g. registry.school.example/trackstack-mlflow "
+            "(with MLFLOW_IMAGE_PUSH=false if the nodes have the image already)",
+        )
+    name = values.get("KUBE_NAMESPACE", "") or values.get("COMPOSE_PROJECT_NAME", "")
+    if not values.get("KUBE_NAMESPACE") and name and not _LABEL.fullmatch(name):
+        problems.append(
+            Problem(
+                "KUBE_NAMESPACE",
+                "''",
+                f"COMPOSE_PROJECT_NAME {name!r} is no Kubernetes namespace name",
+                "set KUBE_NAMESPACE to lower-case letters, digits and '-', e.g. trackstack",
+            )
+        )
+    if values.get("KUBE_MLFLOW_SERVICE") == "NodePort":
+        port = values.get("MLFLOW_PORT", "")
+        if port.isdigit() and int(port) not in NODE_PORTS:
+            problems.append(
+                Problem(
+                    "MLFLOW_PORT",
+                    repr(port),
+                    "KUBE_MLFLOW_SERVICE=NodePort publishes MLflow on this port of every node, "
+                    "which Kubernetes allows only in 30000-32767",
+                    "choose a port in 30000-32767, e.g. 30501, or KUBE_MLFLOW_SERVICE=ClusterIP",
+                )
+            )
+    return problems
+
+
+def target_problems(values: Mapping[str, str]) -> list[Problem]:
+    """`invoke deploy`'s own checks for the target `.env` names (DEPLOY_TARGET, default swarm)."""
+    if values.get("DEPLOY_TARGET", "swarm") == "kubernetes":
+        return deploy_problems(values)
+    return swarm.deploy_problems(values)

@@ -1,0 +1,202 @@
+"""`invoke deploy`, `undeploy` and `status` on Kubernetes: the side effects, through kubectl.
+
+The cluster is the one kubectl talks to: KUBE_CONTEXT of the kubeconfig that KUBECONFIG names
+(else ~/.kube/config), or its current context. Every change is a server-side apply of what
+`kube.py` rendered; the Secret goes to kubectl's stdin and never to a file.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from trackstack import kube, swarm
+from trackstack.deploy import build_and_push
+from trackstack.engine import Project
+from trackstack.errors import TrackstackError
+from trackstack.render import DOCKERFILE, build_digest, render_dockerfile
+from trackstack.settings import Settings
+from trackstack.stack import say, write_files
+
+
+class KubeError(TrackstackError):
+    """kubectl or the cluster refused or did not reach what was asked; the message says why and the fix."""
+
+
+def kubectl(settings: Settings, *args: str) -> list[str]:
+    """A kubectl command line for this stack's context and namespace."""
+    context = ["--context", settings.kube_context] if settings.kube_context else []
+    return ["kubectl", *context, "--namespace", kube.namespace(settings), *args]
+
+
+def run(args: Sequence[str], *, input_text: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    try:
+        result = subprocess.run(list(args), capture_output=True, text=True, input=input_text, check=False)
+    except FileNotFoundError:
+        raise KubeError(
+            "kubectl is not installed or not on PATH. Fix: install kubectl within one minor version of the "
+            "cluster (https://kubernetes.io/docs/tasks/tools/), then retry."
+        ) from None
+    if check and result.returncode != 0:
+        raise KubeError(f"`{' '.join(args[:6])} ...` failed:\n{_indent(result.stderr.strip())}")
+    return result
+
+
+def apply(settings: Settings, text: str) -> None:
+    """Server-side apply of manifests from stdin; trackstack owns the fields it sets."""
+    run(kubectl(settings, "apply", "--server-side", f"--field-manager={kube.FIELD_MANAGER}", "--force-conflicts",
+                "-f", "-"), input_text=text)  # fmt: skip
+
+
+def get(settings: Settings, *what: str) -> dict[str, Any]:
+    result = run(kubectl(settings, "get", *what, "-o", "json"))
+    loaded: dict[str, Any] = json.loads(result.stdout)
+    return loaded
+
+
+def require_context(settings: Settings) -> None:
+    """The context exists and its API server answers; otherwise say which key or step fixes it."""
+    contexts = run(["kubectl", "config", "get-contexts", "-o", "name"], check=False)
+    names = contexts.stdout.split()
+    if settings.kube_context and settings.kube_context not in names:
+        raise KubeError(
+            f"KUBE_CONTEXT={settings.kube_context!r} is not a context of your kubeconfig "
+            f"(it has: {', '.join(names) or 'none'}). Fix: set KUBE_CONTEXT to one of them, or set KUBECONFIG."
+        )
+    if not settings.kube_context and not names:
+        raise KubeError("kubectl has no kubeconfig context. Fix: set KUBECONFIG (or ~/.kube/config), then retry.")
+    probe = run(["kubectl", *(["--context", settings.kube_context] if settings.kube_context else []),
+                 "version", "--output=json", "--request-timeout=10s"], check=False)  # fmt: skip
+    if probe.returncode != 0:
+        raise KubeError(f"the cluster does not answer:\n{_indent(probe.stderr.strip())}\nFix: check KUBE_CONTEXT.")
+
+
+def deploy(project: Project, *, timeout: float = 600) -> None:
+    """Build (and push) MLflow's image, apply the Secret and the data services, prepare once, roll MLflow."""
+    settings = project.settings
+    started = time.monotonic()
+    require_context(settings)
+    dockerfile = render_dockerfile(settings)
+    write_files(project.root, {DOCKERFILE: dockerfile})
+    digest = build_digest(settings, dockerfile)
+    image = swarm.image_ref(settings, digest)
+    build_and_push(project, image, digest, push=settings.mlflow_image_push)
+    parts = kube.render_kube(settings, image)
+    write_files(project.root, {kube.MANIFEST_FILE: kube.manifest_file(parts)})
+    namespace = kube.namespace(settings)
+    say(f"applying to namespace {namespace} (context {settings.kube_context or 'current'})")
+    apply(settings, parts["base"].split("---\n", 1)[0])  # the namespace, before anything in it
+    apply(settings, kube.render_secret(settings))
+    apply(settings, parts["base"])
+    wait_rollout(settings, "statefulset", kube.WORKLOADS["statefulset"], timeout=timeout)
+    prepare(settings, image, parts["prepare"], timeout=timeout)
+    say(f"rolling out MLflow: {settings.mlflow_replicas} replicas of {image}")
+    apply(settings, parts["mlflow"])
+    wait_rollout(settings, "deployment", kube.WORKLOADS["deployment"], timeout=timeout)
+    say(f"deployed in {time.monotonic() - started:.0f}s")
+
+
+def wait_rollout(settings: Settings, kind: str, names: Sequence[str], *, timeout: float) -> None:
+    for name in names:
+        result = run(kubectl(settings, "rollout", "status", f"{kind}/{name}", f"--timeout={int(timeout)}s"),
+                     check=False)  # fmt: skip
+        if result.returncode != 0:
+            raise KubeError(
+                f"{kind} {name} is not ready after {int(timeout)}s:\n{_indent(result.stderr.strip())}\n"
+                f"Fix: `kubectl -n {kube.namespace(settings)} describe {kind} {name}` and its pods' events say why."
+            )
+        say(f"{kind} {name} ready")
+
+
+def prepare(settings: Settings, image: str, manifest: str, *, timeout: float) -> None:
+    """Run the image's prepare Job unless it completed already; remove the Jobs of older images."""
+    name = kube.prepare_job_name(image)
+    jobs = get(settings, "jobs", "-l", kube.selector(settings))["items"]
+    done = any(job["metadata"]["name"] == name and job.get("status", {}).get("succeeded") for job in jobs)
+    if done:
+        say(f"MLflow's database and bucket are prepared for this image (Job {name})")
+    else:
+        say(f"preparing MLflow's database and bucket (Job {name})")
+        apply(settings, manifest)
+        state = wait_job(settings, name, timeout=timeout)
+        logs = run(kubectl(settings, "logs", f"job/{name}", "--tail=200"), check=False).stdout
+        for line in logs.splitlines():
+            if line.startswith("trackstack: "):
+                say(line.removeprefix("trackstack: "))
+        if state != "Complete":
+            raise KubeError(
+                f"the prepare Job {name} failed; MLflow's replicas were not changed. Its output:\n{_indent(logs)}\n"
+                "Fix: read the output above."
+            )
+    for job in jobs:
+        old = job["metadata"]["name"]
+        if old != name and old.startswith("mlflow-prepare-"):
+            run(kubectl(settings, "delete", "job", old, "--cascade=foreground", "--wait=false"), check=False)
+
+
+def wait_job(settings: Settings, name: str, *, timeout: float) -> str:
+    """Complete or Failed, whichever the Job reaches first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conditions = get(settings, "job", name).get("status", {}).get("conditions", [])
+        for condition in conditions:
+            if condition["type"] in ("Complete", "Failed") and condition["status"] == "True":
+                return str(condition["type"])
+        time.sleep(2)
+    return "timed out"
+
+
+def undeploy(project: Project, *, timeout: float = 180) -> None:
+    """Delete the workloads, Services, Ingress and Jobs; keep the claims (the data) and the Secret."""
+    settings = project.settings
+    require_context(settings)
+    kinds = "deployments,statefulsets,services,configmaps,ingresses,jobs"
+    run(kubectl(settings, "delete", kinds, "-l", kube.selector(settings), "--ignore-not-found", "--wait=true",
+                f"--timeout={int(timeout)}s"))  # fmt: skip
+    run(kubectl(settings, "wait", "--for=delete", "pods", "-l", kube.selector(settings),
+                f"--timeout={int(timeout)}s"), check=False)  # fmt: skip
+    say(f"workloads removed from namespace {kube.namespace(settings)}; its volume claims and the Secret are kept. "
+        "`invoke deploy` brings it back with the data")  # fmt: skip
+
+
+STATUS_HEADER = ("WORKLOAD", "READY", "IMAGE")
+
+
+def status_rows(settings: Settings) -> list[tuple[str, ...]] | None:
+    """Ready/desired pods per workload; None when nothing of this project is deployed."""
+    found = get(settings, "statefulsets,deployments", "-l", kube.selector(settings))["items"]
+    if not found:
+        return None
+    by_name = {(item["kind"].lower(), item["metadata"]["name"]): item for item in found}
+    rows: list[tuple[str, ...]] = []
+    for kind, names in kube.WORKLOADS.items():
+        for name in names:
+            item = by_name.get((kind, name))
+            if item is None:
+                rows.append((f"{kind}/{name}", "absent", "-"))
+                continue
+            ready = item.get("status", {}).get("readyReplicas", 0)
+            image = item["spec"]["template"]["spec"]["containers"][0]["image"]
+            rows.append((f"{kind}/{name}", f"{ready}/{item['spec']['replicas']}", image))
+    return rows
+
+
+def print_urls(project: Project) -> None:
+    settings = project.settings
+    namespace = kube.namespace(settings)
+    context = f" --context {settings.kube_context}" if settings.kube_context else ""
+    print(f"  MLflow UI and API  {kube.mlflow_url(settings)}", flush=True)
+    if settings.kube_mlflow_service == "ClusterIP" and not settings.kube_ingress_host:
+        print(f"    (a ClusterIP Service: `kubectl{context} -n {namespace} port-forward service/mlflow "
+              f"{settings.ports['MLFLOW_PORT']}:5000` makes it this URL)", flush=True)  # fmt: skip
+    print(f"  pgAdmin            `kubectl{context} -n {namespace} port-forward service/pgadmin "
+          f"{settings.ports['PGADMIN_PORT']}:80`, then http://127.0.0.1:{settings.ports['PGADMIN_PORT']}\n"
+          "  logins: MLFLOW_ADMIN_USER / MLFLOW_ADMIN_PASSWORD from .env; students: `invoke user.add NAME`",
+          flush=True)  # fmt: skip
+
+
+def _indent(text: str) -> str:
+    return "\n".join(f"    {line}" for line in text.splitlines()) or "    (no output)"

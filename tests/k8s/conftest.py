@@ -1,0 +1,169 @@
+"""Kubernetes, live: `invoke deploy` with DEPLOY_TARGET=kubernetes against the test bed's cluster.
+
+Needs the single-node cluster of tests/k8s/cluster.sh (`cluster.sh up`): its kubeconfig
+(TRACKSTACK_TEST_KUBECONFIG, default the bed's) with context trackstack-test, and its kubectl.
+The bed has no registry and no volume provisioner, so this fixture does what a cluster's admin
+and registry would: it creates hostPath PersistentVolumes for the stack's claims, builds the
+MLflow image with the product's own build step, and loads every image into the node
+(`cluster.sh load`); the product deploys with MLFLOW_IMAGE_PUSH=false. Without a cluster the
+suite skips, unless TRACKSTACK_TEST_K8S=required (CI), which turns that into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import NoReturn
+
+import pytest
+from dotenv import dotenv_values
+
+from tests.conftest import ROOT
+from tests.swarm.conftest import Deployed, invoke, write_env
+from trackstack import kube, swarm
+from trackstack.deploy import build_and_push
+from trackstack.engine import Project
+from trackstack.render import build_digest, render_dockerfile
+from trackstack.settings import Settings
+from trackstack.validation import RELAXED, load_settings
+
+HERE = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("TRACKSTACK_TESTBED_CACHE", "/var/cache/trackstack-testbed")) / "k8s"
+KUBECONFIG = Path(os.environ.get("TRACKSTACK_TEST_KUBECONFIG", "") or CACHE / "kubeconfig")
+CONTEXT = os.environ.get("TRACKSTACK_TEST_KUBE_CONTEXT", "trackstack-test")
+PROJECT = os.environ.get("TRACKSTACK_TEST_K8S_PROJECT", "tsk8s")
+NODE_PORT = int(os.environ.get("TRACKSTACK_TEST_K8S_PORT", "30501"))
+STORAGE_CLASS = "trackstack-hostpath"
+ENV_FILE = Path(os.environ.get("TRACKSTACK_TEST_K8S_ENV_FILE", "") or ROOT / f".env.{PROJECT}")
+REQUIRED = os.environ.get("TRACKSTACK_TEST_K8S") == "required"
+
+
+def _unavailable(reason: str) -> NoReturn:
+    if REQUIRED:
+        pytest.fail(f"TRACKSTACK_TEST_K8S=required, but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def kubectl(*args: str, check: bool = True, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["kubectl", "--context", CONTEXT, *args], capture_output=True, text=True,
+                          input=input_text, check=check, timeout=600)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def cluster() -> None:
+    """The bed's cluster answers; kubectl (the bed's build, first on PATH) and KUBECONFIG for every child."""
+    if not KUBECONFIG.is_file():
+        _unavailable(f"no kubeconfig at {KUBECONFIG}: start the bed with `tests/k8s/cluster.sh up`")
+    os.environ["KUBECONFIG"] = str(KUBECONFIG)
+    if (CACHE / "bin" / "kubectl").is_file():
+        os.environ["PATH"] = f"{CACHE / 'bin'}{os.pathsep}{os.environ['PATH']}"
+    try:
+        kubectl("get", "--raw", "/readyz", "--request-timeout=10s")
+    except (subprocess.CalledProcessError, FileNotFoundError) as error:
+        _unavailable(f"the cluster in {KUBECONFIG} does not answer: {error}")
+
+
+def k8s_values() -> dict[str, str]:
+    return {
+        "COMPOSE_PROJECT_NAME": PROJECT,
+        "POSTGRES_PASSWORD": secrets.token_urlsafe(18),
+        "PGADMIN_DEFAULT_PASSWORD": secrets.token_urlsafe(18),
+        "MINIO_ROOT_PASSWORD": secrets.token_urlsafe(18),
+        "MLFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(18),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(24),
+        "MLFLOW_AUTH": "true",
+        "MLFLOW_REPLICAS": "2",
+        "MLFLOW_WORKERS": "1",
+        "MLFLOW_PORT": str(NODE_PORT),
+        "MLFLOW_IMAGE_REPOSITORY": f"trackstack-test/{PROJECT}-mlflow",
+        "MLFLOW_IMAGE_PUSH": "false",  # no registry on the bed: the fixture loads the image into the node
+        "DEPLOY_TARGET": "kubernetes",
+        "KUBE_CONTEXT": CONTEXT,
+        "KUBE_NAMESPACE": PROJECT,
+        "KUBE_STORAGE_CLASS": STORAGE_CLASS,
+        "KUBE_MLFLOW_SERVICE": "NodePort",
+    }
+
+
+@pytest.fixture(scope="session")
+def env_file(cluster: None) -> Path:
+    """A fresh `.env` with new secrets: the suite starts from a clean namespace."""
+    write_env(ENV_FILE, k8s_values())
+    return ENV_FILE
+
+
+def project_of(env_file: Path) -> Project:
+    return Project(root=ROOT, env_file=env_file, settings=load_settings(env_file, RELAXED))
+
+
+def clean_namespace(settings: Settings) -> None:
+    """No namespace, claims or volumes of an earlier run; new hostPath volumes, pre-bound to the claims."""
+    namespace = kube.namespace(settings)
+    kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=true", "--timeout=300s")
+    for service in kube.DATA_SERVICES:
+        assert service.volume is not None
+        claim = f"{service.volume.name}-{service.name}-0"  # a StatefulSet's claim: TEMPLATE-POD
+        name = f"{namespace}-{claim}"
+        kubectl("delete", "pv", name, "--ignore-not-found", "--wait=true", "--timeout=120s")
+        path = CACHE / "run" / "pv" / name
+        subprocess.run(["rm", "-rf", str(path)], check=True)
+        path.mkdir(parents=True)
+        path.chmod(0o777)  # hostPath ignores fsGroup: pgAdmin (uid 5050) must write here too
+        kubectl(
+            "apply",
+            "-f",
+            "-",
+            input_text=f"""
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{name: {name}, labels: {{app.kubernetes.io/part-of: trackstack-test}}}}
+spec:
+  capacity: {{storage: {kube.STORAGE[service.name]}}}
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: {STORAGE_CLASS}
+  claimRef: {{namespace: {namespace}, name: {claim}}}
+  hostPath: {{path: {path}, type: Directory}}
+""",
+        )
+
+
+def load_images(project: Project) -> str:
+    """Build MLflow's image as `invoke deploy` does (no push) and load it and the pinned images into the node."""
+    settings = project.settings
+    dockerfile = render_dockerfile(settings)
+    (ROOT / "Dockerfile.mlflow").write_text(dockerfile, encoding="utf-8")
+    digest = build_digest(settings, dockerfile)
+    image = swarm.image_ref(settings, digest)
+    build_and_push(project, image, digest, push=False)
+    subprocess.run(["bash", str(HERE / "cluster.sh"), "load", image, settings.postgres_image, settings.minio_image,
+                    settings.pgadmin_image], check=True, capture_output=True, text=True)  # fmt: skip
+    return image
+
+
+@pytest.fixture(scope="session")
+def deployed(env_file: Path) -> Iterator[Deployed]:
+    """A clean namespace, `invoke deploy` once for the session; `invoke undeploy` at its end (claims stay)."""
+    project = project_of(env_file)
+    started = time.monotonic()
+    clean_namespace(project.settings)
+    load_images(project)
+    print(f"\n[k8s] clean namespace and images in the node after {time.monotonic() - started:.0f}s")
+    started = time.monotonic()
+    result = invoke("deploy", env_file=env_file)
+    if result.returncode != 0:
+        pytest.fail(f"invoke deploy failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
+    print(f"[k8s] deployed in {time.monotonic() - started:.0f}s")
+    settings = project.settings
+    admin = (settings.mlflow_admin_user, settings.mlflow_admin_password.get_secret_value())
+    yield Deployed(project, f"http://127.0.0.1:{NODE_PORT}", admin, ca="")
+    if not os.environ.get("TRACKSTACK_TEST_K8S_KEEP"):
+        invoke("undeploy", env_file=env_file)
+
+
+def dotenv(path: Path) -> dict[str, str]:
+    return {key: value or "" for key, value in dotenv_values(path).items()}

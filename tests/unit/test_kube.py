@@ -1,0 +1,164 @@
+"""The Kubernetes manifests, rendered without a cluster: structure from the service table, no secret in them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from trackstack import kube, kubedeploy
+from trackstack.problems import SettingsError
+from trackstack.services import SWARM_SECRET_KEYS
+from trackstack.settings import Settings
+from trackstack.validation import validate
+
+IMAGE = "registry.school.example/trackstack-mlflow:3.17.2-0123456789ab"
+KUBERNETES = {
+    "DEPLOY_TARGET": "kubernetes",
+    "MLFLOW_AUTH": "true",
+    "MLFLOW_IMAGE_REPOSITORY": "registry.school.example/trackstack-mlflow",
+    "KUBE_CONTEXT": "school-cluster",
+}
+
+
+@pytest.fixture
+def kube_values(values: dict[str, str]) -> dict[str, str]:
+    return values | KUBERNETES
+
+
+@pytest.fixture
+def kube_settings(kube_values: dict[str, str]) -> Settings:
+    return validate(kube_values)
+
+
+def documents(settings: Settings) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(kube.manifest_file(kube.render_kube(settings, IMAGE))) if doc]
+
+
+def by_kind(settings: Settings, kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for doc in documents(settings) if doc["kind"] == kind}
+
+
+def pod_specs(settings: Settings) -> dict[str, dict[str, Any]]:
+    workloads = by_kind(settings, "StatefulSet") | by_kind(settings, "Deployment") | by_kind(settings, "Job")
+    return {name: doc["spec"]["template"]["spec"] for name, doc in workloads.items()}
+
+
+def test_every_object_is_in_the_namespace_with_the_projects_labels(kube_settings: Settings) -> None:
+    for doc in documents(kube_settings):
+        if doc["kind"] == "Namespace":
+            assert doc["metadata"]["name"] == "trackstack"
+            continue
+        assert doc["metadata"]["namespace"] == "trackstack"
+        assert doc["metadata"]["labels"]["app.kubernetes.io/instance"] == "trackstack"
+
+
+def test_each_server_has_startup_readiness_and_liveness_probes_and_resources(kube_settings: Settings) -> None:
+    for name, spec in pod_specs(kube_settings).items():
+        container = spec["containers"][0]
+        assert container["imagePullPolicy"] == "IfNotPresent"
+        assert set(container["resources"]) == {"requests", "limits"}, name
+        if name.startswith("mlflow-prepare"):
+            continue  # a Job: runs to completion
+        assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(container), name
+
+
+def test_postgres_is_probed_with_pg_isready_and_mlflow_with_a_host_it_allows(kube_settings: Settings) -> None:
+    specs = pod_specs(kube_settings)
+    assert specs["postgres"]["containers"][0]["readinessProbe"]["exec"]["command"][0] == "pg_isready"
+    probe = specs["mlflow"]["containers"][0]["readinessProbe"]["httpGet"]
+    host = probe["httpHeaders"][0]["value"]
+    args = specs["mlflow"]["containers"][0]["args"]
+    allowed = next(a for a in args if a.startswith("--allowed-hosts=")).split("=", 1)[1].split(",")
+    assert (probe["path"], host in allowed) == ("/health", True)
+
+
+def test_data_services_are_statefulsets_whose_claims_outlive_them(kube_values: dict[str, str]) -> None:
+    settings = validate(kube_values | {"KUBE_STORAGE_CLASS": "fast"})
+    for name, doc in by_kind(settings, "StatefulSet").items():
+        assert doc["spec"]["persistentVolumeClaimRetentionPolicy"] == {"whenDeleted": "Retain", "whenScaled": "Retain"}
+        (claim,) = doc["spec"]["volumeClaimTemplates"]
+        assert claim["spec"]["storageClassName"] == "fast", name
+    assert set(by_kind(settings, "StatefulSet")) == {"postgres", "minio", "pgadmin"}
+
+
+def test_mlflow_rolls_one_new_replica_before_an_old_one_stops(kube_settings: Settings) -> None:
+    mlflow = by_kind(kube_settings, "Deployment")["mlflow"]["spec"]
+    assert mlflow["replicas"] == kube_settings.mlflow_replicas
+    assert mlflow["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    assert mlflow["template"]["spec"]["containers"][0]["image"] == IMAGE
+
+
+def test_no_secret_is_in_the_manifests_only_in_the_secret(kube_settings: Settings) -> None:
+    text = kube.manifest_file(kube.render_kube(kube_settings, IMAGE))
+    assert [s for s in kube_settings.secret_values() if s in text] == []
+    secret = yaml.safe_load(kube.render_secret(kube_settings))
+    assert set(secret["stringData"]) == {key.lower() for key in SWARM_SECRET_KEYS}
+    assert set(secret["stringData"].values()) == set(kube_settings.secret_values())
+
+
+def test_each_pod_mounts_only_the_secrets_its_service_reads(kube_settings: Settings) -> None:
+    specs = pod_specs(kube_settings)
+    keys = {name: {item["key"] for item in spec["volumes"][0]["secret"]["items"]} for name, spec in specs.items()}
+    assert keys["postgres"] == {"postgres_password"}
+    assert keys["minio"] == {"minio_root_password"}
+    assert keys["pgadmin"] == {"pgadmin_default_password", "postgres_password"}
+    assert "pgadmin_default_password" not in keys["mlflow"]
+
+
+def test_a_new_secret_value_rolls_the_pods(kube_values: dict[str, str]) -> None:
+    before = kube.credentials_version(validate(kube_values))
+    after = kube.credentials_version(validate(kube_values | {"MINIO_ROOT_PASSWORD": "another-Strong-Secret-99"}))
+    assert before != after
+
+
+def test_the_ingress_host_is_rendered_and_allowed_only_when_set(kube_values: dict[str, str]) -> None:
+    assert by_kind(validate(kube_values), "Ingress") == {}
+    settings = validate(kube_values | {"KUBE_INGRESS_HOST": "mlflow.school.example", "KUBE_INGRESS_CLASS": "nginx"})
+    ingress = by_kind(settings, "Ingress")["mlflow"]["spec"]
+    assert ingress["ingressClassName"] == "nginx"
+    assert ingress["rules"][0]["host"] == "mlflow.school.example"
+    assert "mlflow.school.example" in kube.mlflow_hosts(settings)
+
+
+def test_a_node_port_outside_the_range_names_mlflow_port(kube_values: dict[str, str]) -> None:
+    problems = kube.target_problems(kube_values | {"KUBE_MLFLOW_SERVICE": "NodePort", "MLFLOW_PORT": "5001"})
+    assert [p.key for p in problems] == ["MLFLOW_PORT"]
+    ok = kube.target_problems(kube_values | {"KUBE_MLFLOW_SERVICE": "NodePort", "MLFLOW_PORT": "30501"})
+    assert ok == []
+
+
+def test_kubernetes_needs_a_repository_and_logins_but_no_public_host(kube_values: dict[str, str]) -> None:
+    problems = kube.target_problems(kube_values | {"MLFLOW_IMAGE_REPOSITORY": "", "MLFLOW_AUTH": "false"})
+    assert {p.key for p in problems} == {"MLFLOW_IMAGE_REPOSITORY", "MLFLOW_AUTH"}
+
+
+def test_a_project_name_that_is_no_namespace_asks_for_kube_namespace(kube_values: dict[str, str]) -> None:
+    problems = kube.target_problems(kube_values | {"COMPOSE_PROJECT_NAME": "my_stack"})
+    assert [p.key for p in problems] == ["KUBE_NAMESPACE"]
+    assert kube.target_problems(kube_values | {"COMPOSE_PROJECT_NAME": "my_stack", "KUBE_NAMESPACE": "ml"}) == []
+
+
+@pytest.mark.parametrize(
+    ("key", "bad"),
+    [("DEPLOY_TARGET", "k8s"), ("KUBE_NAMESPACE", "My_Space"), ("KUBE_CONTEXT", "a b"),
+     ("KUBE_INGRESS_HOST", "10.0.0.1"), ("KUBE_MLFLOW_SERVICE", "Ingress")],
+)  # fmt: skip
+def test_bad_kubernetes_keys_are_named(kube_values: dict[str, str], key: str, bad: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        validate(kube_values | {key: bad})
+    assert [p.key for p in caught.value.problems] == [key]
+
+
+def test_the_prepare_job_is_named_for_the_image() -> None:
+    assert kube.prepare_job_name(IMAGE) == "mlflow-prepare-3-17-2-0123456789ab"
+    assert kube.prepare_job_name(IMAGE.replace("3.17.2", "3.18.0")) != kube.prepare_job_name(IMAGE)
+
+
+def test_kubectl_names_the_context_and_namespace(kube_values: dict[str, str]) -> None:
+    settings = validate(kube_values | {"KUBE_NAMESPACE": "ml"})
+    assert kubedeploy.kubectl(settings, "get", "pods") == [
+        "kubectl", "--context", "school-cluster", "--namespace", "ml", "get", "pods"]  # fmt: skip
+    current = validate(kube_values | {"KUBE_CONTEXT": ""})
+    assert kubedeploy.kubectl(current, "get", "pods")[:3] == ["kubectl", "--namespace", "trackstack"]
