@@ -123,7 +123,6 @@ def _context(settings: Settings, image: str) -> dict[str, object]:
         "image": image,
         "job_name": prepare_job_name(image),
         "mlflow": MLFLOW,
-        "mlflow_environment": swarm.mlflow_environment(settings) | {"TRACKSTACK_AUTH_PREPARED": "true"},
         "auth_start": (TEMPLATES / AUTH_START).read_text(encoding="utf-8"),
     }
 
@@ -154,6 +153,8 @@ def render_prepare(settings: Settings, image: str) -> str:
         **_context(settings, image),
         prepare_script=(TEMPLATES / swarm.PREPARE).read_text(encoding="utf-8"),
         prepare_args=[backend_store_uri(settings.postgres_user, settings.postgres_db), settings.mlflow_bucket],
+        # The Job itself creates the logins database and admin (start_with_auth.py, not yet "prepared").
+        mlflow_environment=swarm.mlflow_environment(settings),
     )
 
 
@@ -162,6 +163,7 @@ def render_mlflow(settings: Settings, image: str) -> str:
         "k8s/mlflow.yaml.j2",
         **_context(settings, image),
         mlflow_server=mlflow_server_args(settings),
+        mlflow_environment=swarm.mlflow_environment(settings) | {"TRACKSTACK_AUTH_PREPARED": "true"},
         mlflow_service_port=settings.ports["MLFLOW_PORT"] if settings.kube_mlflow_service == "LoadBalancer" else 5000,
     )
 

@@ -18,6 +18,7 @@ from trackstack.deploy import build_and_push
 from trackstack.engine import Project
 from trackstack.errors import TrackstackError
 from trackstack.render import DOCKERFILE, build_digest, render_dockerfile
+from trackstack.services import MINIO, PGADMIN, POSTGRES
 from trackstack.settings import Settings
 from trackstack.stack import say, write_files
 
@@ -91,11 +92,13 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
     apply(settings, parts["base"].split("---\n", 1)[0])  # the namespace, before anything in it
     apply(settings, kube.render_secret(settings))
     apply(settings, parts["base"])
-    wait_rollout(settings, "statefulset", kube.WORKLOADS["statefulset"], timeout=timeout)
+    # The prepare Job needs Postgres and MinIO; pgAdmin finishes its first start meanwhile.
+    wait_rollout(settings, "statefulset", (POSTGRES.name, MINIO.name), timeout=timeout)
     prepare(settings, image, parts["prepare"], timeout=timeout)
     say(f"rolling out MLflow: {settings.mlflow_replicas} replicas of {image}")
     apply(settings, parts["mlflow"])
     wait_rollout(settings, "deployment", kube.WORKLOADS["deployment"], timeout=timeout)
+    wait_rollout(settings, "statefulset", (PGADMIN.name,), timeout=timeout)
     say(f"deployed in {time.monotonic() - started:.0f}s")
 
 

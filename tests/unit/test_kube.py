@@ -162,3 +162,11 @@ def test_kubectl_names_the_context_and_namespace(kube_values: dict[str, str]) ->
         "kubectl", "--context", "school-cluster", "--namespace", "ml", "get", "pods"]  # fmt: skip
     current = validate(kube_values | {"KUBE_CONTEXT": ""})
     assert kubedeploy.kubectl(current, "get", "pods")[:3] == ["kubectl", "--namespace", "trackstack"]
+
+
+def test_the_job_prepares_the_logins_and_the_replicas_only_read_them(kube_settings: Settings) -> None:
+    specs = pod_specs(kube_settings)
+    env = {name: {e["name"]: e.get("value") for e in spec["containers"][0]["env"]} for name, spec in specs.items()}
+    job = kube.prepare_job_name(IMAGE)
+    assert "TRACKSTACK_AUTH_PREPARED" not in env[job]
+    assert env["mlflow"]["TRACKSTACK_AUTH_PREPARED"] == "true"
