@@ -44,7 +44,7 @@ class Resources:
 RESOURCES = {
     POSTGRES.name: Resources("100m", "256Mi", "1", "1Gi"),
     MINIO.name: Resources("100m", "256Mi", "1", "1Gi"),
-    PGADMIN.name: Resources("50m", "256Mi", "500m", "768Mi"),
+    PGADMIN.name: Resources("50m", "256Mi", "1", "768Mi"),
 }
 STORAGE = {POSTGRES.name: "10Gi", MINIO.name: "50Gi", PGADMIN.name: "1Gi"}
 

@@ -1,0 +1,70 @@
+"""A new MLFLOW_VERSION: `invoke deploy` runs the migration Job once, before the new replicas; runs survive.
+
+Its own project and namespace, started at MLflow 3.8.1 (the lifecycle suite's old version).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from tests.conftest import ROOT
+from tests.k8s.conftest import PROJECT, clean_namespace, k8s_values, kubectl, load_images, project_of
+from tests.swarm.conftest import invoke, write_env
+from trackstack import kube
+
+OLD_VERSION = "3.8.1"
+NEW_VERSION = str(dotenv_values(ROOT / ".env.example")["MLFLOW_VERSION"])
+NODE_PORT = int(os.environ.get("TRACKSTACK_TEST_K8S_UPGRADE_PORT", "30502"))
+
+
+def job_pods(namespace: str) -> dict[str, int]:
+    """Pods per prepare Job: how often each ran."""
+    found = json.loads(kubectl("-n", namespace, "get", "pods", "-l", "app.kubernetes.io/name=mlflow-prepare",
+                               "-o", "json").stdout)["items"]  # fmt: skip
+    counts: dict[str, int] = {}
+    for pod in found:
+        job = pod["metadata"]["labels"]["job-name"]
+        counts[job] = counts.get(job, 0) + 1
+    return counts
+
+
+def test_an_upgrade_runs_the_migration_job_once_and_keeps_the_runs(cluster: None, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    name = f"{PROJECT}-up"
+    env_file = tmp_path / ".env"
+    values = k8s_values() | {"COMPOSE_PROJECT_NAME": name, "KUBE_NAMESPACE": name, "MLFLOW_PORT": str(NODE_PORT),
+                             "MLFLOW_REPLICAS": "1", "MLFLOW_VERSION": OLD_VERSION}  # fmt: skip
+    write_env(env_file, values)
+    old = project_of(env_file)
+    clean_namespace(old.settings)
+    load_images(old)
+    first = invoke("deploy", env_file=env_file)
+    assert first.returncode == 0, first.stdout + first.stderr
+    os.environ["MLFLOW_TRACKING_USERNAME"] = old.settings.mlflow_admin_user
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = old.settings.mlflow_admin_password.get_secret_value()
+    client = MlflowClient(tracking_uri=f"http://127.0.0.1:{NODE_PORT}")
+    run = client.create_run(client.create_experiment(f"k8s-upgrade-{uuid.uuid4().hex[:8]}")).info.run_id
+    client.log_metric(run, "loss", 0.5)
+
+    write_env(env_file, values | {"MLFLOW_VERSION": NEW_VERSION})
+    new = project_of(env_file)
+    image = load_images(new)
+    upgrade = invoke("deploy", env_file=env_file)
+    assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
+    assert "upgrading MLflow's schema" in upgrade.stdout
+    again = invoke("deploy", env_file=env_file)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "prepared for this image" in again.stdout
+    namespace = kube.namespace(new.settings)
+    assert job_pods(namespace) == {kube.prepare_job_name(image): 1}  # the old image's Job is removed
+    assert client.get_metric_history(run, "loss")[0].value == 0.5
+    deployment = json.loads(kubectl("-n", namespace, "get", "deployment", "mlflow", "-o", "json").stdout)
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == image
+    if not os.environ.get("TRACKSTACK_TEST_K8S_KEEP"):
+        kubectl("delete", "namespace", namespace, "--wait=false")
