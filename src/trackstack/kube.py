@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from trackstack import swarm
+from trackstack import container_env, swarm
 from trackstack.paths import TEMPLATES
 from trackstack.problems import Problem
 from trackstack.render import AUTH_START, allowed_hosts, backend_store_uri, render_template
@@ -50,8 +50,10 @@ STORAGE = {POSTGRES.name: "10Gi", MINIO.name: "50Gi", PGADMIN.name: "1Gi"}
 
 
 def resources(settings: Settings) -> dict[str, Resources]:
+    """MLflow's: the server process and each worker (measured ~250 MiB each), and the job runner's ~1 GiB."""
     workers = settings.mlflow_workers
-    mlflow = Resources("100m", f"{256 + 256 * workers}Mi", f"{max(1, workers)}", f"{512 + 512 * workers}Mi")
+    jobs = 1024 if settings.mlflow_job_execution else 0
+    mlflow = Resources("100m", f"{256 + 256 * workers + jobs // 2}Mi", f"{workers}", f"{1024 + 512 * workers + jobs}Mi")
     return RESOURCES | {MLFLOW.name: mlflow}
 
 
@@ -118,6 +120,7 @@ def _context(settings: Settings, image: str) -> dict[str, object]:
         "namespace": namespace(settings),
         "labels": lambda name: labels(settings, name),
         "secret": SECRET,
+        "pgadmin_servers_path": container_env.PGADMIN_SERVERS_PATH,
         "credentials_version": credentials_version(settings),
         "resources": resources(settings),
         "image": image,

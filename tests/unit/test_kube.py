@@ -170,3 +170,14 @@ def test_the_job_prepares_the_logins_and_the_replicas_only_read_them(kube_settin
     job = kube.prepare_job_name(IMAGE)
     assert "TRACKSTACK_AUTH_PREPARED" not in env[job]
     assert env["mlflow"]["TRACKSTACK_AUTH_PREPARED"] == "true"
+
+
+def test_mlflow_may_use_more_memory_with_more_workers_and_the_job_runner(kube_values: dict[str, str]) -> None:
+    def limit(**extra: str) -> int:
+        mlflow = pod_specs(validate(kube_values | extra))["mlflow"]["containers"][0]
+        return int(mlflow["resources"]["limits"]["memory"].removesuffix("Mi"))
+
+    one = limit(MLFLOW_WORKERS="1")
+    assert one >= 1536
+    assert limit(MLFLOW_WORKERS="2") > one
+    assert limit(MLFLOW_WORKERS="1", MLFLOW_JOB_EXECUTION="true") >= one + 1024
