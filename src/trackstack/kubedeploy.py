@@ -153,13 +153,17 @@ def wait_job(settings: Settings, name: str, *, timeout: float) -> str:
 
 
 def undeploy(project: Project, *, timeout: float = 180) -> None:
-    """Delete the workloads, Services, Ingress and Jobs; keep the claims (the data) and the Secret."""
+    """Delete the workloads, Services and Ingress; keep the claims (the data), the Secret and the prepare Job.
+
+    The completed Job (no pod runs) is the record that this image's migration ran: the next deploy
+    of the same image does not run it again.
+    """
     settings = project.settings
     require_context(settings)
-    kinds = "deployments,statefulsets,services,configmaps,ingresses,jobs"
+    kinds = "deployments,statefulsets,services,configmaps,ingresses"
     run(kubectl(settings, "delete", kinds, "-l", kube.selector(settings), "--ignore-not-found", "--wait=true",
                 f"--timeout={int(timeout)}s"))  # fmt: skip
-    run(kubectl(settings, "wait", "--for=delete", "pods", "-l", kube.selector(settings),
+    run(kubectl(settings, "wait", "--for=delete", "pods", "-l", f"{kube.selector(settings)},!job-name",
                 f"--timeout={int(timeout)}s"), check=False)  # fmt: skip
     say(f"workloads removed from namespace {kube.namespace(settings)}; its volume claims and the Secret are kept. "
         "`invoke deploy` brings it back with the data")  # fmt: skip
