@@ -22,7 +22,8 @@ def settings(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     """Every optional part on (Ingress with a class, NodePort), in a namespace of its own (dry runs need it)."""
     path = tmp_path_factory.mktemp("dry-run") / ".env"
     write_env(path, k8s_values() | {"KUBE_NAMESPACE": NAMESPACE, "KUBE_INGRESS_HOST": "mlflow.school.example",
-                                    "KUBE_INGRESS_CLASS": "nginx", "MLFLOW_WORKERS": "2"})  # fmt: skip
+                                    "KUBE_INGRESS_CLASS": "nginx", "MLFLOW_WORKERS": "2",
+                                    "MLFLOW_PORT": "30599"})  # the deployed stack holds its NodePort  # fmt: skip
     kubectl("create", "namespace", NAMESPACE, check=False)
     yield load_settings(path, RELAXED)
     kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
