@@ -9,6 +9,7 @@ import sys
 
 import boto3
 import psycopg2
+import sqlalchemy
 from botocore.exceptions import ClientError
 from mlflow.store.db import utils
 
@@ -20,7 +21,9 @@ lock.cursor().execute("SELECT pg_advisory_lock(hashtext('trackstack-prepare'))")
 
 engine = utils.create_sqlalchemy_engine_with_retry(uri)
 head = utils._get_latest_schema_revision()
-if not utils._all_tables_exist(engine):
+# A database MLflow never touched has no alembic_version table; an older MLflow's tables are
+# upgraded (checking for every current table would take an older schema for an empty database).
+if not sqlalchemy.inspect(engine).has_table("alembic_version"):
     print(f"trackstack: creating MLflow's tables (schema {head})", flush=True)
     utils._initialize_tables(engine)
 else:

@@ -60,6 +60,7 @@ def test_an_upgrade_runs_the_migration_job_once_and_keeps_the_runs(cluster: None
     # The new image's Job ran (its output names the schema it left), before the new replica rolled.
     assert f"preparing MLflow's database and bucket (Job {kube.prepare_job_name(image)})" in upgrade.stdout
     assert upgrade.stdout.index("(Job ") < upgrade.stdout.index("rolling out MLflow")
+    assert "upgrading MLflow's schema from" in upgrade.stdout  # the old tables, upgraded, not created
     again = invoke("deploy", env_file=env_file)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "prepared for this image" in again.stdout
