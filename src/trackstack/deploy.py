@@ -6,15 +6,16 @@ must be a swarm manager. Rendering is `swarm.py`'s, reading the swarm's state `s
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
-from trackstack import engine, swarm, swarmstate
+from trackstack import engine, swarm, swarmstate, swarmviews
 from trackstack.auth import Server
 from trackstack.engine import DockerError, Project
 from trackstack.render import DOCKERFILE, DOCKERFILE_LABEL, build_digest, render_dockerfile
 from trackstack.services import MLFLOW, SWARM_SERVICES
-from trackstack.stack import say, write_files
+from trackstack.stack import concurrently, say, write_files
 
 __all__ = ["say"]
 from trackstack.swarmstate import DeployError
@@ -34,13 +35,17 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
     ensure_secrets(project)
     mlflow = swarm.service_name(settings, MLFLOW.name)
     others = tuple(swarm.service_name(settings, s.name) for s in SWARM_SERVICES if s.name != MLFLOW.name)
-    if swarmstate.desired_replicas(mlflow) == 0:
+    running = swarmstate.desired_replicas(mlflow) > 0
+    if not running:
         # A first deploy (or one after `undeploy`): nothing of MLflow may touch an empty database
         # before the prepare job has created its tables.
         say("deploying Postgres, MinIO, pgAdmin and the proxy; MLflow waits for its database")
         stack_deploy(project, image=image, mlflow_replicas=0)
         swarmstate.wait_converged(project.name, others, timeout=timeout)
-    prepare(project, image)
+    if needs_prepare(project, image, running=running):
+        prepare(project, image)
+    else:
+        say("MLflow's database, logins and bucket were prepared for this image and these settings: no prepare job")
     say(f"deploying MLflow: {settings.mlflow_replicas} replicas of {image}")
     stack_deploy(project, image=image, mlflow_replicas=settings.mlflow_replicas)
     swarmstate.wait_converged(project.name, (*others, mlflow), timeout=timeout)
@@ -120,6 +125,20 @@ def run_job(project: Project, task: str, args: list[str]) -> tuple[str, str]:
         engine.run(["docker", "service", "rm", name], capture=True, check=False)
 
 
+def needs_prepare(project: Project, image: str, *, running: bool) -> bool:
+    """Whether the prepare job must run: always unless MLflow runs, on a job of the same fingerprint.
+
+    Running replicas whose label is this deploy's fingerprint were started after a job with the same
+    image, scripts, settings and secrets completed against this database and bucket; a job that
+    failed left the label as it was, and after `undeploy` (or with 0 replicas) the job runs again.
+    """
+    if not running:
+        return True
+    name = swarm.service_name(project.settings, MLFLOW.name)
+    prepared = swarmstate.service_labels(name).get(swarm.PREPARED_LABEL)
+    return prepared != swarm.prepare_fingerprint(project.settings, image=image)
+
+
 def prepare(project: Project, image: str) -> None:
     """Run the one-shot job that creates or upgrades MLflow's tables, its logins and the bucket."""
     say("preparing MLflow's database and bucket (one-shot job)")
@@ -158,11 +177,7 @@ def psql(project: Project, sql: str, *, database: str | None = None) -> str:
 
 def server(project: Project) -> Server | None:
     """MLflow as `invoke user.*` reaches it when this project is deployed to the swarm in use; else None."""
-    try:
-        deployed = bool(swarmstate.services(project.name))
-    except DockerError:
-        return None
-    if not deployed:
+    if not deployed(project):
         return None
     return Server(swarm.mlflow_url(project.settings), str(project.root / swarm.ca_file(project.settings)), psql)
 
@@ -177,26 +192,37 @@ def undeploy(project: Project, *, timeout: float = 120) -> None:
 
 def print_urls(project: Project) -> None:
     settings = project.settings
-    node = swarmstate.data_node()
-    published = swarm.published(settings)
-    rows = {"MLflow UI and API": swarm.mlflow_url(settings)}
-    for service in SWARM_SERVICES[1:]:
-        for endpoint in service.endpoints:
-            if service.name == MLFLOW.name:
-                continue
-            scheme = "postgresql" if endpoint.scheme == "postgresql" else "http"
-            key = f"{service.name.upper()}_BIND_ADDRESS"
-            rows[endpoint.title] = (
-                f"{scheme}://{node.address}:{settings.ports[endpoint.port_key]}"
-                if published[service.name]
-                else f"not published ({key}=0.0.0.0 publishes it on the data node)"
-            )
-    width = max(len(title) for title in rows)
-    for title, url in rows.items():
-        print(f"  {title:<{width}}  {url}", flush=True)
+    found = swarmviews.links(settings, swarmstate.data_node().address)
+    width = max(len(link.title) for link in found)
+    for link in found:
+        where = link.url or f"not published ({link.publish_with}=0.0.0.0 publishes it on the data node)"
+        print(f"  {link.title:<{width}}  {where}", flush=True)
     print(f"  logins: MLFLOW_ADMIN_USER / MLFLOW_ADMIN_PASSWORD from .env; students: `invoke user.add NAME`\n"
           f"  clients: MLFLOW_TRACKING_URI={swarm.mlflow_url(settings)} and MLFLOW_TRACKING_SERVER_CERT_PATH="
           f"{swarm.ca_file(settings)} (the proxy's CA: give students that file)", flush=True)  # fmt: skip
+
+
+def browser_urls(project: Project) -> dict[str, str]:
+    """The web UIs of the deployed stack that `invoke open` opens."""
+    return swarmviews.browser_urls(project.settings, swarmstate.data_node().address)
+
+
+def logs(project: Project, service: str, *, follow: bool, tail: int) -> None:
+    """Print the deployed services' logs; with --follow, every service's at once."""
+    commands = swarmviews.log_commands(project.settings, service, follow=follow, tail=tail)
+    if follow:
+        concurrently(*(functools.partial(engine.run, command, check=False) for command in commands))
+        return
+    for command in commands:
+        engine.run(command, check=False)
+
+
+def deployed(project: Project) -> bool:
+    """Whether this project is deployed to the swarm of the Docker engine in use (the tasks' swarm mode)."""
+    try:
+        return bool(swarmstate.services(project.name))
+    except DockerError:  # not a swarm manager, or no engine: the compose stack is meant
+        return False
 
 
 STATUS_HEADER = ("SERVICE", "REPLICAS", "IMAGE")

@@ -7,7 +7,9 @@ from `services.py`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -30,12 +32,15 @@ DATA_CONSTRAINT = f"node.labels.{DATA_LABEL} == true"
 PROXY_HEALTH_PORT = PROXY.probe.port
 # Labels trackstack puts on what it creates beside the stack: secrets, the prepare job.
 PROJECT_LABEL = "org.trackstack.project"
+# On MLflow's service: what the last prepare job it runs after was made of (prepare_fingerprint).
+PREPARED_LABEL = "org.trackstack.prepared"
 STACK_LABEL = "com.docker.stack.namespace"  # what `docker stack rm` removes
 # Docker names secrets and services with at most 64 and 63 characters.
 MAX_PROJECT_NAME = 20
 SECRET_HASH_BYTES = 6
 
 
+@functools.lru_cache(maxsize=64)  # one deploy names each secret several times; scrypt is slow on purpose
 def secret_name(project: str, key: str, value: str) -> str:
     """The Docker secret for `.env` key `key`: a new value is a new name, so services roll.
 
@@ -204,6 +209,7 @@ def render_stack(settings: Settings, *, image: str, mlflow_replicas: int, caddyf
         restart_condition={"no": "none", "on-failure": "on-failure"}.get(settings.restart_policy, "any"),
         image=image,
         mlflow_replicas=mlflow_replicas,
+        mlflow_labels={PREPARED_LABEL: prepare_fingerprint(settings, image=image)},
         mlflow_server=mlflow_server_args(settings),
         # Swarm fills in the task's slot (1..replicas); the entrypoint runs MLflow's periodic
         # jobs on slot 1 only, as MLflow asks of a deployment with several replicas.
@@ -249,6 +255,13 @@ def prepare_job_args(settings: Settings, *, image: str) -> list[str]:
     uri = backend_store_uri(settings.postgres_user, settings.postgres_db)
     script = (TEMPLATES / PREPARE).read_text(encoding="utf-8")
     return [*args, image, "python", "-c", script, uri, settings.mlflow_bucket, "python", "-c", auth_start, "true"]
+
+
+def prepare_fingerprint(settings: Settings, *, image: str) -> str:
+    """A hash of the prepare job's whole command line: its image (MLflow's version, so the schema), its
+    scripts, environment, secrets' names (hashes of the values: a changed password changes it), the
+    database and the bucket. Equal fingerprints mean the job would do nothing new; no secret is in it."""
+    return hashlib.sha256(json.dumps(prepare_job_args(settings, image=image)).encode()).hexdigest()[:12]
 
 
 # Where Caddy keeps the root certificate of its `tls internal` CA, under the proxy's volume.

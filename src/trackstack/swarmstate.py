@@ -90,10 +90,13 @@ def choose_data_node(nodes: list[Node]) -> Node:
     return labelled[0]
 
 
-def data_node() -> Node:
+def nodes() -> list[Node]:
     ids = engine.run(["docker", "node", "ls", "--quiet"], capture=True).stdout.split()
-    inspected = json.loads(engine.run(["docker", "node", "inspect", *ids], capture=True).stdout)
-    return choose_data_node(parse_nodes(inspected))
+    return parse_nodes(json.loads(engine.run(["docker", "node", "inspect", *ids], capture=True).stdout))
+
+
+def data_node() -> Node:
+    return choose_data_node(nodes())
 
 
 # -- services and their tasks ------------------------------------------------------------------
@@ -132,6 +135,15 @@ def desired_replicas(service: str) -> int:
         return 0
     mode = json.loads(result.stdout)
     return int((mode.get("Replicated") or {}).get("Replicas", 1))
+
+
+def service_labels(service: str) -> dict[str, str]:
+    """A service's own labels (its `deploy.labels`); empty when it does not exist."""
+    result = engine.run(["docker", "service", "inspect", "--format", "{{json .Spec.Labels}}", service],
+                        capture=True, check=False)  # fmt: skip
+    if result.returncode != 0:
+        return {}
+    return {str(key): str(value) for key, value in (json.loads(result.stdout or "null") or {}).items()}
 
 
 @dataclass(frozen=True)

@@ -341,7 +341,7 @@ def status(c: Context) -> None:
 
 @task(
     help={
-        "service": "only this service (mlflow, pgadmin, minio, postgres)",
+        "service": "only this service (mlflow, pgadmin, minio, postgres; on Swarm also proxy)",
         "follow": "keep printing new lines",
         "tail": "lines per service to start with (default 100)",
     }
@@ -352,9 +352,12 @@ def logs(c: Context, service: str = "", follow: bool = False, tail: int = 100) -
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
-    from trackstack import engine, stack
+    from trackstack import deploy, engine, stack
 
     project = _relaxed(c)
+    if deploy.deployed(project):  # a stack deployed to the swarm of this Docker engine
+        deploy.logs(project, service, follow=follow, tail=tail)
+        return
     stack.ensure_rendered(project)
     args = ["logs", "--tail", str(tail)] + (["--follow"] if follow else []) + ([service] if service else [])
     engine.compose(project, *args, check=False)
@@ -367,9 +370,10 @@ def urls(c: Context) -> None:
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
-    from trackstack import overview
+    from trackstack import deploy, overview
 
-    overview.print_urls(_relaxed(c))
+    project = _relaxed(c)
+    (deploy.print_urls if deploy.deployed(project) else overview.print_urls)(project)
 
 
 @task(name="open")
@@ -381,9 +385,11 @@ def open_uis(c: Context) -> None:
     """
     import webbrowser
 
-    from trackstack import overview, stack
+    from trackstack import deploy, overview, stack
 
-    for name, url in overview.browser_urls(_relaxed(c)).items():
+    project = _relaxed(c)
+    found = (deploy.browser_urls if deploy.deployed(project) else overview.browser_urls)(project)
+    for name, url in found.items():
         stack.say(f"opening {name}: {url}")
         if not webbrowser.open(url):
             stack.say(f"no browser found here; open {url} yourself")
@@ -467,8 +473,8 @@ def lock(c: Context, exclude_newer: str = "") -> None:
 @task
 @reports_errors
 def doctor(c: Context) -> None:
-    """Check Docker, ports, disk and .env; print a fix for each problem."""
-    from trackstack.doctor import report, run_checks
+    """Check Docker, ports, disk and .env (on Swarm: nodes and replicas); print a fix for each problem."""
+    from trackstack.doctor import next_command, report, run_checks
     from trackstack.paths import env_file
 
     checks = run_checks(env_file(_root(c)))
@@ -478,7 +484,7 @@ def doctor(c: Context) -> None:
         raise TrackstackError(
             f"{len(blockers)} blocker(s): {', '.join(blockers)}; fix them and run `invoke doctor` again"
         )
-    print("trackstack: ready for `invoke up`")
+    print(f"trackstack: ready for `invoke {next_command(checks)}`")
 
 
 def namespace(root: Path) -> Collection:

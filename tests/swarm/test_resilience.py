@@ -1,21 +1,35 @@
-"""Clients keep logging while an MLflow task dies, and while the replicas roll to a new version."""
+"""Clients keep logging while MLflow tasks die, nodes leave, and the replicas roll to a new version.
+
+Four clients log runs (metric steps, an artifact, the run's end) through the proxy, retrying as
+MLflow's client does, while a fault happens; afterwards everything they were told was stored
+must read back: every run, every metric step, every artifact byte.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.swarm.conftest import Deployed
 from trackstack import swarm, swarmstate
 
 CLIENTS = 4
+STEPS_PER_RUN = 20
+ARTIFACT_BYTES = 16 * 1024
+TESTBED = ROOT / "tests" / "swarm" / "testbed.sh"
 
 
 def node_docker_host(node: str) -> str | None:
@@ -27,50 +41,143 @@ def node_docker_host(node: str) -> str | None:
     return f"unix://{sibling}" if sibling.exists() else None
 
 
-def log_under(deployed: Deployed, disturb: Callable[[], None], seconds: float = 40) -> tuple[int, list[str], str]:
-    """CLIENTS threads log metrics to one run each for `seconds`; `disturb` runs meanwhile.
+@dataclass
+class Stored:
+    """What one client was told was stored, and the calls that failed after MLflow's own retries."""
 
-    Returns how many metrics were logged, the failed calls, and the experiment id.
+    steps: dict[str, set[int]] = field(default_factory=dict)  # run id -> metric steps
+    artifacts: dict[str, str] = field(default_factory=dict)  # run id -> sha256 of its artifact
+    finished: set[str] = field(default_factory=set)
+    failures: list[str] = field(default_factory=list)
+    last_ack: float = 0.0  # monotonic time of the last call that succeeded
+
+    def call(self, what: str, action: Callable[[], Any]) -> Any:
+        try:
+            result = action()
+        except Exception as error:
+            self.failures.append(f"{what}: {type(error).__name__}: {error}"[:300])
+            return None
+        self.last_ack = time.monotonic()
+        return result if result is not None else True
+
+
+@dataclass
+class Load:
+    clients: list[Stored]
+    fault_ended: float  # monotonic time when `disturb` returned
+
+    @property
+    def failures(self) -> list[str]:
+        return [failure for client in self.clients for failure in client.failures]
+
+    @property
+    def metrics(self) -> int:
+        return sum(len(steps) for client in self.clients for steps in client.steps.values())
+
+
+def client_session(client: Any, experiment: str, stored: Stored, done: threading.Event, folder: Path) -> None:
+    """Runs one after another: STEPS_PER_RUN metric steps, one artifact of random bytes, the run's end."""
+    while not done.is_set():
+        run = stored.call("create_run", lambda: client.create_run(experiment).info.run_id)
+        if run is None:
+            continue
+        stored.steps[run] = set()
+        for step in range(STEPS_PER_RUN):
+            if done.is_set():
+                return
+            if stored.call(f"{run} step {step}", partial(client.log_metric, run, "step", float(step), step=step)):
+                stored.steps[run].add(step)
+        payload = os.urandom(ARTIFACT_BYTES)
+        path = folder / run / "payload.bin"
+        path.parent.mkdir()
+        path.write_bytes(payload)
+        if stored.call(f"{run} artifact", partial(client.log_artifact, run, str(path))):
+            stored.artifacts[run] = hashlib.sha256(payload).hexdigest()
+        if stored.call(f"{run} end", partial(client.set_terminated, run)):
+            stored.finished.add(run)
+
+
+def lost(client: Any, stored: Stored, folder: Path) -> list[str]:
+    """What the server no longer has of what it acknowledged to one client."""
+    missing = []
+    for run, steps in stored.steps.items():
+        found = client.get_run(run)
+        history = {metric.step for metric in client.get_metric_history(run, "step")}
+        if steps - history:
+            missing.append(f"run {run}: steps {sorted(steps - history)}")
+        if run in stored.finished and found.info.status != "FINISHED":
+            missing.append(f"run {run}: {found.info.status}, its end was acknowledged")
+        if run in stored.artifacts:
+            (folder / f"{run}-back").mkdir()
+            local = client.download_artifacts(run, "payload.bin", str(folder / f"{run}-back"))
+            if hashlib.sha256(Path(local).read_bytes()).hexdigest() != stored.artifacts[run]:
+                missing.append(f"run {run}: the artifact's bytes differ")
+    return missing
+
+
+def log_under(deployed: Deployed, disturb: Callable[[], None], *, after: float) -> Load:
+    """CLIENTS threads log runs; after 5 s `disturb` runs, then they go on for `after` seconds.
+
+    Asserts that every run, metric step and artifact the clients were told was stored reads back.
     """
     from mlflow.tracking import MlflowClient
 
     os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = deployed.admin
     os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"] = deployed.ca
+    os.environ["MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD"] = "false"
     client = MlflowClient(tracking_uri=deployed.url)
     experiment = client.create_experiment(f"swarm-load-{uuid.uuid4().hex[:8]}")
-    runs = [client.create_run(experiment).info.run_id for _ in range(CLIENTS)]
-    failures: list[str] = []
-    logged = [0] * CLIENTS
-    stop = time.monotonic() + seconds
+    clients = [Stored() for _ in range(CLIENTS)]
+    done = threading.Event()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        threads = [
+            threading.Thread(target=client_session, args=(client, experiment, stored, done, folder / str(index)))
+            for index, stored in enumerate(clients)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            time.sleep(5)
+            disturb()
+            fault_ended = time.monotonic()
+            time.sleep(after)
+        finally:
+            done.set()
+            for thread in threads:
+                thread.join()
+        missing = [f"client {i}: {m}" for i, stored in enumerate(clients) for m in lost(client, stored, folder)]
+    assert missing == [], "lost what the server had acknowledged:\n" + "\n".join(missing[:20])
+    load = Load(clients, fault_ended)
+    print(f"\n[swarm] {load.metrics} metric steps in {sum(len(c.steps) for c in clients)} runs, "
+          f"{len(load.failures)} failed calls")  # fmt: skip
+    return load
 
-    def work(index: int) -> None:
-        step = 0
-        while time.monotonic() < stop:
-            try:
-                client.log_metric(runs[index], "step", float(step), step=step)
-            except Exception as error:
-                failures.append(f"client {index} step {step}: {type(error).__name__}: {error}"[:300])
-            else:
-                logged[index] += 1
-            step += 1
 
-    threads = [threading.Thread(target=work, args=(index,)) for index in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    time.sleep(5)
-    disturb()
-    for thread in threads:
-        thread.join()
-    for index, run in enumerate(runs):
-        history = client.get_metric_history(run, "step")
-        assert len({metric.step for metric in history}) == logged[index], f"client {index} lost metrics"
-    return sum(logged), failures, experiment
+def mlflow_nodes(deployed: Deployed) -> list[str]:
+    name = swarm.service_name(deployed.settings, "mlflow")
+    return [t.node for t in swarmstate.tasks(name) if t.desired == "running" and t.state == "running"]
+
+
+def running_tasks(service: str, node: str) -> set[str]:
+    """The ids of the service's tasks that the manager believes run on `node`."""
+    out = subprocess.run(["docker", "service", "ps", "--no-trunc", "--filter", f"node={node}", "--filter",
+                          "desired-state=running", "--format", "{{.ID}} {{.CurrentState}}", service],
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    return {line.split()[0] for line in out.splitlines() if line.split()[1:2] == ["Running"]}
+
+
+def wait_gone(service: str, node: str, ids: set[str], timeout: float = 120) -> None:
+    """Until the manager no longer counts those tasks as running (it has noticed the fault)."""
+    deadline = time.monotonic() + timeout
+    while running_tasks(service, node) & ids:
+        assert time.monotonic() < deadline, f"Swarm still runs {ids} on {node} after {timeout:.0f}s"
+        time.sleep(1)
 
 
 def test_a_killed_mlflow_task_loses_no_client_call(deployed: Deployed) -> None:
     name = swarm.service_name(deployed.settings, "mlflow")
-    running = [t for t in swarmstate.tasks(name) if t.desired == "running" and t.state == "running"]
-    host = node_docker_host(running[0].node)
+    host = node_docker_host(mlflow_nodes(deployed)[0])
     if host is None:
         pytest.skip("no socket of the task's own engine beside DOCKER_HOST to kill its container with")
 
@@ -80,10 +187,60 @@ def test_a_killed_mlflow_task_loses_no_client_call(deployed: Deployed) -> None:
                              capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
         subprocess.run(["docker", "-H", host, "kill", ids[0]], capture_output=True, check=True)
 
-    logged, failures, _ = log_under(deployed, kill)
-    assert logged > 0
-    assert failures == []
+    load = log_under(deployed, kill, after=30)
+    assert load.metrics > 0
+    assert load.failures == []
     swarmstate.wait_converged(deployed.project.name, (name,), timeout=180)
+
+
+def test_a_drained_and_a_stopped_worker_lose_nothing(deployed: Deployed) -> None:
+    """(b) a worker running MLflow is drained, then active again; (c) a worker's daemon stops, then starts."""
+    name = swarm.service_name(deployed.settings, "mlflow")
+    data_node = swarmstate.data_node().hostname
+    if node_docker_host(data_node) is None or not TESTBED.exists():
+        pytest.skip("stopping a node's daemon needs the swarm test bed (tests/swarm/testbed.sh) in DOCKER_HOST")
+
+    def busy_worker() -> str:
+        workers = [node for node in mlflow_nodes(deployed) if node != data_node]
+        return workers[0] if workers else next(n for n in ("ts-node2", "ts-node3") if n != data_node)
+
+    def bed(*args: str) -> None:
+        subprocess.run(["bash", str(TESTBED), *args], capture_output=True, check=True, timeout=120)
+
+    def converged() -> None:
+        swarmstate.wait_converged(deployed.project.name, (name,), timeout=240)
+
+    faults: list[str] = []
+
+    def drain_then_stop() -> None:
+        drained = busy_worker()
+        faults.append(f"drained {drained}")
+        moved = running_tasks(name, drained)
+        subprocess.run(
+            ["docker", "node", "update", "--availability", "drain", drained], capture_output=True, check=True
+        )
+        try:
+            wait_gone(name, drained, moved)
+            converged()  # its task runs on another node
+        finally:
+            subprocess.run(["docker", "node", "update", "--availability", "active", drained],
+                           capture_output=True, check=True)  # fmt: skip
+        stopped = busy_worker()
+        faults.append(f"stopped {stopped}")
+        lost_tasks = running_tasks(name, stopped)
+        bed("node-stop", stopped)
+        try:
+            wait_gone(name, stopped, lost_tasks)  # the manager has noticed that the node is down
+        finally:
+            bed("node-start", stopped)
+        converged()
+
+    started = time.monotonic()
+    load = log_under(deployed, drain_then_stop, after=5)
+    print(f"[swarm] {', '.join(faults)}; faults took {load.fault_ended - started - 5:.0f}s")
+    assert load.metrics > 0
+    # Logging went on after the faults: no client was left hanging on a dead task.
+    assert all(client.last_ack > load.fault_ended for client in load.clients), load.failures[:5]
 
 
 def test_a_rolling_update_under_load_fails_no_client_call(deployed: Deployed) -> None:
@@ -92,8 +249,8 @@ def test_a_rolling_update_under_load_fails_no_client_call(deployed: Deployed) ->
     def roll() -> None:
         # What a new image or setting does to the replicas: one by one, the new task first.
         subprocess.run(["docker", "service", "update", "--detach", "--force", name], capture_output=True, check=True)
+        swarmstate.wait_converged(deployed.project.name, (name,), timeout=240)
 
-    logged, failures, _ = log_under(deployed, roll, seconds=90)
-    assert logged > 0
-    assert failures == []
-    swarmstate.wait_converged(deployed.project.name, (name,), timeout=180)
+    load = log_under(deployed, roll, after=5)
+    assert load.metrics > 0
+    assert load.failures == []

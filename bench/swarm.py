@@ -1,0 +1,129 @@
+"""Throughput of a shared server on Docker Swarm: 4 clients against N MLflow replicas vs 1, in one run.
+
+    python bench/swarm.py [--replicas 3] [--clients 4] [--repeat 3] [--batches 20] [--env-file PATH]
+
+Needs a swarm manager in DOCKER_HOST (or the Docker context) and a `.env` that `invoke deploy`
+accepts (TRACKSTACK_ENV_FILE or --env-file). The stack is deployed if it is not, then MLflow is
+scaled to 1 and to N replicas in turn (rounds alternate which goes first) and the same
+`bench/throughput.py` clients log through the proxy. MLflow is scaled back to MLFLOW_REPLICAS
+at the end. Prints both figures side by side and writes bench/results/swarm-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+if not __package__:  # run as `python bench/swarm.py`: the bench package lives in the checkout, not the venv
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import ROOT, say
+from bench.cpu import wait_for_quiet
+from bench.report import cell, git_revision, machine, stats, uptime
+from bench.throughput import throughput
+from trackstack import deploy, engine, swarm, swarmstate
+from trackstack.engine import Project
+from trackstack.overview import table
+from trackstack.paths import env_file
+from trackstack.services import MLFLOW
+from trackstack.validation import RELAXED, load_settings
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--replicas", type=int, default=3, help="MLflow replicas compared with 1 (default 3)")
+    parser.add_argument("--clients", type=int, default=4, help="client processes, each with its own run (default 4)")
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of each replica count (default 3)")
+    parser.add_argument("--batches", type=int, default=20, help="log_batch calls of 1000 metrics per client")
+    parser.add_argument("--env-file", type=Path, default=None, help="the deployed .env (default: as the tasks)")
+    busy = "before each timed step, wait up to 5 min for the CPU to be less busy than this (1: never)"
+    parser.add_argument("--max-busy", type=float, default=0.35, help=busy)
+    parser.add_argument("--output", type=Path, default=None, help="JSON file (default bench/results/swarm-<time>.json)")
+    return parser.parse_args(argv)
+
+
+def order(counts: tuple[int, int], rounds: int) -> list[int]:
+    """Replica counts to measure, alternating which goes first so that drift favours neither."""
+    return [count for index in range(rounds) for count in (counts if index % 2 == 0 else counts[::-1])]
+
+
+def scale(project: Project, replicas: int) -> None:
+    name = swarm.service_name(project.settings, MLFLOW.name)
+    engine.run(["docker", "service", "scale", "--detach", f"{name}={replicas}"], capture=True)
+    swarmstate.wait_converged(project.name, (name,), timeout=600)
+
+
+def side_by_side(replicas: int, samples: dict[int, list[float]], clients: int) -> str:
+    one, many = stats(samples[1]), stats(samples[replicas])
+    ratio = f"{many['median'] / one['median']:.2f}x" if one and many else "-"
+    return table([("row", "unit", f"{replicas} replicas", "1 replica", "ratio"),
+                  (f"throughput, {clients} clients", "metrics/s", cell(many), cell(one), ratio)])  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    stamp = dt.datetime.now(dt.UTC)
+    path = (args.env_file or env_file(ROOT)).resolve()
+    settings = load_settings(path, RELAXED)
+    project = Project(root=ROOT, env_file=path, settings=settings)
+    # The clients are spawned processes: they read the login and the proxy's CA from the environment.
+    os.environ["MLFLOW_TRACKING_USERNAME"] = settings.mlflow_admin_user
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = settings.mlflow_admin_password.get_secret_value()
+    os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"] = str(ROOT / swarm.ca_file(settings))
+    load_before = uptime()
+    say(f"load before: {load_before}")
+    if not swarmstate.services(project.name):
+        say(f"deploying {project.name} (not timed)")
+        deploy.deploy(project)
+    url = swarm.mlflow_url(settings)
+    samples: dict[int, list[float]] = {1: [], args.replicas: []}
+    try:
+        for replicas in order((1, args.replicas), args.repeat):
+            say(f"MLflow: {replicas} replica(s)")
+            scale(project, replicas)
+            wait_for_quiet(args.max_busy)
+            samples[replicas].append(throughput(url, args.clients, args.batches))
+            say(f"{replicas} replica(s): {samples[replicas][-1]:,.0f} metrics/s")
+    finally:
+        say(f"MLflow back to MLFLOW_REPLICAS={settings.mlflow_replicas}")
+        scale(project, settings.mlflow_replicas)
+
+    host = machine()
+    nodes = len(engine.run(["docker", "node", "ls", "--quiet"], capture=True).stdout.split())
+    report: dict[str, Any] = {
+        "date": stamp.isoformat(timespec="seconds"),
+        "machine": host,
+        "swarm_nodes": nodes,
+        "load": {"before": load_before, "after": uptime()},
+        "trackstack": {
+            **git_revision(),
+            "project": project.name,
+            "mlflow_version": settings.mlflow_version,
+            "mlflow_workers_per_replica": settings.mlflow_workers,
+        },
+        "clients": args.clients,
+        "batches_per_client": args.batches,
+        "metrics_per_sample": args.clients * args.batches * 1000,
+        "samples": {str(count): values for count, values in samples.items()},
+        "summary": {str(count): stats(values) for count, values in samples.items()},
+    }
+    print(f"\nMLflow on Docker Swarm ({nodes} nodes), {report['date']} on {host['hostname']} ({host['cores']} cores, "
+          f"{host['cpu']}); {settings.mlflow_workers} worker(s) per replica; load before: {load_before}")  # fmt: skip
+    print(side_by_side(args.replicas, samples, args.clients))
+    output = args.output or RESULTS / f"swarm-{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    say(f"saved {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
