@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
@@ -46,7 +46,7 @@ def _unavailable(reason: str) -> NoReturn:
 class Deployed:
     project: Project
     url: str  # MLflow through the proxy
-    admin: tuple[str, str]
+    admin: tuple[str, str] = field(repr=False)  # a failing test prints the fixture: not the password
     ca: str  # the proxy's CA certificate that `invoke deploy` copied
 
     @property

@@ -187,7 +187,7 @@ def test_a_killed_mlflow_task_loses_no_client_call(deployed: Deployed) -> None:
                              capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
         subprocess.run(["docker", "-H", host, "kill", ids[0]], capture_output=True, check=True)
 
-    load = log_under(deployed, kill, after=30)
+    load = log_under(deployed, kill, after=20)
     assert load.metrics > 0
     assert load.failures == []
     swarmstate.wait_converged(deployed.project.name, (name,), timeout=180)
