@@ -27,7 +27,7 @@ from tests.swarm.conftest import Deployed
 from trackstack import swarm, swarmstate
 
 CLIENTS = 4
-STEPS_PER_RUN = 20
+STEPS_PER_RUN = 5
 ARTIFACT_BYTES = 16 * 1024
 TESTBED = ROOT / "tests" / "swarm" / "testbed.sh"
 
@@ -50,6 +50,7 @@ class Stored:
     finished: set[str] = field(default_factory=set)
     failures: list[str] = field(default_factory=list)
     last_ack: float = 0.0  # monotonic time of the last call that succeeded
+    crashed: str = ""  # the client itself failed (a bug of the test, not of the server)
 
     def call(self, what: str, action: Callable[[], Any]) -> Any:
         try:
@@ -76,6 +77,14 @@ class Load:
 
 
 def client_session(client: Any, experiment: str, stored: Stored, done: threading.Event, folder: Path) -> None:
+    try:
+        log_runs(client, experiment, stored, done, folder)
+    except Exception as error:
+        stored.crashed = f"{type(error).__name__}: {error}"
+        raise
+
+
+def log_runs(client: Any, experiment: str, stored: Stored, done: threading.Event, folder: Path) -> None:
     """Runs one after another: STEPS_PER_RUN metric steps, one artifact of random bytes, the run's end."""
     while not done.is_set():
         run = stored.call("create_run", lambda: client.create_run(experiment).info.run_id)
@@ -89,7 +98,7 @@ def client_session(client: Any, experiment: str, stored: Stored, done: threading
                 stored.steps[run].add(step)
         payload = os.urandom(ARTIFACT_BYTES)
         path = folder / run / "payload.bin"
-        path.parent.mkdir()
+        path.parent.mkdir(parents=True)
         path.write_bytes(payload)
         if stored.call(f"{run} artifact", partial(client.log_artifact, run, str(path))):
             stored.artifacts[run] = hashlib.sha256(payload).hexdigest()
@@ -146,11 +155,14 @@ def log_under(deployed: Deployed, disturb: Callable[[], None], *, after: float) 
             done.set()
             for thread in threads:
                 thread.join()
+        assert [stored.crashed for stored in clients if stored.crashed] == []
         missing = [f"client {i}: {m}" for i, stored in enumerate(clients) for m in lost(client, stored, folder)]
     assert missing == [], "lost what the server had acknowledged:\n" + "\n".join(missing[:20])
     load = Load(clients, fault_ended)
-    print(f"\n[swarm] {load.metrics} metric steps in {sum(len(c.steps) for c in clients)} runs, "
-          f"{len(load.failures)} failed calls")  # fmt: skip
+    artifacts = sum(len(c.artifacts) for c in clients)
+    assert artifacts > 0, "no artifact was stored: the clients never reached that step"
+    print(f"\n[swarm] {load.metrics} metric steps and {artifacts} artifacts in {sum(len(c.steps) for c in clients)} "
+          f"runs, {len(load.failures)} failed calls")  # fmt: skip
     return load
 
 
@@ -190,7 +202,7 @@ def test_a_killed_mlflow_task_loses_no_client_call(deployed: Deployed) -> None:
     load = log_under(deployed, kill, after=20)
     assert load.metrics > 0
     assert load.failures == []
-    swarmstate.wait_converged(deployed.project.name, (name,), timeout=180)
+    swarmstate.wait_converged(deployed.project.name, (name,), timeout=420)
 
 
 def test_a_drained_and_a_stopped_worker_lose_nothing(deployed: Deployed) -> None:
@@ -208,7 +220,7 @@ def test_a_drained_and_a_stopped_worker_lose_nothing(deployed: Deployed) -> None
         subprocess.run(["bash", str(TESTBED), *args], capture_output=True, check=True, timeout=120)
 
     def converged() -> None:
-        swarmstate.wait_converged(deployed.project.name, (name,), timeout=240)
+        swarmstate.wait_converged(deployed.project.name, (name,), timeout=420)
 
     faults: list[str] = []
 
@@ -249,7 +261,7 @@ def test_a_rolling_update_under_load_fails_no_client_call(deployed: Deployed) ->
     def roll() -> None:
         # What a new image or setting does to the replicas: one by one, the new task first.
         subprocess.run(["docker", "service", "update", "--detach", "--force", name], capture_output=True, check=True)
-        swarmstate.wait_converged(deployed.project.name, (name,), timeout=240)
+        swarmstate.wait_converged(deployed.project.name, (name,), timeout=420)
 
     load = log_under(deployed, roll, after=5)
     assert load.metrics > 0
