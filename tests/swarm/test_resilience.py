@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -106,7 +107,7 @@ def log_runs(client: Any, experiment: str, stored: Stored, done: threading.Event
             stored.finished.add(run)
 
 
-def lost(client: Any, stored: Stored, folder: Path) -> list[str]:
+def lost(client: Any, stored: Stored, *, folder: Path) -> list[str]:
     """What the server no longer has of what it acknowledged to one client."""
     missing = []
     for run, steps in stored.steps.items():
@@ -156,7 +157,9 @@ def log_under(deployed: Deployed, disturb: Callable[[], None], *, after: float) 
             for thread in threads:
                 thread.join()
         assert [stored.crashed for stored in clients if stored.crashed] == []
-        missing = [f"client {i}: {m}" for i, stored in enumerate(clients) for m in lost(client, stored, folder)]
+        with ThreadPoolExecutor(CLIENTS) as pool:  # read back as the clients wrote: four at once
+            found = list(pool.map(partial(lost, client, folder=folder), clients))
+        missing = [f"client {i}: {m}" for i, lines in enumerate(found) for m in lines]
     assert missing == [], "lost what the server had acknowledged:\n" + "\n".join(missing[:20])
     load = Load(clients, fault_ended)
     artifacts = sum(len(c.artifacts) for c in clients)
@@ -199,7 +202,7 @@ def test_a_killed_mlflow_task_loses_no_client_call(deployed: Deployed) -> None:
                              capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
         subprocess.run(["docker", "-H", host, "kill", ids[0]], capture_output=True, check=True)
 
-    load = log_under(deployed, kill, after=20)
+    load = log_under(deployed, kill, after=35)
     assert load.metrics > 0
     assert load.failures == []
     swarmstate.wait_converged(deployed.project.name, (name,), timeout=420)
