@@ -1,12 +1,13 @@
 """Throughput of a shared server on Docker Swarm: 4 clients against N MLflow replicas vs 1, in one run.
 
-    python bench/swarm.py [--replicas 3] [--clients 4] [--repeat 3] [--batches 20] [--env-file PATH]
+    python bench/swarm.py [--replicas 3] [--clients 4] [--pairs 3] [--batches 20] [--env-file PATH]
 
 Needs a swarm manager in DOCKER_HOST (or the Docker context) and a `.env` that `invoke deploy`
 accepts (TRACKSTACK_ENV_FILE or --env-file). The stack is deployed if it is not, then MLflow is
-scaled to 1 and to N replicas in turn (rounds alternate which goes first) and the same
+scaled to N replicas and to 1 in turn, in pairs (pairs alternate which goes first), and the same
 `bench/throughput.py` clients log through the proxy. MLflow is scaled back to MLFLOW_REPLICAS
-at the end. Prints both figures side by side and writes bench/results/swarm-<time>.json.
+at the end. Prints both figures side by side, with the median of the per-pair ratios, and
+writes bench/results/swarm-<time>.json.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ if not __package__:  # run as `python bench/swarm.py`: the bench package lives i
 
 from bench import ROOT, say
 from bench.cpu import wait_for_quiet
-from bench.report import cell, git_revision, machine, stats, uptime
-from bench.throughput import throughput
+from bench.paired import pair_order, paired_stats
+from bench.report import cell, git_revision, machine, ratio_text, stats, uptime
+from bench.throughput import Clients
 from trackstack import deploy, engine, swarm, swarmstate
 from trackstack.engine import Project
 from trackstack.overview import table
@@ -41,7 +43,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--replicas", type=int, default=3, help="MLflow replicas compared with 1 (default 3)")
     parser.add_argument("--clients", type=int, default=4, help="client processes, each with its own run (default 4)")
-    parser.add_argument("--repeat", type=int, default=3, help="rounds of each replica count (default 3)")
+    parser.add_argument("--pairs", type=int, default=3, help="pairs of measurements, N replicas and 1 (default 3)")
     parser.add_argument("--batches", type=int, default=20, help="log_batch calls of 1000 metrics per client")
     parser.add_argument("--env-file", type=Path, default=None, help="the deployed .env (default: as the tasks)")
     busy = "before each timed step, wait up to 5 min for the CPU to be less busy than this (1: never)"
@@ -50,22 +52,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def order(counts: tuple[int, int], rounds: int) -> list[int]:
-    """Replica counts to measure, alternating which goes first so that drift favours neither."""
-    return [count for index in range(rounds) for count in (counts if index % 2 == 0 else counts[::-1])]
-
-
 def scale(project: Project, replicas: int) -> None:
     name = swarm.service_name(project.settings, MLFLOW.name)
     engine.run(["docker", "service", "scale", "--detach", f"{name}={replicas}"], capture=True)
     swarmstate.wait_converged(project.name, (name,), timeout=600)
 
 
-def side_by_side(replicas: int, samples: dict[int, list[float]], clients: int) -> str:
-    one, many = stats(samples[1]), stats(samples[replicas])
-    ratio = f"{many['median'] / one['median']:.2f}x" if one and many else "-"
-    return table([("row", "unit", f"{replicas} replicas", "1 replica", "ratio"),
-                  (f"throughput, {clients} clients", "metrics/s", cell(many), cell(one), ratio)])  # fmt: skip
+def side_by_side(replicas: int, many: list[float], one: list[float], clients: int) -> str:
+    """Both replica counts' medians [min-max] and the median of the per-pair ratios [quartiles]."""
+    pairs = paired_stats(many, one)
+    return table([("row", "unit", f"{replicas} replicas", "1 replica", "ratio (pairs)"),
+                  (f"throughput, {clients} clients", "metrics/s", cell(stats(many)), cell(stats(one)),
+                   ratio_text(pairs.get("median"), pairs))])  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -84,14 +82,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"deploying {project.name} (not timed)")
         deploy.deploy(project)
     url = swarm.mlflow_url(settings)
-    samples: dict[int, list[float]] = {1: [], args.replicas: []}
+    counts = (args.replicas, 1)
+    rates: tuple[list[float], list[float]] = ([], [])
     try:
-        for replicas in order((1, args.replicas), args.repeat):
-            say(f"MLflow: {replicas} replica(s)")
-            scale(project, replicas)
-            wait_for_quiet(args.max_busy)
-            samples[replicas].append(throughput(url, args.clients, args.batches))
-            say(f"{replicas} replica(s): {samples[replicas][-1]:,.0f} metrics/s")
+        with Clients(args.clients) as clients:
+            experiment = clients.experiment(url)
+            for index in range(args.pairs):
+                for side in pair_order(index):
+                    say(f"pair {index + 1}/{args.pairs}: MLflow at {counts[side]} replica(s)")
+                    scale(project, counts[side])
+                    wait_for_quiet(args.max_busy)
+                    rates[side].append(clients.measure(url, experiment, args.batches))
+                    say(f"{counts[side]} replica(s): {rates[side][-1]:,.0f} metrics/s")
     finally:
         say(f"MLflow back to MLFLOW_REPLICAS={settings.mlflow_replicas}")
         scale(project, settings.mlflow_replicas)
@@ -112,12 +114,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "clients": args.clients,
         "batches_per_client": args.batches,
         "metrics_per_sample": args.clients * args.batches * 1000,
-        "samples": {str(count): values for count, values in samples.items()},
-        "summary": {str(count): stats(values) for count, values in samples.items()},
+        "samples": {str(count): values for count, values in zip(counts, rates, strict=True)},
+        "summary": {str(count): stats(values) for count, values in zip(counts, rates, strict=True)},
+        "ratio_pairs": paired_stats(*rates),
     }
     print(f"\nMLflow on Docker Swarm ({nodes} nodes), {report['date']} on {host['hostname']} ({host['cores']} cores, "
           f"{host['cpu']}); {settings.mlflow_workers} worker(s) per replica; load before: {load_before}")  # fmt: skip
-    print(side_by_side(args.replicas, samples, args.clients))
+    print(side_by_side(args.replicas, *rates, args.clients))
     output = args.output or RESULTS / f"swarm-{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

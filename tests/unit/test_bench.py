@@ -315,19 +315,12 @@ def test_side_by_side_env_moves_every_port_and_nothing_else(tmp_path: Path) -> N
 # -- the swarm row (bench/swarm.py) ---------------------------------------------------
 
 
-def test_swarm_rounds_alternate_which_replica_count_goes_first() -> None:
-    from bench.swarm import order
-
-    assert order((1, 3), 3) == [1, 3, 3, 1, 1, 3]
-    assert order((1, 3), 0) == []
-
-
-def test_swarm_figures_side_by_side_with_their_ratio() -> None:
+def test_swarm_figures_side_by_side_with_the_ratio_of_pairs() -> None:
     from bench.swarm import side_by_side
 
-    text = side_by_side(3, {1: [1000.0, 1200.0, 1100.0], 3: [1650.0, 1500.0, 1700.0]}, 4)
+    text = side_by_side(3, [1650.0, 1500.0, 1700.0], [1000.0, 1200.0, 1100.0], 4)
     header, row = text.splitlines()
     assert header.split()[:4] == ["row", "unit", "3", "replicas"]
     assert "1,650 [1,500-1,700]" in row
     assert "1,100 [1,000-1,200]" in row
-    assert row.endswith("1.50x")
+    assert row.split()[-2] == "1.55x"  # the per-pair ratios 1.65, 1.25 and 1.55: their median
