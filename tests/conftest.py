@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -26,6 +27,26 @@ from trackstack.settings import Settings
 from trackstack.validation import RELAXED, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def fresh_secrets() -> dict[str, str]:
+    """New random values for every secret of a test bed's own `.env` (a shared server has logins)."""
+    return {
+        "POSTGRES_PASSWORD": secrets.token_urlsafe(18),
+        "PGADMIN_DEFAULT_PASSWORD": secrets.token_urlsafe(18),
+        "MINIO_ROOT_PASSWORD": secrets.token_urlsafe(18),
+        "MLFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(18),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(24),
+    }
+
+
+def bed_unavailable(variable: str, reason: str) -> NoReturn:
+    """A test bed's suite without its bed skips, unless `variable`=required (CI): then it fails."""
+    if os.environ.get(variable) == "required":
+        pytest.fail(f"{variable}=required, but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 # MLflow 3.10+ servers offer presigned downloads straight from the S3 store, at the address the
 # server knows (http://minio:9000), which this machine cannot reach: download through the server.
 os.environ.setdefault("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")

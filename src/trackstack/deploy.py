@@ -15,7 +15,7 @@ from trackstack.auth import Server
 from trackstack.engine import DockerError, Project
 from trackstack.render import DOCKERFILE, DOCKERFILE_LABEL, build_digest, render_dockerfile
 from trackstack.services import MLFLOW, SWARM_SERVICES
-from trackstack.stack import concurrently, say, write_files
+from trackstack.stack import concurrently, indent, relay, say, write_files
 
 __all__ = ["say"]
 from trackstack.swarmstate import DeployError
@@ -70,7 +70,7 @@ def build_and_push(project: Project, image: str, digest: str, *, push: bool = Tr
     result = engine.run(["docker", "push", image], capture=True, check=False)
     if result.returncode != 0:
         raise DeployError(
-            f"`docker push {image}` failed:\n{_indent(result.stderr.strip())}\n"
+            f"`docker push {image}` failed:\n{indent(result.stderr.strip())}\n"
             "Fix: check MLFLOW_IMAGE_REPOSITORY in .env; the registry must accept pushes from here "
             "(`docker login REGISTRY`; a registry without TLS must be in the engine's insecure-registries)."
         )
@@ -109,7 +109,7 @@ def stack_deploy(project: Project, *, image: str, mlflow_replicas: int) -> None:
     )  # fmt: skip
     if result.returncode != 0:
         raise DeployError(
-            f"`docker stack deploy` failed:\n{_indent(result.stderr.strip())}\n"
+            f"`docker stack deploy` failed:\n{indent(result.stderr.strip())}\n"
             f"Fix: read the message above; {swarm.STACK_FILE} is what was deployed."
         )
 
@@ -143,12 +143,10 @@ def prepare(project: Project, image: str) -> None:
     """Run the one-shot job that creates or upgrades MLflow's tables, its logins and the bucket."""
     say("preparing MLflow's database and bucket (one-shot job)")
     state, logs = run_job(project, "prepare", swarm.prepare_job_args(project.settings, image=image))
-    for line in logs.splitlines():
-        if line.startswith("trackstack: "):
-            say(line.removeprefix("trackstack: "))
+    relay(logs)
     if state != "complete":
         raise DeployError(
-            f"the prepare job {state}; nothing of MLflow was started or changed. Its output:\n{_indent(logs)}\n"
+            f"the prepare job {state}; nothing of MLflow was started or changed. Its output:\n{indent(logs)}\n"
             "Fix: read the output above."
         )
 
@@ -159,7 +157,7 @@ def fetch_ca(project: Project) -> Path:
     start = logs.find("-----BEGIN CERTIFICATE-----")
     end = logs.find("-----END CERTIFICATE-----")
     if state != "complete" or start < 0 or end < 0:
-        raise DeployError(f"could not read the proxy's CA certificate ({state}):\n{_indent(logs)}")
+        raise DeployError(f"could not read the proxy's CA certificate ({state}):\n{indent(logs)}")
     path = project.root / swarm.ca_file(project.settings)
     write_files(project.root, {path.name: logs[start : end + len("-----END CERTIFICATE-----")] + "\n"})
     return path
@@ -171,7 +169,7 @@ def psql(project: Project, sql: str, *, database: str | None = None) -> str:
         project, "psql", swarm.psql_job_args(project.settings, sql, database or project.settings.postgres_db)
     )
     if state != "complete":
-        raise DeployError(f"psql in the deployed stack {state}:\n{_indent(logs)}")
+        raise DeployError(f"psql in the deployed stack {state}:\n{indent(logs)}")
     return logs
 
 
@@ -242,7 +240,3 @@ def status_rows(project: Project) -> list[tuple[str, ...]] | None:
         replicas = f"{state.running}/{state.desired}" if state else "absent"
         rows.append((service.name, replicas, state.image if state else "-"))
     return rows
-
-
-def _indent(text: str) -> str:
-    return "\n".join(f"    {line}" for line in text.splitlines()) or "    (no output)"

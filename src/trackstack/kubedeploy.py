@@ -20,7 +20,7 @@ from trackstack.errors import TrackstackError
 from trackstack.render import DOCKERFILE, build_digest, render_dockerfile
 from trackstack.services import MINIO, PGADMIN, POSTGRES
 from trackstack.settings import Settings
-from trackstack.stack import say, write_files
+from trackstack.stack import indent, relay, say, write_files
 
 
 class KubeError(TrackstackError):
@@ -42,7 +42,7 @@ def run(args: Sequence[str], *, input_text: str | None = None, check: bool = Tru
             "cluster (https://kubernetes.io/docs/tasks/tools/), then retry."
         ) from None
     if check and result.returncode != 0:
-        raise KubeError(f"`{' '.join(args[:6])} ...` failed:\n{_indent(result.stderr.strip())}")
+        raise KubeError(f"`{' '.join(args[:6])} ...` failed:\n{indent(result.stderr.strip())}")
     return result
 
 
@@ -72,7 +72,7 @@ def require_context(settings: Settings) -> None:
     probe = run(["kubectl", *(["--context", settings.kube_context] if settings.kube_context else []),
                  "version", "--output=json", "--request-timeout=10s"], check=False)  # fmt: skip
     if probe.returncode != 0:
-        raise KubeError(f"the cluster does not answer:\n{_indent(probe.stderr.strip())}\nFix: check KUBE_CONTEXT.")
+        raise KubeError(f"the cluster does not answer:\n{indent(probe.stderr.strip())}\nFix: check KUBE_CONTEXT.")
 
 
 def deploy(project: Project, *, timeout: float = 600) -> None:
@@ -108,7 +108,7 @@ def wait_rollout(settings: Settings, kind: str, names: Sequence[str], *, timeout
                      check=False)  # fmt: skip
         if result.returncode != 0:
             raise KubeError(
-                f"{kind} {name} is not ready after {int(timeout)}s:\n{_indent(result.stderr.strip())}\n"
+                f"{kind} {name} is not ready after {int(timeout)}s:\n{indent(result.stderr.strip())}\n"
                 f"Fix: `kubectl -n {kube.namespace(settings)} describe {kind} {name}` and its pods' events say why."
             )
         say(f"{kind} {name} ready")
@@ -126,12 +126,10 @@ def prepare(settings: Settings, image: str, manifest: str, *, timeout: float) ->
         apply(settings, manifest)
         state = wait_job(settings, name, timeout=timeout)
         logs = run(kubectl(settings, "logs", f"job/{name}", "--tail=200"), check=False).stdout
-        for line in logs.splitlines():
-            if line.startswith("trackstack: "):
-                say(line.removeprefix("trackstack: "))
+        relay(logs)
         if state != "Complete":
             raise KubeError(
-                f"the prepare Job {name} failed; MLflow's replicas were not changed. Its output:\n{_indent(logs)}\n"
+                f"the prepare Job {name} failed; MLflow's replicas were not changed. Its output:\n{indent(logs)}\n"
                 "Fix: read the output above."
             )
     for job in jobs:
@@ -203,7 +201,3 @@ def print_urls(project: Project) -> None:
           f"{settings.ports['PGADMIN_PORT']}:80`, then http://127.0.0.1:{settings.ports['PGADMIN_PORT']}\n"
           "  logins: MLFLOW_ADMIN_USER / MLFLOW_ADMIN_PASSWORD from .env; students: `invoke user.add NAME`",
           flush=True)  # fmt: skip
-
-
-def _indent(text: str) -> str:
-    return "\n".join(f"    {line}" for line in text.splitlines()) or "    (no output)"

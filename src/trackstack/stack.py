@@ -232,7 +232,7 @@ def _compose_up(project: Project, *services: str) -> None:
         return
     if "Pulling" in result.stderr or "pull access denied" in result.stderr:
         raise DockerError(
-            f"an image could not be pulled:\n{_indent(result.stderr.strip())}\n"
+            f"an image could not be pulled:\n{indent(result.stderr.strip())}\n"
             "Fix: check the network connection and the *_IMAGE references in .env (`docker pull REF` tells more)."
         )
     _raise_unhealthy(project, engine.ps(project), result.stderr.strip())
@@ -303,14 +303,22 @@ def _raise_unhealthy(project: Project, states: Iterable[ServiceState], detail: s
             condition = f"exited with code {state.exit_code}"
         parts.append(
             f"service {state.service} is {condition}; its last log lines:\n"
-            + _indent(engine.logs_tail(project, state.service))
+            + indent(engine.logs_tail(project, state.service))
         )
     parts.append("Fix: read the log lines above; `invoke logs --service NAME` shows more.")
     raise DockerError("\n".join(parts))
 
 
-def _indent(text: str) -> str:
+def indent(text: str) -> str:
+    """A command's output, indented under the error that quotes it."""
     return "\n".join(f"    {line}" for line in text.splitlines()) or "    (no output)"
+
+
+def relay(output: str) -> None:
+    """Say again the `trackstack: ` lines of a job's output (a Swarm job's or a Kubernetes Job's)."""
+    for line in output.splitlines():
+        if line.startswith("trackstack: "):
+            say(line.removeprefix("trackstack: "))
 
 
 def stop(project: Project) -> None:

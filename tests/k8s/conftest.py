@@ -12,7 +12,6 @@ suite skips, unless TRACKSTACK_TEST_K8S=required (CI), which turns that into a f
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from typing import NoReturn
 import pytest
 from dotenv import dotenv_values
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, bed_unavailable, fresh_secrets
 from tests.swarm.conftest import Deployed, invoke, write_env
 from trackstack import kube, swarm
 from trackstack.deploy import build_and_push
@@ -39,13 +38,10 @@ PROJECT = os.environ.get("TRACKSTACK_TEST_K8S_PROJECT", "tsk8s")
 NODE_PORT = int(os.environ.get("TRACKSTACK_TEST_K8S_PORT", "30501"))
 STORAGE_CLASS = "trackstack-hostpath"
 ENV_FILE = Path(os.environ.get("TRACKSTACK_TEST_K8S_ENV_FILE", "") or ROOT / f".env.{PROJECT}")
-REQUIRED = os.environ.get("TRACKSTACK_TEST_K8S") == "required"
 
 
 def _unavailable(reason: str) -> NoReturn:
-    if REQUIRED:
-        pytest.fail(f"TRACKSTACK_TEST_K8S=required, but {reason}", pytrace=False)
-    pytest.skip(reason)
+    bed_unavailable("TRACKSTACK_TEST_K8S", reason)
 
 
 def kubectl(*args: str, check: bool = True, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -68,13 +64,8 @@ def cluster() -> None:
 
 
 def k8s_values() -> dict[str, str]:
-    return {
+    return fresh_secrets() | {
         "COMPOSE_PROJECT_NAME": PROJECT,
-        "POSTGRES_PASSWORD": secrets.token_urlsafe(18),
-        "PGADMIN_DEFAULT_PASSWORD": secrets.token_urlsafe(18),
-        "MINIO_ROOT_PASSWORD": secrets.token_urlsafe(18),
-        "MLFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(18),
-        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(24),
         "MLFLOW_AUTH": "true",
         "MLFLOW_REPLICAS": "2",
         "MLFLOW_WORKERS": "1",

@@ -10,7 +10,6 @@ tsswarm); it removes the stack at the end and keeps its volumes, as `invoke unde
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from typing import NoReturn
 import pytest
 from dotenv import dotenv_values
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, bed_unavailable, fresh_secrets
 from trackstack import swarm, swarmstate
 from trackstack.engine import DockerError, Project
 from trackstack.paths import ENV_FILE_VARIABLE
@@ -32,14 +31,10 @@ from trackstack.validation import RELAXED, load_settings
 PROJECT = os.environ.get("TRACKSTACK_TEST_SWARM_PROJECT", "tsswarm")
 # The suite's `.env` lives with the volumes it describes: CI keeps it in the test bed's cache.
 ENV_FILE = Path(os.environ.get("TRACKSTACK_TEST_SWARM_ENV_FILE", "") or ROOT / f".env.{PROJECT}")
-# CI sets TRACKSTACK_TEST_SWARM=required: a missing swarm is then a failure, not a skip.
-REQUIRED = os.environ.get("TRACKSTACK_TEST_SWARM") == "required"
 
 
 def _unavailable(reason: str) -> NoReturn:
-    if REQUIRED:
-        pytest.fail(f"TRACKSTACK_TEST_SWARM=required, but {reason}", pytrace=False)
-    pytest.skip(reason)
+    bed_unavailable("TRACKSTACK_TEST_SWARM", reason)
 
 
 @dataclass
@@ -79,13 +74,8 @@ def swarm_env() -> dict[str, str]:
         node = swarmstate.data_node()
     except (DockerError, swarmstate.DeployError) as error:
         _unavailable(f"no usable swarm: {error}")
-    return {
+    return fresh_secrets() | {
         "COMPOSE_PROJECT_NAME": PROJECT,
-        "POSTGRES_PASSWORD": secrets.token_urlsafe(18),
-        "PGADMIN_DEFAULT_PASSWORD": secrets.token_urlsafe(18),
-        "MINIO_ROOT_PASSWORD": secrets.token_urlsafe(18),
-        "MLFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(18),
-        "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(24),
         "MLFLOW_AUTH": "true",
         "MLFLOW_PUBLIC_HOSTS": node.address,
         "MLFLOW_IMAGE_REPOSITORY": f"{registry}/{PROJECT}-mlflow",
