@@ -69,7 +69,7 @@ def swarm(session: nox.Session) -> None:
 def k8s(session: nox.Session) -> None:
     """`invoke deploy` to the test bed's Kubernetes (tests/k8s/cluster.sh up): dry runs, deploy, data kept, 0 lost."""
     session.install("-e", ".[smoke]")
-    session.run("pytest", "tests/k8s", "-m", "k8s", "-p", "no:cacheprovider", *session.posargs)
+    session.run("pytest", "tests/k8s", "-m", "k8s", *LIVE_OPTIONS, *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False, tags=["bench"])
