@@ -28,10 +28,7 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
     swarmstate.require_manager()
     data_node = swarmstate.data_node()
     say(f"data node: {data_node.hostname} ({data_node.address})")
-    dockerfile = render_dockerfile(settings)
-    write_files(project.root, {DOCKERFILE: dockerfile})
-    image = swarm.image_ref(settings, build_digest(settings, dockerfile))
-    build_and_push(project, image, build_digest(settings, dockerfile))
+    image = build_image(project)
     ensure_secrets(project)
     mlflow = swarm.service_name(settings, MLFLOW.name)
     others = tuple(swarm.service_name(settings, s.name) for s in SWARM_SERVICES if s.name != MLFLOW.name)
@@ -52,6 +49,16 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
     remove_unused_secrets(project)
     ca = fetch_ca(project)
     say(f"deployed in {time.monotonic() - started:.0f}s; the proxy's CA certificate: {ca.name}")
+
+
+def build_image(project: Project, *, push: bool = True) -> str:
+    """Write the MLflow Dockerfile, build the image it describes (push it, unless told not to); its reference."""
+    dockerfile = render_dockerfile(project.settings)
+    write_files(project.root, {DOCKERFILE: dockerfile})
+    digest = build_digest(project.settings, dockerfile)
+    image = swarm.image_ref(project.settings, digest)
+    build_and_push(project, image, digest, push=push)
+    return image
 
 
 def build_and_push(project: Project, image: str, digest: str, *, push: bool = True) -> None:

@@ -13,11 +13,10 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from trackstack import kube, swarm
-from trackstack.deploy import build_and_push
+from trackstack import kube
+from trackstack.deploy import build_image
 from trackstack.engine import Project
 from trackstack.errors import TrackstackError
-from trackstack.render import DOCKERFILE, build_digest, render_dockerfile
 from trackstack.services import MINIO, PGADMIN, POSTGRES
 from trackstack.settings import Settings
 from trackstack.stack import indent, relay, say, write_files
@@ -27,10 +26,13 @@ class KubeError(TrackstackError):
     """kubectl or the cluster refused or did not reach what was asked; the message says why and the fix."""
 
 
+def _context(settings: Settings) -> list[str]:
+    return ["--context", settings.kube_context] if settings.kube_context else []
+
+
 def kubectl(settings: Settings, *args: str) -> list[str]:
     """A kubectl command line for this stack's context and namespace."""
-    context = ["--context", settings.kube_context] if settings.kube_context else []
-    return ["kubectl", *context, "--namespace", kube.namespace(settings), *args]
+    return ["kubectl", *_context(settings), "--namespace", kube.namespace(settings), *args]
 
 
 def run(args: Sequence[str], *, input_text: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -69,8 +71,7 @@ def require_context(settings: Settings) -> None:
         )
     if not settings.kube_context and not names:
         raise KubeError("kubectl has no kubeconfig context. Fix: set KUBECONFIG (or ~/.kube/config), then retry.")
-    probe = run(["kubectl", *(["--context", settings.kube_context] if settings.kube_context else []),
-                 "version", "--output=json", "--request-timeout=10s"], check=False)  # fmt: skip
+    probe = run(["kubectl", *_context(settings), "version", "--output=json", "--request-timeout=10s"], check=False)
     if probe.returncode != 0:
         raise KubeError(f"the cluster does not answer:\n{indent(probe.stderr.strip())}\nFix: check KUBE_CONTEXT.")
 
@@ -80,11 +81,7 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
     settings = project.settings
     started = time.monotonic()
     require_context(settings)
-    dockerfile = render_dockerfile(settings)
-    write_files(project.root, {DOCKERFILE: dockerfile})
-    digest = build_digest(settings, dockerfile)
-    image = swarm.image_ref(settings, digest)
-    build_and_push(project, image, digest, push=settings.mlflow_image_push)
+    image = build_image(project, push=settings.mlflow_image_push)
     parts = kube.render_kube(settings, image)
     write_files(project.root, {kube.MANIFEST_FILE: kube.manifest_file(parts)})
     namespace = kube.namespace(settings)
