@@ -23,10 +23,9 @@ from dotenv import dotenv_values
 
 from tests.conftest import ROOT, bed_unavailable, fresh_secrets
 from tests.swarm.conftest import Deployed, invoke, write_env
-from trackstack import kube, swarm
-from trackstack.deploy import build_and_push
+from trackstack import kube
+from trackstack.deploy import build_image
 from trackstack.engine import Project
-from trackstack.render import build_digest, render_dockerfile
 from trackstack.settings import Settings
 from trackstack.validation import RELAXED, load_settings
 
@@ -126,11 +125,7 @@ spec:
 def load_images(project: Project) -> str:
     """Build MLflow's image as `invoke deploy` does (no push) and load it and the pinned images into the node."""
     settings = project.settings
-    dockerfile = render_dockerfile(settings)
-    (ROOT / "Dockerfile.mlflow").write_text(dockerfile, encoding="utf-8")
-    digest = build_digest(settings, dockerfile)
-    image = swarm.image_ref(settings, digest)
-    build_and_push(project, image, digest, push=False)
+    image = build_image(project, push=False)
     subprocess.run(["bash", str(HERE / "cluster.sh"), "load", image, settings.postgres_image, settings.minio_image,
                     settings.pgadmin_image], check=True, capture_output=True, text=True)  # fmt: skip
     return image
