@@ -7,6 +7,7 @@ Unit tests override `settings` with a valid example (tests/unit/conftest.py).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
@@ -38,6 +40,23 @@ def fresh_secrets() -> dict[str, str]:
         "MLFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(18),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(24),
     }
+
+
+# CI runs the test beds beside the single-host suites. The beds read images from the host's
+# Docker engine (held shared: tests/k8s/cluster.sh, tests/swarm/testbed.sh, the k8s fixture);
+# the test that restarts that engine holds it exclusively, so neither sees it vanish mid-step.
+ENGINE_LOCK = Path(os.environ.get("TRACKSTACK_TEST_ENGINE_LOCK", "/run/trackstack-test-engine.lock"))
+
+
+@contextmanager
+def engine_lock(*, exclusive: bool) -> Iterator[None]:
+    """Hold the host engine's lock: shared to use the engine, exclusive to restart it."""
+    with ENGINE_LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def bed_unavailable(variable: str, reason: str) -> NoReturn:

@@ -43,7 +43,11 @@ DNS_IP=10.96.0.10
 API_PORT=6443
 ETCD_CLIENT=127.0.0.1:12379        # not 2379/2380: leave the usual ports to others
 ETCD_PEER=127.0.0.1:12380
+IMAGES=$CACHE/containerd-root     # the node's containerd root: its images outlive `down`
 CONTAINERD_SOCK=$RUN/containerd/containerd.sock
+# Held shared around every read of the host's Docker engine; a test that restarts that
+# engine holds it exclusively (tests/conftest.py, engine_lock), so a bed running beside it waits.
+ENGINE_LOCK=${TRACKSTACK_TEST_ENGINE_LOCK:-/run/trackstack-test-engine.lock}
 POD_CGROUP=k8s.io                  # where containerd's CRI puts pods (cgroupsPerQOS: false)
 FW_CHAIN=TSK8S-FORWARD
 FW_COMMENT=trackstack-k8s
@@ -246,7 +250,7 @@ CSV
   cat >"$RUN/containerd/config.toml" <<TOML
 # A containerd of the test bed's own; the host's Docker engine keeps its own.
 version = 2
-root = "$RUN/containerd/root"
+root = "$IMAGES"
 state = "$RUN/containerd/state"
 [grpc]
   address = "$CONTAINERD_SOCK"
@@ -383,8 +387,8 @@ start_cluster() {
 
   start containerd containerd --config "$RUN/containerd/config.toml"
   wait_for 60 containerd ctr -a "$CONTAINERD_SOCK" version
-  import_image "$PAUSE_IMAGE"
-  import_image "$COREDNS_IMAGE"
+  remove_containers   # an earlier cluster's, if its `down` could not remove them
+  load_images "$PAUSE_IMAGE" "$COREDNS_IMAGE"
 
   start kubelet "$BIN/kubelet" --config "$RUN/kubelet/config.yaml" --kubeconfig "$RUN/kubelet.kubeconfig" \
     --root-dir "$RUN/kubelet" --hostname-override "$NODE" --node-ip "$NODE_IP"
@@ -400,8 +404,37 @@ start_cluster() {
 
 # import_image REF -- from the host's Docker engine into the node's containerd
 import_image() {
-  docker save "$1" | ctr_k8s images import - >/dev/null
+  flock -s "$ENGINE_LOCK" docker save "$1" | ctr_k8s images import - >/dev/null
   log "imported $1"
+}
+
+# load_images REF... -- import those the node lacks (its images stay across `down`)
+load_images() {
+  local image name present t0
+  present=$(ctr_k8s images ls -q)   # read whole: grep -q in a pipe would SIGPIPE ctr
+  for image; do
+    # Docker's short names live under docker.io/library/ in containerd.
+    case $image in
+      */*) [[ ${image%%/*} == *[.:]* || ${image%%/*} == localhost ]] && name=$image || name=docker.io/$image ;;
+      *) name=docker.io/library/$image ;;
+    esac
+    if grep -qxF "$name" <<<"$present"; then
+      log "already in the node: $image"
+      continue
+    fi
+    t0=$SECONDS
+    import_image "$image"
+    log "($image took $((SECONDS - t0))s)"
+  done
+}
+
+# remove_containers -- every container and task in the node's containerd (its images stay)
+remove_containers() {
+  local id
+  for id in $(ctr_k8s containers ls -q 2>/dev/null); do
+    ctr_k8s tasks delete --force "$id" >/dev/null 2>&1 || true
+    ctr_k8s containers delete "$id" >/dev/null 2>&1 || true
+  done
 }
 
 # --- host networking -------------------------------------------------------------
@@ -514,6 +547,8 @@ stop_cluster() {
     for id in $(ctr_k8s tasks ls -q 2>/dev/null); do
       ctr_k8s tasks kill -s SIGKILL "$id" >/dev/null 2>&1 || true
     done
+    remove_containers
+    log "containers removed (images kept in $IMAGES)"
   fi
   for ((i = ${#DAEMONS[@]} - 1; i >= 0; i--)); do
     stop_daemon "${DAEMONS[i]}"
@@ -538,7 +573,7 @@ stop_cluster() {
   fi
   # Kubelet's volume mounts, containerd's overlays and pod netns, deepest first.
   if [[ -d $RUN ]]; then
-    for mnt in $(findmnt -rn -o TARGET | grep -F "$RUN/" | sort -r); do
+    for mnt in $(findmnt -rn -o TARGET | grep -F -e "$RUN/" -e "$IMAGES/" | sort -r); do
       umount -l "$mnt" 2>/dev/null || true
     done
     rm -rf "$RUN"
@@ -595,22 +630,7 @@ cmd_env() { printf 'export KUBECONFIG=%q\n' "$KUBECONFIG_OUT"; }
 cmd_load() {
   (($#)) || die "usage: $0 load IMAGE..."
   running containerd || die "the cluster is not up"
-  local image name present t0
-  present=$(ctr_k8s images ls -q)   # read whole: grep -q in a pipe would SIGPIPE ctr
-  for image; do
-    # Docker's short names live under docker.io/library/ in containerd.
-    case $image in
-      */*) [[ ${image%%/*} == *[.:]* || ${image%%/*} == localhost ]] && name=$image || name=docker.io/$image ;;
-      *) name=docker.io/library/$image ;;
-    esac
-    if grep -qxF "$name" <<<"$present"; then
-      log "already in the node: $image"
-      continue
-    fi
-    t0=$SECONDS
-    import_image "$image"
-    log "($image took $((SECONDS - t0))s)"
-  done
+  load_images "$@"
 }
 
 case ${1:-} in

@@ -21,7 +21,7 @@ from typing import NoReturn
 import pytest
 from dotenv import dotenv_values
 
-from tests.conftest import ROOT, bed_unavailable, fresh_secrets
+from tests.conftest import ROOT, bed_unavailable, engine_lock, fresh_secrets
 from tests.swarm.conftest import Deployed, invoke, write_env
 from trackstack import kube
 from trackstack.deploy import build_image
@@ -125,7 +125,8 @@ spec:
 def load_images(project: Project) -> str:
     """Build MLflow's image as `invoke deploy` does (no push) and load it and the pinned images into the node."""
     settings = project.settings
-    image = build_image(project, push=False)
+    with engine_lock(exclusive=False):  # CI's daemon-restart test may run beside this suite
+        image = build_image(project, push=False)
     subprocess.run(["bash", str(HERE / "cluster.sh"), "load", image, settings.postgres_image, settings.minio_image,
                     settings.pgadmin_image], check=True, capture_output=True, text=True)  # fmt: skip
     return image

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import engine_lock
 from tests.lifecycle.helpers import SERVICES, Invoke, Logged, assert_intact, containers, log_runs, wait_all_healthy
 from tests.live.pgadmin_api import PgAdmin
 from trackstack.engine import Project
@@ -132,18 +133,19 @@ def _dockerd_pid() -> int:
     reason="restarts the Docker daemon: set TRACKSTACK_TEST_DAEMON_RESTART=1 (CI does)",
 )
 def test_docker_daemon_restart(project: Project, logged: Logged, pgadmin_group: str, tmp_path: Path) -> None:
-    pid = _dockerd_pid()
-    command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
-    os.kill(pid, signal.SIGTERM)
-    for _ in range(120):
-        if not Path(f"/proc/{pid}").exists():
-            break
-        time.sleep(0.5)
-    with open("/var/log/dockerd.log", "ab") as log:
-        subprocess.Popen([c.decode() for c in command], stdout=log, stderr=log, start_new_session=True)
-    for _ in range(120):
-        if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0:
-            break
-        time.sleep(0.5)
+    with engine_lock(exclusive=True):  # test beds running beside this suite wait
+        pid = _dockerd_pid()
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+        os.kill(pid, signal.SIGTERM)
+        for _ in range(120):
+            if not Path(f"/proc/{pid}").exists():
+                break
+            time.sleep(0.5)
+        with open("/var/log/dockerd.log", "ab") as log:
+            subprocess.Popen([c.decode() for c in command], stdout=log, stderr=log, start_new_session=True)
+        for _ in range(120):
+            if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0:
+                break
+            time.sleep(0.5)
     wait_all_healthy(project)
     _assert_everything_kept(project, logged, pgadmin_group, tmp_path)

@@ -21,6 +21,7 @@ repo_root=$(cd "$here/../.." && pwd)
 images_dir=$repo_root/tests/upstream-images
 
 CACHE_DIR=${TRACKSTACK_TESTBED_CACHE:-/var/cache/trackstack-testbed}
+ENGINE_LOCK=${TRACKSTACK_TEST_ENGINE_LOCK:-/run/trackstack-test-engine.lock}
 SWARM_CACHE=$CACHE_DIR/swarm          # data roots and registry storage: kept
 LOG_DIR=$CACHE_DIR/logs/swarm
 RUN_DIR=/run/trackstack-swarm         # sockets, pid files, exec roots: gone on down
@@ -268,12 +269,14 @@ wait_ready() { # NAME: the manager sees the node Ready again
 # --- images -------------------------------------------------------------------
 load_images() {
   local t0=$SECONDS refs ref id n missing tar
-  "$images_dir/build.sh"
+  # Every use of the host's engine holds its lock shared: CI's daemon-restart test may run
+  # beside this bed and holds it exclusively (tests/conftest.py, engine_lock).
+  flock -s "$ENGINE_LOCK" "$images_dir/build.sh"
   mapfile -t refs < <("$images_dir/build.sh" --list)
   ((${#refs[@]})) || die "tests/upstream-images/build.sh --list printed no image references"
   tar=$(mktemp "$CACHE_DIR/swarm-image.XXXXXX.tar")
   for ref in "${refs[@]}"; do
-    id=$(docker image inspect -f '{{.Id}}' "$ref")
+    id=$(flock -s "$ENGINE_LOCK" docker image inspect -f '{{.Id}}' "$ref")
     missing=()
     for n in "${NODES[@]}"; do
       [[ $(ndocker "$n" image inspect -f '{{.Id}}' "$ref" 2>/dev/null) == "$id" ]] || missing+=("$n")
@@ -281,7 +284,7 @@ load_images() {
     ((${#missing[@]})) || continue
     local t1=$SECONDS
     # One save for all the nodes that lack it.
-    docker save -o "$tar" "$ref"
+    flock -s "$ENGINE_LOCK" docker save -o "$tar" "$ref"
     for n in "${missing[@]}"; do ndocker "$n" load -q -i "$tar" >/dev/null; done
     log "loaded $ref into ${missing[*]} in $((SECONDS - t1))s"
   done
