@@ -40,16 +40,23 @@ def _live(session: nox.Session, suite: str, *extras: str) -> None:
     session.run("pytest", f"tests/{suite}", "-m", "live", *LIVE_OPTIONS, *session.posargs)
 
 
-@nox.session(python=PYTHON, default=False, tags=["ci", "live"])
+@nox.session(python=PYTHON, default=False, tags=["live"])
 def smoke(session: nox.Session) -> None:
     """Live smoke tests against the running stack named by .env (start it with `invoke up`)."""
     _live(session, "live")
 
 
-@nox.session(python=PYTHON, default=False, tags=["ci", "live"])
+@nox.session(python=PYTHON, default=False, tags=["live"])
 def browser(session: nox.Session) -> None:
     """Headless Chromium clicks through the MLflow, pgAdmin and MinIO UIs of the running stack."""
     _live(session, "browser", "browser")
+
+
+@nox.session(name="smoke+browser", python=PYTHON, default=False, tags=["ci"])
+def smoke_and_browser(session: nox.Session) -> None:
+    """smoke and browser in one run (CI): their tests with logins on share one switch of the stack."""
+    session.install("-e", ".[smoke,browser]")
+    session.run("pytest", "tests/live", "tests/browser", "-m", "live", *LIVE_OPTIONS, *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False, tags=["ci", "live"])

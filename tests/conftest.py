@@ -102,6 +102,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.swarm)
         elif suite == "k8s":  # its own deployment on a Kubernetes cluster
             item.add_marker(pytest.mark.k8s)
+    # The tests that need MLflow's logins share one switch of the live stack (`auth_stack`, per
+    # session): they run last, so that the others see the stack as `.env` describes it.
+    items.sort(key=lambda item: "auth_stack" in getattr(item, "fixturenames", ()))
 
 
 @pytest.fixture(scope="session")
@@ -148,9 +151,9 @@ def _invoke_up(env_file: Path) -> None:
         pytest.fail(f"invoke up ({env_file.name}) failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def auth_stack(project: Project) -> Iterator[AuthStack]:
-    """The live stack with LAN-mode settings and MLflow logins for one test module, then as before.
+    """The live stack with LAN-mode settings and MLflow logins for the tests that ask (run last), then as before.
 
     Writes a private copy of the stack's `.env` with MLFLOW_AUTH=true, new admin secrets,
     MLFLOW_PUBLIC_HOSTS and default permission READ (still bound to 127.0.0.1: no traffic
