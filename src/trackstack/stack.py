@@ -325,6 +325,10 @@ def stop(project: Project) -> None:
     ensure_rendered(project)
     engine.compose(project, "stop")
     say("stopped; data kept. `invoke up` starts it again")
+    if project.settings.restart_policy == "always":
+        # Docker's documented rule for `always`: a stopped container starts with the daemon.
+        say("note: RESTART_POLICY=always, so Docker starts it again when the Docker daemon restarts "
+            "(a reboot); `invoke down` keeps it down, or set RESTART_POLICY=unless-stopped")  # fmt: skip
 
 
 def down(project: Project) -> None:

@@ -54,8 +54,10 @@ def _assert_everything_kept(project: Project, logged: Logged, group: str, tmp: P
 
 
 def test_stop_then_up(project: Project, invoke: Invoke, logged: Logged, pgadmin_group: str, tmp_path: Path) -> None:
-    invoke("stop")
+    stopped = invoke("stop")
     assert {c["health"] for c in containers(project).values()} <= {"", "unhealthy", "starting"}
+    if project.settings.restart_policy == "always":  # Docker starts such a container with the daemon
+        assert "starts it again when the Docker daemon restarts" in stopped.stdout + stopped.stderr
     invoke("up")
     _assert_everything_kept(project, logged, pgadmin_group, tmp_path)
 
