@@ -342,13 +342,23 @@ pid_of() { cat "$RUN/pids/$1.pid" 2>/dev/null; }
 running() { local pid; pid=$(pid_of "$1") && [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; }
 
 # start NAME COMMAND... -- detached, logging to $LOGS/NAME.log, pid in $RUN/pids
+# close_fds -- close every descriptor above 2 of this (sub)shell: a daemon started from it must
+# not hold a lock of this script's, nor of its caller's (`flock FILE cluster.sh up` otherwise
+# stays locked for as long as the daemons run).
+close_fds() {
+  local fd
+  for fd in "/proc/$BASHPID/fd/"*; do
+    fd=${fd##*/}
+    if ((fd > 2)); then eval "exec $fd>&-"; fi
+  done
+}
+
 start() {
   local name=$1
   shift
   if running "$name"; then return 0; fi
   # nice 10: an idle cluster should not slow other people's tests on 2 cores.
-  # 9>&-: the daemons must not inherit (and so hold) the lock of this script.
-  setsid nice -n 10 "$@" >"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
+  (close_fds && exec setsid nice -n 10 "$@") >"$LOGS/$name.log" 2>&1 </dev/null &
   echo $! >"$RUN/pids/$name.pid"
   log "started $name (pid $!)"
 }

@@ -131,7 +131,7 @@ node_start() {
   # Without it a swarm task's pull of a stand-in (docker.io, quay.io) fails
   # at once (the resolver knows no such host) and the local image is used.
   # shellcheck disable=SC2016  # expanded by the inner sh, not here
-  setsid \
+  (close_fds && exec setsid \
     nsenter --net="/var/run/netns/$n" \
     unshare --uts -- sh -c 'hostname "$0" && exec "$@"' "$n" \
     dockerd \
@@ -140,8 +140,8 @@ node_start() {
       --pidfile "$(node_pidfile "$n")" \
       -H "unix://$(node_sock "$n")" \
       --cgroup-parent "/$n" \
-      --insecure-registry "$REGISTRY" \
-      </dev/null >>"$LOG_DIR/$n.log" 2>&1 9>&- &
+      --insecure-registry "$REGISTRY") \
+      </dev/null >>"$LOG_DIR/$n.log" 2>&1 &
   for _ in $(seq 1 120); do
     node_answers "$n" && break
     sleep 0.5
@@ -175,6 +175,17 @@ unmount_under() {
     while read -r m; do umount -l "$m" 2>/dev/null || true; done
 }
 
+# close_fds -- close every descriptor above 2 of this (sub)shell: a daemon started from it must
+# not hold a lock of this script's, nor of its caller's (`flock FILE cluster.sh up` otherwise
+# stays locked for as long as the daemons run).
+close_fds() {
+  local fd
+  for fd in "/proc/$BASHPID/fd/"*; do
+    fd=${fd##*/}
+    if ((fd > 2)); then eval "exec $fd>&-"; fi
+  done
+}
+
 # --- registry -----------------------------------------------------------------
 registry_up() {
   local pidfile=$RUN_DIR/registry.pid conf=$RUN_DIR/registry.yml bin
@@ -194,7 +205,7 @@ http:
   addr: $REGISTRY
 CONF
   # Traces would go to an OTLP collector on localhost that does not exist.
-  OTEL_TRACES_EXPORTER=none setsid "$bin" serve "$conf" </dev/null >>"$LOG_DIR/registry.log" 2>&1 9>&- &
+  (close_fds && OTEL_TRACES_EXPORTER=none exec setsid "$bin" serve "$conf") </dev/null >>"$LOG_DIR/registry.log" 2>&1 &
   echo $! >"$pidfile"
   for _ in $(seq 1 40); do
     curl -fsS -o /dev/null "http://$REGISTRY/v2/" 2>/dev/null && break
