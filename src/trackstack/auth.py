@@ -54,6 +54,12 @@ class Server:
     url: str
     verify: bool | str = True  # a CA certificate's path for a server with its own CA
     psql: Psql = database.psql
+    host: str = ""  # the Host header to send where the URL's is none MLflow answers (a port-forward)
+    login_url: str = ""  # where people log in, where the tasks reach MLflow another way
+
+    @property
+    def users_url(self) -> str:
+        return self.login_url or self.url
 
 
 def local_server(settings: Settings) -> Server:
@@ -64,7 +70,9 @@ def _call(settings: Settings, server: Server, method: str, path: str, payload: d
     url = f"{server.url}{USERS_API}{path}"
     admin = (settings.mlflow_admin_user, settings.mlflow_admin_password.get_secret_value())
     try:
-        response = requests.request(method, url, json=payload, auth=admin, timeout=30, verify=server.verify)
+        headers = {"Host": server.host} if server.host else None
+        response = requests.request(method, url, json=payload, auth=admin, headers=headers, timeout=30,
+                                    verify=server.verify)  # fmt: skip
     except requests.RequestException as error:
         raise AuthError(
             f"MLflow did not answer at {server.url} ({type(error).__name__}). "

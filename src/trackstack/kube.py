@@ -18,7 +18,7 @@ from trackstack import container_env, swarm
 from trackstack.paths import TEMPLATES
 from trackstack.problems import Problem
 from trackstack.render import AUTH_START, allowed_hosts, backend_store_uri, render_template
-from trackstack.services import MINIO, MLFLOW, PGADMIN, POSTGRES, SWARM_SECRET_KEYS
+from trackstack.services import MINIO, MLFLOW, PGADMIN, POSTGRES, SERVICES, SWARM_SECRET_KEYS
 from trackstack.settings import Settings
 
 MANIFEST_FILE = "kubernetes.yaml"
@@ -27,7 +27,10 @@ FIELD_MANAGER = "trackstack"
 # Postgres, MinIO and pgAdmin: one pod each, with a claim for its volume.
 DATA_SERVICES = (POSTGRES, MINIO, PGADMIN)
 WORKLOADS = {"statefulset": tuple(s.name for s in DATA_SERVICES), "deployment": (MLFLOW.name,)}
-NODE_PORTS = range(30000, 32768)  # the API server's default --service-node-port-range
+NODE_PORTS = range(30000, 32768)
+MLFLOW_CONTAINER_PORT = MLFLOW.endpoints[0].container_port
+# The Host header of requests from inside the cluster: one MLflow always answers (render.allowed_hosts).
+MLFLOW_IN_CLUSTER_HOST = f"{MLFLOW.name}:{MLFLOW_CONTAINER_PORT}"  # the API server's default --service-node-port-range
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -167,8 +170,13 @@ def render_mlflow(settings: Settings, image: str) -> str:
         **_context(settings, image),
         mlflow_server=mlflow_server_args(settings),
         mlflow_environment=swarm.mlflow_environment(settings) | {"TRACKSTACK_AUTH_PREPARED": "true"},
-        mlflow_service_port=settings.ports["MLFLOW_PORT"] if settings.kube_mlflow_service == "LoadBalancer" else 5000,
+        mlflow_service_port=mlflow_service_port(settings),
     )
+
+
+def mlflow_service_port(settings: Settings) -> int:
+    """The Service's port: MLFLOW_PORT on a LoadBalancer (what clients connect to), else MLflow's own."""
+    return settings.ports["MLFLOW_PORT"] if settings.kube_mlflow_service == "LoadBalancer" else MLFLOW_CONTAINER_PORT
 
 
 def render_kube(settings: Settings, image: str) -> dict[str, str]:
@@ -192,6 +200,55 @@ def mlflow_url(settings: Settings) -> str:
     if settings.kube_mlflow_service == "NodePort":
         return f"http://{settings.host}:{settings.ports['MLFLOW_PORT']}"
     return f"http://127.0.0.1:{settings.ports['MLFLOW_PORT']}"
+
+
+def mlflow_needs_forward(settings: Settings) -> bool:
+    """A ClusterIP Service without an Ingress: only a port-forward reaches MLflow from outside the cluster."""
+    return settings.kube_mlflow_service == "ClusterIP" and not settings.kube_ingress_host
+
+
+@dataclass(frozen=True)
+class Forward:
+    """A `kubectl port-forward` of one Service port to a port on 127.0.0.1 (0: one kubectl picks)."""
+
+    service: str
+    local_port: int
+    remote_port: int
+    key: str = ""  # the `.env` key of the local port
+
+    @property
+    def spec(self) -> str:
+        return f"{self.local_port or ''}:{self.remote_port}"
+
+
+@dataclass(frozen=True)
+class Link:
+    """One endpoint of the deployed stack as this machine reaches it: directly, or through `forward`."""
+
+    title: str
+    url: str
+    login: str
+    browser: bool  # opened by `invoke open`
+    forward: Forward | None
+
+
+def links(settings: Settings) -> list[Link]:
+    """Every endpoint, in the service table's order: MLflow at its URL (forwarded on MLFLOW_PORT when
+    its Service is a ClusterIP without an Ingress), the others forwarded on their `.env` ports."""
+    found = []
+    for service in SERVICES:
+        for endpoint in service.endpoints:
+            login = endpoint.login_with_auth or endpoint.login
+            if service is MLFLOW and not mlflow_needs_forward(settings):
+                found.append(Link(endpoint.title, mlflow_url(settings), login, endpoint.browser, None))
+                continue
+            port = settings.ports[endpoint.port_key]
+            url = (f"postgresql://{settings.postgres_user}@127.0.0.1:{port}/{settings.postgres_db}"
+                   if endpoint.scheme == "postgresql" else f"http://127.0.0.1:{port}")  # fmt: skip
+            remote = mlflow_service_port(settings) if service is MLFLOW else endpoint.container_port
+            forward = Forward(service.name, port, remote, endpoint.port_key)
+            found.append(Link(endpoint.title, url, login, endpoint.browser, forward))
+    return found
 
 
 def deploy_problems(values: Mapping[str, str]) -> list[Problem]:

@@ -35,14 +35,17 @@ def kubectl(settings: Settings, *args: str) -> list[str]:
     return ["kubectl", *_context(settings), "--namespace", kube.namespace(settings), *args]
 
 
+NO_KUBECTL = (
+    "kubectl is not installed or not on PATH. Fix: install kubectl within one minor version of the "
+    "cluster (https://kubernetes.io/docs/tasks/tools/), then retry."
+)
+
+
 def run(args: Sequence[str], *, input_text: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     try:
         result = subprocess.run(list(args), capture_output=True, text=True, input=input_text, check=False)
     except FileNotFoundError:
-        raise KubeError(
-            "kubectl is not installed or not on PATH. Fix: install kubectl within one minor version of the "
-            "cluster (https://kubernetes.io/docs/tasks/tools/), then retry."
-        ) from None
+        raise KubeError(NO_KUBECTL) from None
     if check and result.returncode != 0:
         raise KubeError(f"`{' '.join(args[:6])} ...` failed:\n{indent(result.stderr.strip())}")
     return result
@@ -184,17 +187,3 @@ def status_rows(settings: Settings) -> list[tuple[str, ...]] | None:
             image = item["spec"]["template"]["spec"]["containers"][0]["image"]
             rows.append((f"{kind}/{name}", f"{ready}/{item['spec']['replicas']}", image))
     return rows
-
-
-def print_urls(project: Project) -> None:
-    settings = project.settings
-    namespace = kube.namespace(settings)
-    context = f" --context {settings.kube_context}" if settings.kube_context else ""
-    print(f"  MLflow UI and API  {kube.mlflow_url(settings)}", flush=True)
-    if settings.kube_mlflow_service == "ClusterIP" and not settings.kube_ingress_host:
-        print(f"    (a ClusterIP Service: `kubectl{context} -n {namespace} port-forward service/mlflow "
-              f"{settings.ports['MLFLOW_PORT']}:5000` makes it this URL)", flush=True)  # fmt: skip
-    print(f"  pgAdmin            `kubectl{context} -n {namespace} port-forward service/pgadmin "
-          f"{settings.ports['PGADMIN_PORT']}:80`, then http://127.0.0.1:{settings.ports['PGADMIN_PORT']}\n"
-          "  logins: MLFLOW_ADMIN_USER / MLFLOW_ADMIN_PASSWORD from .env; students: `invoke user.add NAME`",
-          flush=True)  # fmt: skip

@@ -6,9 +6,10 @@ Heavy modules (pydantic, jinja2, the MinIO SDK) are imported inside the tasks so
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -177,7 +178,7 @@ def up(c: Context, timeout: int = 300, allow_weak_secrets: bool = False, allow_u
 def deploy(c: Context, timeout: int = 600, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
     """Deploy a shared server to Docker Swarm or Kubernetes (DEPLOY_TARGET), wait, print URLs."""
     from trackstack import deploy as deploying
-    from trackstack import kubedeploy
+    from trackstack import kubeaccess, kubedeploy
     from trackstack.kube import target_problems
     from trackstack.validation import Policy
 
@@ -186,7 +187,7 @@ def deploy(c: Context, timeout: int = 600, allow_weak_secrets: bool = False, all
     if project.settings.deploy_target == "kubernetes":
         kubedeploy.deploy(project, timeout=timeout)
         deploying.say("ready:")
-        kubedeploy.print_urls(project)
+        kubeaccess.print_urls(project)
         return
     deploying.deploy(project, timeout=timeout)
     deploying.say("ready:")
@@ -373,13 +374,18 @@ def urls(c: Context) -> None:
     from trackstack import deploy, overview
 
     project = _relaxed(c)
+    if project.settings.deploy_target == "kubernetes":
+        from trackstack import kubeaccess
+
+        kubeaccess.print_urls(project)
+        return
     (deploy.print_urls if deploy.deployed(project) else overview.print_urls)(project)
 
 
 @task(name="open")
 @reports_errors
 def open_uis(c: Context) -> None:
-    """Open the MLflow, pgAdmin and MinIO UIs in the browser.
+    """Open the MLflow, pgAdmin and MinIO UIs in the browser (on Kubernetes: port-forwards until Ctrl-C).
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
@@ -388,6 +394,11 @@ def open_uis(c: Context) -> None:
     from trackstack import deploy, overview, stack
 
     project = _relaxed(c)
+    if project.settings.deploy_target == "kubernetes":
+        from trackstack import kubeaccess
+
+        kubeaccess.open_uis(project)
+        return
     found = (deploy.browser_urls if deploy.deployed(project) else overview.browser_urls)(project)
     for name, url in found.items():
         stack.say(f"opening {name}: {url}")
@@ -395,11 +406,18 @@ def open_uis(c: Context) -> None:
             stack.say(f"no browser found here; open {url} yourself")
 
 
-def _mlflow_server(project: Project) -> auth.Server:
-    """MLflow of the stack deployed to the swarm in use (`invoke deploy`), else of the compose stack."""
+@contextlib.contextmanager
+def _mlflow_server(project: Project) -> Iterator[auth.Server]:
+    """MLflow on Kubernetes (DEPLOY_TARGET), else the one deployed to the swarm in use, else the compose stack's."""
+    if project.settings.deploy_target == "kubernetes":
+        from trackstack import kubeaccess
+
+        with kubeaccess.server(project) as server:
+            yield server
+        return
     from trackstack import auth, deploy
 
-    return deploy.server(project) or auth.local_server(project.settings)
+    yield deploy.server(project) or auth.local_server(project.settings)
 
 
 @task(name="add", help={"name": "the new login, e.g. student01"})
@@ -412,10 +430,10 @@ def user_add(c: Context, name: str) -> None:
     from trackstack import auth
 
     project = _relaxed(c)
-    server = _mlflow_server(project)
-    password = auth.add_user(project.settings, name, server=server)
+    with _mlflow_server(project) as server:
+        password = auth.add_user(project.settings, name, server=server)
     print(f"trackstack: added MLflow user {name}; its password (shown only now): {password}", flush=True)
-    print(f"trackstack: it logs in at {server.url}; from code: MLFLOW_TRACKING_USERNAME={name} "
+    print(f"trackstack: it logs in at {server.users_url}; from code: MLFLOW_TRACKING_USERNAME={name} "
           "MLFLOW_TRACKING_PASSWORD=<the password>", flush=True)  # fmt: skip
 
 
@@ -429,7 +447,9 @@ def user_list(c: Context) -> None:
     from trackstack import auth
 
     project = _relaxed(c)
-    for login, is_admin in auth.list_users(project, server=_mlflow_server(project)):
+    with _mlflow_server(project) as server:
+        users = auth.list_users(project, server=server)
+    for login, is_admin in users:
         print(f"{login}  (admin)" if is_admin else login)
 
 
@@ -443,7 +463,8 @@ def user_remove(c: Context, name: str) -> None:
     from trackstack import auth
 
     project = _relaxed(c)
-    auth.remove_user(project, name, server=_mlflow_server(project))
+    with _mlflow_server(project) as server:
+        auth.remove_user(project, name, server=server)
     print(f"trackstack: removed MLflow user {name}; its experiments and runs stay", flush=True)
 
 
