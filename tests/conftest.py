@@ -2,6 +2,8 @@
 
 Tests under tests/live, tests/browser and tests/lifecycle are marked `live`; they talk to the
 stack named by `.env` (or $TRACKSTACK_ENV_FILE) and stop at once when nothing of it answers.
+The smoke suite reaches its stack through `target`: here the compose stack; the Kubernetes suite
+overrides it (and `auth_stack`) with the stack it deployed (tests/k8s/conftest.py).
 Unit tests override `settings` with a valid example (tests/unit/conftest.py).
 """
 
@@ -14,11 +16,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import NoReturn
+from typing import Literal, NoReturn
 
 import pytest
 
@@ -130,6 +133,47 @@ def _live_stack(request: pytest.FixtureRequest) -> None:
         request.getfixturevalue("stack_is_up")
 
 
+# `mlflow gc` of an experiment's deleted runs (their ids), run inside the stack (tests/live/cleanup.py).
+Collect = Callable[[str, list[str]], None]
+
+
+@dataclass(frozen=True)
+class Target:
+    """The stack the smoke suite talks to, as this machine reaches it.
+
+    `settings` carries its credentials and, in `ports`, where each endpoint answers on 127.0.0.1:
+    the published ports on Compose; on Kubernetes MLflow's NodePort and `kubectl port-forward`s of
+    the other Services. `admin` is MLflow's login where it asks for one.
+    """
+
+    kind: Literal["compose", "kubernetes"]
+    settings: Settings
+    collect: Collect
+    admin: tuple[str, str] | None = field(default=None, repr=False)
+
+
+@pytest.fixture(scope="session")
+def target(project: Project) -> Target:
+    """The compose stack of `.env` on its published ports (logins: `auth_stack` switches them on)."""
+    from tests.live.cleanup import compose_gc
+
+    return Target("compose", project.settings, partial(compose_gc, project))
+
+
+@pytest.fixture(scope="session")
+def require_service(target: Target) -> Callable[[str], None]:
+    """Fail a test with the name of the service that does not answer on its port."""
+
+    def check(service: str) -> None:
+        settings = target.settings
+        port = health_port(settings, service)
+        if not answers(settings.host, port):
+            pytest.fail(f"service {service} of the {target.kind} stack is not answering on {settings.host}:{port}: "
+                        "is it stopped? (`invoke status`)", pytrace=False)  # fmt: skip
+
+    return check
+
+
 # The Host header a class would send in LAN mode; requests only ever go to 127.0.0.1.
 PUBLIC_HOST = "mlflow.class.test"
 
@@ -197,8 +241,8 @@ def auth_stack(project: Project) -> Iterator[AuthStack]:
 def _purge(project: Project, experiment_ids: list[str]) -> None:
     from mlflow.tracking import MlflowClient
 
-    from tests.live.cleanup import purge_experiment
+    from tests.live.cleanup import compose_gc, purge_experiment
 
     client = MlflowClient(tracking_uri=project.settings.mlflow_url)
     for experiment_id in experiment_ids:
-        purge_experiment(client, experiment_id)
+        purge_experiment(client, experiment_id, partial(compose_gc, project))

@@ -12,6 +12,7 @@ import requests
 from playwright.sync_api import Page, expect
 
 from tests.browser.ui import mlflow_experiments_search
+from tests.conftest import Target
 from tests.live.cleanup import purge_experiment
 from trackstack.settings import Settings
 
@@ -25,7 +26,7 @@ class LoggedRun:
 
 
 @pytest.fixture
-def logged_run(settings: Settings) -> Iterator[LoggedRun]:
+def logged_run(settings: Settings, target: Target) -> Iterator[LoggedRun]:
     """An experiment with one finished run (a metric, a parameter), deleted afterwards."""
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
@@ -50,7 +51,7 @@ def logged_run(settings: Settings) -> Iterator[LoggedRun]:
         client.set_terminated(run.info.run_id)
         yield logged
     finally:
-        purge_experiment(client, experiment_id)
+        purge_experiment(client, experiment_id, target.collect)
 
 
 # `logged_run` comes first: the page (and its screenshot) is torn down before the experiment goes.

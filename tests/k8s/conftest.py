@@ -7,6 +7,9 @@ and registry would: it creates hostPath PersistentVolumes for the stack's claims
 MLflow image with the product's own build step, and loads every image into the node
 (`cluster.sh load`); the product deploys with MLFLOW_IMAGE_PUSH=false. Without a cluster the
 suite skips, unless TRACKSTACK_TEST_K8S=required (CI), which turns that into a failure.
+
+The smoke suite runs against the deployed stack too (test_smoke_suite.py): `target` and
+`auth_stack` here are its way in.
 """
 
 from __future__ import annotations
@@ -15,15 +18,17 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
 import pytest
 from dotenv import dotenv_values
 
-from tests.conftest import ROOT, bed_unavailable, engine_lock, fresh_secrets
+from tests.conftest import PUBLIC_HOST, ROOT, AuthStack, Target, bed_unavailable, engine_lock, fresh_secrets
+from tests.live.cleanup import gc_args, purge_experiment
 from tests.swarm.conftest import Deployed, invoke, write_env
-from trackstack import kube
+from trackstack import kube, kubeaccess
 from trackstack.deploy import build_image
 from trackstack.engine import Project
 from trackstack.settings import Settings
@@ -66,6 +71,7 @@ def k8s_values() -> dict[str, str]:
     return fresh_secrets() | {
         "COMPOSE_PROJECT_NAME": PROJECT,
         "MLFLOW_AUTH": "true",
+        "MLFLOW_PUBLIC_HOSTS": PUBLIC_HOST,  # the smoke suite's host-name checks (test_auth.py)
         "MLFLOW_REPLICAS": "2",
         "MLFLOW_WORKERS": "1",
         "MLFLOW_PORT": str(NODE_PORT),
@@ -76,6 +82,11 @@ def k8s_values() -> dict[str, str]:
         "KUBE_NAMESPACE": PROJECT,
         "KUBE_STORAGE_CLASS": STORAGE_CLASS,
         "KUBE_MLFLOW_SERVICE": "NodePort",
+        # Where `invoke open` forwards pgAdmin and MinIO: clear of a compose stack on the course ports.
+        "POSTGRES_PORT": "35432",
+        "MINIO_API_PORT": "39000",
+        "MINIO_CONSOLE_PORT": "39001",
+        "PGADMIN_PORT": "35051",
     }
 
 
@@ -150,6 +161,46 @@ def deployed(env_file: Path) -> Iterator[Deployed]:
     yield Deployed(project, f"http://127.0.0.1:{NODE_PORT}", admin, ca="")
     if not os.environ.get("TRACKSTACK_TEST_K8S_KEEP"):
         invoke("undeploy", env_file=env_file)
+
+
+def kube_gc(settings: Settings, experiment_id: str, runs: list[str]) -> None:
+    """`mlflow gc` in an MLflow pod: the image's entrypoint reads the Secret's files, gc logs in as the admin."""
+    login = 'MLFLOW_TRACKING_USERNAME="$MLFLOW_ADMIN_USER" MLFLOW_TRACKING_PASSWORD="$MLFLOW_ADMIN_PASSWORD" exec "$@"'
+    kubectl("-n", kube.namespace(settings), "exec", "deployment/mlflow", "-c", "mlflow", "--",
+            "env", f"MLFLOW_TRACKING_URI=http://{kube.MLFLOW_IN_CLUSTER_HOST}",
+            "python", "-I", "-S", "/usr/local/bin/trackstack-entrypoint.py",
+            "sh", "-c", login, "gc", *gc_args(settings, experiment_id, runs))  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def target(deployed: Deployed) -> Iterator[Target]:
+    """The deployed stack as the smoke suite reaches it: MLflow on its NodePort (its Service, through
+    kube-proxy), Postgres, MinIO and pgAdmin through `kubectl port-forward`s of their Services (the
+    product's own, on ports kubectl picks), MLflow's admin logged in."""
+    settings = deployed.settings
+    endpoints = [(service.name, endpoint) for service in kube.DATA_SERVICES for endpoint in service.endpoints]
+    forwards = [kube.Forward(name, 0, endpoint.container_port) for name, endpoint in endpoints]
+    with kubeaccess.port_forwards(settings, forwards) as forwarding:
+        local = {endpoint.port_key: forwarding.local[(name, endpoint.container_port)] for name, endpoint in endpoints}
+        reached = settings.model_copy(update={"ports": settings.ports | local})
+        yield Target("kubernetes", reached, partial(kube_gc, settings), admin=deployed.admin)
+
+
+@pytest.fixture(scope="module")
+def auth_stack(target: Target, deployed: Deployed) -> Iterator[AuthStack]:
+    """The deployed stack has logins and MLFLOW_PUBLIC_HOSTS already: nothing to switch; the experiments
+    the tests made are purged at the end."""
+    from mlflow.tracking import MlflowClient
+
+    assert target.admin is not None
+    stack = AuthStack(Project(root=ROOT, env_file=deployed.project.env_file, settings=target.settings), target.admin)
+    yield stack
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_USERNAME", target.admin[0])
+        patch.setenv("MLFLOW_TRACKING_PASSWORD", target.admin[1])
+        client = MlflowClient(tracking_uri=target.settings.mlflow_url)
+        for experiment_id in stack.experiments:
+            purge_experiment(client, experiment_id, target.collect)
 
 
 def dotenv(path: Path) -> dict[str, str]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import subprocess
 from typing import Any
 
-from tests.conftest import live_project
-from trackstack.engine import compose_args
+from tests.conftest import Collect
+from trackstack.engine import Project, compose_args
 from trackstack.render import backend_store_uri
+from trackstack.settings import Settings
 
 
-def purge_experiment(client: Any, experiment_id: str) -> None:
-    """Delete the experiment and its runs, then `mlflow gc` exactly those inside the MLflow container.
+def purge_experiment(client: Any, experiment_id: str, collect: Collect) -> None:
+    """Delete the experiment and its runs, then `mlflow gc` exactly those inside the stack.
 
     Naming the runs keeps gc away from anything a user deleted on purpose (still restorable).
     """
@@ -19,20 +20,23 @@ def purge_experiment(client: Any, experiment_id: str) -> None:
     for run_id in runs:
         client.delete_run(run_id)
     client.delete_experiment(experiment_id)
-    project = live_project()
-    settings = project.settings
+    collect(experiment_id, runs)
+
+
+def gc_args(settings: Settings, experiment_id: str, runs: list[str]) -> list[str]:
+    """`mlflow gc` of these runs, as the MLflow container runs it."""
     args = [
-        "exec",
-        "-T",
-        # gc deletes artifacts through the tracking server, under a host name it allows.
-        "-e",
-        "MLFLOW_TRACKING_URI=http://mlflow:5000",
-        "mlflow",
         "mlflow",
         "gc",
         f"--backend-store-uri={backend_store_uri(settings.postgres_user, settings.postgres_db)}",
         f"--experiment-ids={experiment_id}",
     ]
-    if runs:
-        args.append(f"--run-ids={','.join(runs)}")
-    subprocess.run(compose_args(project, *args), check=True, capture_output=True)
+    return [*args, f"--run-ids={','.join(runs)}"] if runs else args
+
+
+def compose_gc(project: Project, experiment_id: str, runs: list[str]) -> None:
+    """gc in the compose stack's MLflow container."""
+    # gc deletes artifacts through the tracking server, under a host name it allows.
+    args = ["exec", "-T", "-e", "MLFLOW_TRACKING_URI=http://mlflow:5000", "mlflow"]
+    subprocess.run(compose_args(project, *args, *gc_args(project.settings, experiment_id, runs)), check=True,
+                   capture_output=True)  # fmt: skip

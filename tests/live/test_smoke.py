@@ -1,4 +1,8 @@
-"""Smoke tests: each service answers, and MLflow really stores in Postgres and MinIO."""
+"""Smoke tests: each service answers, and MLflow really stores in Postgres and MinIO.
+
+They reach the stack through `target` (tests/conftest.py): the compose stack here, the stack deployed
+to Kubernetes when tests/k8s collects them (tests/k8s/test_smoke_suite.py). None is compose-only.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import psycopg
 import pytest
 import requests
 
+from tests.conftest import Target
 from tests.live.cleanup import purge_experiment
 from tests.live.pgadmin_api import PgAdmin
 from trackstack.probes import connect_postgres
@@ -30,13 +35,15 @@ def _connect(settings: Settings) -> psycopg.Connection[Any]:
 # -- PostgreSQL --------------------------------------------------------------------------
 
 
-def test_postgres_answers_select_1(settings: Settings, require_service: Require) -> None:
+def test_postgres_answers_select_1(target: Target, require_service: Require) -> None:
+    settings = target.settings
     require_service("postgres")
     with _connect(settings) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
-def test_postgres_round_trip(settings: Settings, require_service: Require) -> None:
+def test_postgres_round_trip(target: Target, require_service: Require) -> None:
+    settings = target.settings
     require_service("postgres")
     table = f"smoke_{uuid.uuid4().hex[:12]}"
     with _connect(settings) as conn:
@@ -49,7 +56,8 @@ def test_postgres_round_trip(settings: Settings, require_service: Require) -> No
             conn.execute(f"DROP TABLE {table}")
 
 
-def test_mlflow_tables_live_in_postgres(settings: Settings, require_service: Require) -> None:
+def test_mlflow_tables_live_in_postgres(target: Target, require_service: Require) -> None:
+    settings = target.settings
     require_service("postgres")
     with _connect(settings) as conn:
         rows = conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'").fetchall()
@@ -60,18 +68,21 @@ def test_mlflow_tables_live_in_postgres(settings: Settings, require_service: Req
 # -- MinIO -------------------------------------------------------------------------------
 
 
-def test_minio_is_live(settings: Settings, require_service: Require) -> None:
+def test_minio_is_live(target: Target, require_service: Require) -> None:
+    settings = target.settings
     require_service("minio")
     response = requests.get(f"{settings.url('MINIO_API_PORT')}/minio/health/live", timeout=5)
     assert response.status_code == 200
 
 
-def test_minio_bucket_is_seeded(settings: Settings, require_service: Require) -> None:
+def test_minio_bucket_is_seeded(target: Target, require_service: Require) -> None:
+    settings = target.settings
     require_service("minio")
     assert minio_client(settings).bucket_exists(settings.mlflow_bucket)
 
 
-def test_minio_object_round_trip(settings: Settings, require_service: Require) -> None:
+def test_minio_object_round_trip(target: Target, require_service: Require) -> None:
+    settings = target.settings
     require_service("minio")
     client = minio_client(settings)
     name = f"smoke/{uuid.uuid4().hex}.bin"
@@ -91,48 +102,57 @@ def test_minio_object_round_trip(settings: Settings, require_service: Require) -
 # -- MLflow ------------------------------------------------------------------------------
 
 
-def test_mlflow_health(settings: Settings, require_service: Require) -> None:
+def test_mlflow_health(target: Target, require_service: Require) -> None:
+    settings = target.settings
     require_service("mlflow")
     response = requests.get(f"{settings.mlflow_url}/health", timeout=5)
     assert (response.status_code, response.text.strip()) == (200, "OK")
 
 
-def test_mlflow_version_is_the_pinned_one(settings: Settings, require_service: Require) -> None:
+def test_mlflow_version_is_the_pinned_one(target: Target, require_service: Require) -> None:
+    settings = target.settings
     require_service("mlflow")
-    response = requests.get(f"{settings.mlflow_url}/version", timeout=5)
+    response = requests.get(f"{settings.mlflow_url}/version", auth=target.admin, timeout=5)
     assert response.text.strip() == settings.mlflow_version
 
 
-def test_mlflow_ui_is_served(settings: Settings, require_service: Require) -> None:
+def test_mlflow_ui_is_served(target: Target, require_service: Require) -> None:
+    settings = target.settings
     require_service("mlflow")
-    response = requests.get(f"{settings.mlflow_url}/", timeout=10)
+    response = requests.get(f"{settings.mlflow_url}/", auth=target.admin, timeout=10)
     assert response.status_code == 200
     assert "<title>MLflow</title>" in response.text
 
 
 @pytest.fixture
-def experiment(settings: Settings, require_service: Require) -> Iterator[tuple[Any, str]]:
-    """A fresh experiment, purged afterwards together with its runs and artifact objects."""
-    require_service("mlflow")
-    require_service("minio")  # artifacts go through MLflow into MinIO
+def experiment(target: Target, require_service: Require, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
+    """A fresh experiment (as MLflow's admin where it asks for a login), purged afterwards with its runs and
+    artifact objects."""
     from mlflow.tracking import MlflowClient
 
+    settings = target.settings
+    require_service("mlflow")
+    require_service("minio")  # artifacts go through MLflow into MinIO
+    if target.admin:  # the client reads them from the environment on every request
+        monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", target.admin[0])
+        monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", target.admin[1])
     client = MlflowClient(tracking_uri=settings.mlflow_url)
     experiment_id = client.create_experiment(f"smoke-{uuid.uuid4().hex[:12]}")
     try:
         yield client, experiment_id
     finally:
-        purge_experiment(client, experiment_id)
+        purge_experiment(client, experiment_id, target.collect)
         s3 = minio_client(settings)
         leftovers = list(s3.list_objects(settings.mlflow_bucket, prefix=f"{experiment_id}/", recursive=True))
         assert leftovers == [], "mlflow gc left artifact objects behind"
 
 
 def test_mlflow_tracks_through_the_server(
-    experiment: tuple[Any, str], settings: Settings, require_service: Require, tmp_path: Path
+    experiment: tuple[Any, str], target: Target, require_service: Require, tmp_path: Path
 ) -> None:
     from mlflow.entities import Metric, Param
 
+    settings = target.settings
     client, experiment_id = experiment
     run = client.create_run(experiment_id)
     run_id = run.info.run_id
@@ -173,26 +193,30 @@ def test_mlflow_tracks_through_the_server(
 # -- pgAdmin -----------------------------------------------------------------------------
 
 
-def test_pgadmin_ping(settings: Settings, require_service: Require) -> None:
+def test_pgadmin_ping(target: Target, require_service: Require) -> None:
+    settings = target.settings
     require_service("pgadmin")
     response = requests.get(f"{settings.url('PGADMIN_PORT')}/misc/ping", timeout=5)
     assert (response.status_code, response.text.strip()) == (200, "PING")
 
 
 @pytest.fixture
-def pgadmin(settings: Settings, require_service: Require) -> PgAdmin:
+def pgadmin(target: Target, require_service: Require) -> PgAdmin:
+    settings = target.settings
     require_service("pgadmin")
     client = PgAdmin(settings.url("PGADMIN_PORT"))
     assert client.login(settings.pgadmin_default_email, settings.pgadmin_default_password.get_secret_value())
     return client
 
 
-def test_pgadmin_rejects_a_wrong_password(settings: Settings, require_service: Require) -> None:
+def test_pgadmin_rejects_a_wrong_password(target: Target, require_service: Require) -> None:
+    settings = target.settings
     require_service("pgadmin")
     assert not PgAdmin(settings.url("PGADMIN_PORT")).login(settings.pgadmin_default_email, "not-the-password")
 
 
-def test_pgadmin_lists_the_seeded_server(pgadmin: PgAdmin, settings: Settings) -> None:
+def test_pgadmin_lists_the_seeded_server(pgadmin: PgAdmin, target: Target) -> None:
+    settings = target.settings
     servers = [(group, node) for group, node in pgadmin.servers() if node["label"] == "localhost"]
     assert len(servers) == 1, "exactly one server named localhost"
     group, node = servers[0]
