@@ -26,7 +26,9 @@ SECRET = "trackstack-credentials"  # noqa: S105 - the Secret's name
 FIELD_MANAGER = "trackstack"
 # Postgres, MinIO and pgAdmin: one pod each, with a claim for its volume.
 DATA_SERVICES = (POSTGRES, MINIO, PGADMIN)
-WORKLOADS = {"statefulset": tuple(s.name for s in DATA_SERVICES), "deployment": (MLFLOW.name,)}
+# MLflow's periodic jobs (MLFLOW_JOB_EXECUTION=true) run in this one pod only (mlflow_workloads).
+PERIODIC = f"{MLFLOW.name}-periodic"
+PERIODIC_TASKS = "MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS"
 NODE_PORTS = range(30000, 32768)
 MLFLOW_CONTAINER_PORT = MLFLOW.endpoints[0].container_port
 # The Host header of requests from inside the cluster: one MLflow always answers (render.allowed_hosts).
@@ -50,6 +52,39 @@ RESOURCES = {
     PGADMIN.name: Resources("50m", "256Mi", "1", "768Mi"),
 }
 STORAGE = {POSTGRES.name: "10Gi", MINIO.name: "50Gi", PGADMIN.name: "1Gi"}
+
+
+def workloads(settings: Settings) -> dict[str, tuple[str, ...]]:
+    """The workloads of a deployed stack by kind, in the order `invoke status` shows them."""
+    mlflow = (MLFLOW.name, PERIODIC) if settings.mlflow_job_execution else (MLFLOW.name,)
+    return {"statefulset": tuple(s.name for s in DATA_SERVICES), "deployment": mlflow}
+
+
+@dataclass(frozen=True)
+class MlflowWorkload:
+    """A Deployment of MLflow servers."""
+
+    name: str
+    replicas: int
+    environment: dict[str, str]
+    rolling: bool  # a new pod ready before an old one stops; else the old stops first (Recreate)
+
+
+def mlflow_workloads(settings: Settings) -> list[MlflowWorkload]:
+    """MLflow's replicas behind the Service; with the job runner on, one more pod for its periodic jobs.
+
+    MLflow asks that one instance of a multi-replica deployment runs its periodic jobs. A Deployment's
+    pods have no slot to pick one by (Swarm's task slot 1), so the replicas run none and a Deployment
+    of its own, one pod replaced by Recreate, runs them: never two at once, and never none for longer
+    than a restart. The Service does not select it: it serves no requests.
+    """
+    environment = swarm.mlflow_environment(settings) | {"TRACKSTACK_AUTH_PREPARED": "true"}
+    if not settings.mlflow_job_execution:
+        return [MlflowWorkload(MLFLOW.name, settings.mlflow_replicas, environment, rolling=True)]
+    return [
+        MlflowWorkload(MLFLOW.name, settings.mlflow_replicas, environment | {PERIODIC_TASKS: "false"}, rolling=True),
+        MlflowWorkload(PERIODIC, 1, environment | {PERIODIC_TASKS: "true"}, rolling=False),
+    ]
 
 
 def resources(settings: Settings) -> dict[str, Resources]:
@@ -169,7 +204,7 @@ def render_mlflow(settings: Settings, image: str) -> str:
         "k8s/mlflow.yaml.j2",
         **_context(settings, image),
         mlflow_server=mlflow_server_args(settings),
-        mlflow_environment=swarm.mlflow_environment(settings) | {"TRACKSTACK_AUTH_PREPARED": "true"},
+        workloads=mlflow_workloads(settings),
         mlflow_service_port=mlflow_service_port(settings),
     )
 

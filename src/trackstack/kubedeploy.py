@@ -97,7 +97,9 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
     prepare(settings, image, parts["prepare"], timeout=timeout)
     say(f"rolling out MLflow: {settings.mlflow_replicas} replicas of {image}")
     apply(settings, parts["mlflow"])
-    wait_rollout(settings, "deployment", kube.WORKLOADS["deployment"], timeout=timeout)
+    if not settings.mlflow_job_execution:  # its periodic-jobs pod, from a deploy with the job runner on
+        run(kubectl(settings, "delete", "deployment", kube.PERIODIC, "--ignore-not-found"))
+    wait_rollout(settings, "deployment", kube.workloads(settings)["deployment"], timeout=timeout)
     wait_rollout(settings, "statefulset", (PGADMIN.name,), timeout=timeout)
     say(f"deployed in {time.monotonic() - started:.0f}s")
 
@@ -177,7 +179,7 @@ def status_rows(settings: Settings) -> list[tuple[str, ...]] | None:
         return None
     by_name = {(item["kind"].lower(), item["metadata"]["name"]): item for item in found}
     rows: list[tuple[str, ...]] = []
-    for kind, names in kube.WORKLOADS.items():
+    for kind, names in kube.workloads(settings).items():
         for name in names:
             item = by_name.get((kind, name))
             if item is None:

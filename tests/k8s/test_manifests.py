@@ -19,10 +19,12 @@ IMAGE = "registry.school.example/trackstack-mlflow:3.17.2-0123456789ab"
 
 @pytest.fixture(scope="module")
 def settings(cluster: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    """Every optional part on (Ingress with a class, NodePort), in a namespace of its own (dry runs need it)."""
+    """Every optional part on (Ingress with a class, NodePort, the periodic-jobs pod), in a namespace of its own
+    (dry runs need it)."""
     path = tmp_path_factory.mktemp("dry-run") / ".env"
     write_env(path, k8s_values() | {"KUBE_NAMESPACE": NAMESPACE, "KUBE_INGRESS_HOST": "mlflow.school.example",
                                     "KUBE_INGRESS_CLASS": "nginx", "MLFLOW_WORKERS": "2",
+                                    "MLFLOW_JOB_EXECUTION": "true",
                                     "MLFLOW_PORT": "30599"})  # the deployed stack holds its NodePort  # fmt: skip
     kubectl("create", "namespace", NAMESPACE, check=False)
     yield load_settings(path, RELAXED)
@@ -41,8 +43,8 @@ def test_the_api_server_accepts_every_rendered_object(settings: Settings) -> Non
     applied = [line.split()[0] for line in result.stdout.splitlines()]
     expected = {"namespace/ts-dry-run", "configmap/pgadmin-servers", "service/postgres", "statefulset.apps/postgres",
                 "service/minio", "statefulset.apps/minio", "service/pgadmin", "statefulset.apps/pgadmin",
-                f"job.batch/{kube.prepare_job_name(IMAGE)}", "deployment.apps/mlflow", "service/mlflow",
-                "ingress.networking.k8s.io/mlflow"}  # fmt: skip
+                f"job.batch/{kube.prepare_job_name(IMAGE)}", "deployment.apps/mlflow",
+                f"deployment.apps/{kube.PERIODIC}", "service/mlflow", "ingress.networking.k8s.io/mlflow"}  # fmt: skip
     assert set(applied) == expected
 
 

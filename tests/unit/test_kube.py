@@ -181,3 +181,36 @@ def test_mlflow_may_use_more_memory_with_more_workers_and_the_job_runner(kube_va
     assert one >= 1536
     assert limit(MLFLOW_WORKERS="2") > one
     assert limit(MLFLOW_WORKERS="1", MLFLOW_JOB_EXECUTION="true") >= one + 1024
+
+
+def test_with_the_job_runner_one_pod_outside_the_service_runs_the_periodic_jobs(kube_values: dict[str, str]) -> None:
+    settings = validate(kube_values | {"MLFLOW_JOB_EXECUTION": "true", "MLFLOW_REPLICAS": "3"})
+    deployments = by_kind(settings, "Deployment")
+    assert set(deployments) == {"mlflow", kube.PERIODIC}
+    env = {name: {e["name"]: e.get("value") for e in doc["spec"]["template"]["spec"]["containers"][0]["env"]}
+           for name, doc in deployments.items()}  # fmt: skip
+    assert env["mlflow"][kube.PERIODIC_TASKS] == "false"
+    assert env[kube.PERIODIC][kube.PERIODIC_TASKS] == "true"
+    periodic = deployments[kube.PERIODIC]["spec"]
+    assert (periodic["replicas"], periodic["strategy"]) == (1, {"type": "Recreate"})  # never two at once
+    assert deployments["mlflow"]["spec"]["replicas"] == 3
+    # The same server otherwise: image, arguments, probes, resources.
+    mlflow, other = (
+        deployments[name]["spec"]["template"]["spec"]["containers"][0] for name in ("mlflow", kube.PERIODIC)
+    )
+    assert {k: v for k, v in mlflow.items() if k != "env"} == {k: v for k, v in other.items() if k != "env"}
+    # The Service sends requests to the replicas only.
+    selector = by_kind(settings, "Service")["mlflow"]["spec"]["selector"]
+    labels = {name: doc["spec"]["template"]["metadata"]["labels"] for name, doc in deployments.items()}
+    assert selector.items() <= labels["mlflow"].items()
+    assert not selector.items() <= labels[kube.PERIODIC].items()
+    assert kube.workloads(settings)["deployment"] == ("mlflow", kube.PERIODIC)
+
+
+def test_without_the_job_runner_there_is_no_periodic_pod_and_mlflow_keeps_its_default(kube_settings: Settings) -> None:
+    assert not kube_settings.mlflow_job_execution
+    deployments = by_kind(kube_settings, "Deployment")
+    assert set(deployments) == {"mlflow"}
+    env = [e["name"] for e in deployments["mlflow"]["spec"]["template"]["spec"]["containers"][0]["env"]]
+    assert kube.PERIODIC_TASKS not in env
+    assert kube.workloads(kube_settings)["deployment"] == ("mlflow",)
