@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from trackstack import container_env, swarm
 from trackstack.paths import TEMPLATES
@@ -51,7 +52,48 @@ RESOURCES = {
     MINIO.name: Resources("100m", "256Mi", "1", "1Gi"),
     PGADMIN.name: Resources("50m", "256Mi", "1", "768Mi"),
 }
-STORAGE = {POSTGRES.name: "10Gi", MINIO.name: "50Gi", PGADMIN.name: "1Gi"}
+
+
+def storage(settings: Settings) -> dict[str, str]:
+    """The size each data service's claim asks for, by service."""
+    return {service.name: getattr(settings, f"kube_{service.name}_storage") for service in DATA_SERVICES}
+
+
+_UNITS = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+          "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}  # fmt: skip
+
+
+def quantity_bytes(quantity: str) -> float:
+    """A storage quantity in bytes (the API server may write 1024Mi back as 1Gi)."""
+    number = quantity.rstrip("kMGTPEi")
+    return float(number) * _UNITS.get(quantity[len(number) :], 1)
+
+
+def resized_claims(settings: Settings, statefulsets: list[dict[str, Any]]) -> list[Problem]:
+    """Sizes in `.env` that differ from the claim templates the StatefulSets running now were created with:
+    Kubernetes refuses to change a StatefulSet's claim template."""
+    wanted = storage(settings)
+    problems = []
+    for item in statefulsets:
+        name = item["metadata"]["name"]
+        templates = item["spec"].get("volumeClaimTemplates") or [{}]
+        had = templates[0].get("spec", {}).get("resources", {}).get("requests", {}).get("storage")
+        if name not in wanted or had is None or quantity_bytes(had) == quantity_bytes(wanted[name]):
+            continue
+        key = f"KUBE_{name.upper()}_STORAGE"
+        claim = f"{templates[0]['metadata']['name']}-{name}-0"
+        patch = json.dumps({"spec": {"resources": {"requests": {"storage": wanted[name]}}}})
+        problems.append(
+            Problem(
+                key,
+                repr(wanted[name]),
+                f"the StatefulSet {name} was created with claims of {had}, and Kubernetes does not change that",
+                f"set {key}={had} again; to grow the volume, `kubectl -n {namespace(settings)} patch pvc {claim} "
+                f"-p '{patch}'` (its StorageClass must allow expansion), then `invoke undeploy` and `invoke deploy` "
+                "with the new size (the claims and the data stay)",
+            )
+        )
+    return problems
 
 
 def workloads(settings: Settings) -> dict[str, tuple[str, ...]]:
@@ -183,7 +225,7 @@ def render_base(settings: Settings, image: str) -> str:
             MINIO.name: {"MINIO_ROOT_USER": settings.minio_root_user},
             PGADMIN.name: swarm.pgadmin_environment(settings),
         },
-        storage=STORAGE,
+        storage=storage(settings),
         servers_json=swarm.render_servers_json(settings),
     )  # fmt: skip
 

@@ -88,6 +88,10 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
     parts = kube.render_kube(settings, image)
     write_files(project.root, {kube.MANIFEST_FILE: kube.manifest_file(parts)})
     namespace = kube.namespace(settings)
+    resized = kube.resized_claims(settings, get(settings, "statefulsets", "-l", kube.selector(settings))["items"])
+    if resized:
+        raise KubeError("the volume sizes in .env are not those of the deployed claims; nothing was applied:\n"
+                        + "\n".join(f"  - {problem}" for problem in resized))  # fmt: skip
     say(f"applying to namespace {namespace} (context {settings.kube_context or 'current'})")
     apply(settings, parts["base"].split("---\n", 1)[0])  # the namespace, before anything in it
     apply(settings, kube.render_secret(settings))

@@ -51,6 +51,9 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _PUBLIC_HOST = re.compile(rf"^(?:\*\.)?{_LABEL}(?:\.{_LABEL})*$")
 # A Kubernetes namespace or object name (RFC 1123 label).
 _KUBE_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# A volume's size: a Kubernetes quantity above zero with a unit (a bare number would be bytes).
+_STORAGE = re.compile(r"^(?=[0-9.]*[1-9])[0-9]+(?:\.[0-9]+)?(?:[KMGTPE]i|[kMGTPE])$")
+_QUANTITY_HINT = "a Kubernetes quantity with a unit, e.g. 10Gi or 500Mi (Ki, Mi, Gi, Ti, or k, M, G, T)"
 # Fields that are names: the pattern each must match, and what it is not when it does not.
 _NAME_RULES: dict[str, tuple[re.Pattern[str], str]] = {
     "compose_project_name": (_PROJECT_NAME, "not a valid Compose project name"),
@@ -155,6 +158,9 @@ class Settings(BaseModel):
     kube_storage_class: str = Field(
         default="", description="the StorageClass of the volumes' claims; empty: the cluster's default"
     )
+    kube_postgres_storage: str = Field(default="10Gi", description=f"Postgres's volume: {_QUANTITY_HINT}")
+    kube_minio_storage: str = Field(default="50Gi", description=f"MinIO's volume (the artifacts): {_QUANTITY_HINT}")
+    kube_pgadmin_storage: str = Field(default="1Gi", description=f"pgAdmin's volume: {_QUANTITY_HINT}")
     kube_mlflow_service: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
         default="ClusterIP",
         description="ClusterIP, NodePort (on MLFLOW_PORT, 30000-32767) or LoadBalancer (on MLFLOW_PORT)",
@@ -250,6 +256,13 @@ class Settings(BaseModel):
     def _kube_name(cls, value: str) -> str:
         if value and not _KUBE_LABEL.fullmatch(value):
             raise ValueError("not a Kubernetes name: at most 63 lower-case letters, digits and '-'")
+        return value
+
+    @field_validator("kube_postgres_storage", "kube_minio_storage", "kube_pgadmin_storage")
+    @classmethod
+    def _storage(cls, value: str) -> str:
+        if not _STORAGE.fullmatch(value):
+            raise ValueError("not a storage size")
         return value
 
     @field_validator("kube_context")

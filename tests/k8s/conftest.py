@@ -123,7 +123,7 @@ apiVersion: v1
 kind: PersistentVolume
 metadata: {{name: {name}, labels: {{app.kubernetes.io/part-of: trackstack-test}}}}
 spec:
-  capacity: {{storage: {kube.STORAGE[service.name]}}}
+  capacity: {{storage: {kube.storage(settings)[service.name]}}}
   accessModes: [ReadWriteOnce]
   persistentVolumeReclaimPolicy: Retain
   storageClassName: {STORAGE_CLASS}

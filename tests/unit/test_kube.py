@@ -214,3 +214,32 @@ def test_without_the_job_runner_there_is_no_periodic_pod_and_mlflow_keeps_its_de
     env = [e["name"] for e in deployments["mlflow"]["spec"]["template"]["spec"]["containers"][0]["env"]]
     assert kube.PERIODIC_TASKS not in env
     assert kube.workloads(kube_settings)["deployment"] == ("mlflow",)
+
+
+def test_volume_sizes_are_settings_checked_as_quantities(kube_values: dict[str, str]) -> None:
+    settings = validate(kube_values | {"KUBE_POSTGRES_STORAGE": "20Gi", "KUBE_MINIO_STORAGE": "1.5Ti"})
+    claims = {name: doc["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+              for name, doc in by_kind(settings, "StatefulSet").items()}  # fmt: skip
+    assert claims == {"postgres": "20Gi", "minio": "1.5Ti", "pgadmin": "1Gi"}
+    assert kube.storage(validate(kube_values)) == {"postgres": "10Gi", "minio": "50Gi", "pgadmin": "1Gi"}
+
+
+@pytest.mark.parametrize("bad", ["10", "0Gi", "10 Gi", "10GB", "-1Gi", "ten", ""])
+def test_a_size_that_is_no_quantity_is_named(kube_values: dict[str, str], bad: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        validate(kube_values | {"KUBE_MINIO_STORAGE": bad})
+    assert [p.key for p in caught.value.problems] == ["KUBE_MINIO_STORAGE"]
+    assert "a Kubernetes quantity with a unit" in str(caught.value)
+
+
+def test_a_size_other_than_the_deployed_claims_is_named_with_its_fix(kube_values: dict[str, str]) -> None:
+    def statefulset(name: str, size: str) -> dict[str, Any]:
+        claim = {"metadata": {"name": f"{name}-data"}, "spec": {"resources": {"requests": {"storage": size}}}}
+        return {"metadata": {"name": name}, "spec": {"volumeClaimTemplates": [claim]}}
+
+    deployed = [statefulset("postgres", "10Gi"), statefulset("minio", "51200Mi"), statefulset("pgadmin", "1Gi")]
+    assert kube.resized_claims(validate(kube_values), deployed) == []  # 51200Mi is 50Gi
+    problems = kube.resized_claims(validate(kube_values | {"KUBE_POSTGRES_STORAGE": "20Gi"}), deployed)
+    assert [p.key for p in problems] == ["KUBE_POSTGRES_STORAGE"]
+    assert "set KUBE_POSTGRES_STORAGE=10Gi again" in problems[0].fix
+    assert "patch pvc postgres-data-postgres-0" in problems[0].fix
