@@ -169,7 +169,7 @@ def kube_gc(settings: Settings, experiment_id: str, runs: list[str]) -> None:
     kubectl("-n", kube.namespace(settings), "exec", "deployment/mlflow", "-c", "mlflow", "--",
             "env", f"MLFLOW_TRACKING_URI=http://{kube.MLFLOW_IN_CLUSTER_HOST}",
             "python", "-I", "-S", "/usr/local/bin/trackstack-entrypoint.py",
-            "sh", "-c", login, "gc", *gc_args(settings, experiment_id, runs))  # fmt: skip
+            "sh", "-c", login, "sh", *gc_args(settings, experiment_id, runs))  # fmt: skip
 
 
 @pytest.fixture(scope="session")
