@@ -163,15 +163,14 @@ def open_uis(project: Project, *, open_url: Callable[[str], bool] = webbrowser.o
     require_context(settings)
     shown = [link for link in kube.links(settings) if link.browser]
     forwards = [link.forward for link in shown if link.forward]
-    with port_forwards(settings, forwards) as forwarding:
-        for link in shown:
-            say(f"opening {link.title}: {link.url}")
-            if not open_url(link.url):
-                say(f"no browser found here; open {link.url} yourself")
-        if not forwards:
-            return
-        say("port-forwards run until Ctrl-C")
-        try:
-            forwarding.wait()
-        except KeyboardInterrupt:
-            say("port-forwards stopped")
+    try:
+        with port_forwards(settings, forwards) as forwarding:
+            for link in shown:
+                say(f"opening {link.title}: {link.url}")
+                if not open_url(link.url):
+                    say(f"no browser found here; open {link.url} yourself")
+            if forwards:
+                say("port-forwards run until Ctrl-C")
+                forwarding.wait()
+    except KeyboardInterrupt:  # how one ends it
+        say("port-forwards stopped")

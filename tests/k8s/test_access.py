@@ -10,12 +10,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from tests.conftest import ROOT, answers
 from tests.swarm.conftest import Deployed, invoke
-from trackstack import kube
 from trackstack.paths import ENV_FILE_VARIABLE
 
 FETCH = """\
@@ -51,24 +51,29 @@ def test_open_opens_each_ui_through_its_forward_until_ctrl_c(deployed: Deployed,
     env = dict(os.environ) | {ENV_FILE_VARIABLE: str(deployed.project.env_file), "BROWSER": browser}
     process = subprocess.Popen([sys.executable, "-m", "invoke", "open"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    said: list[str] = []
+    assert process.stdout is not None
+    reader = threading.Thread(target=lambda: said.extend(process.stdout or []), daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + 120
-        browsable = [link for link in kube.links(settings) if link.browser]
-        # The browser stand-in appends a line per page it fetched; `invoke open` then holds the forwards.
-        while len(out.read_text().splitlines() if out.exists() else []) < len(browsable):
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "invoke open did not open every UI within 120 s"
+        # Every UI opened (the stand-in fetched it), `invoke open` holds the forwards.
+        while not any("port-forwards run until Ctrl-C" in line for line in said):
+            assert process.poll() is None, (said, process.stderr.read() if process.stderr else "")
+            assert time.monotonic() < deadline, f"invoke open did not open every UI within 120 s: {said}"
             time.sleep(0.5)
         opened = {url: status for status, url in (line.split(" ", 1) for line in out.read_text().splitlines())}
         pgadmin = f"http://127.0.0.1:{settings.ports['PGADMIN_PORT']}"
         console = f"http://127.0.0.1:{settings.ports['MINIO_CONSOLE_PORT']}"
-        # MLflow asks the browser for a login; pgAdmin and the console answer through the forwards.
+        # MLflow (its NodePort) asks the browser for a login; pgAdmin and the console answer through the forwards.
         assert opened == {deployed.url: "401", pgadmin: "200", console: "200"}
         assert answers("127.0.0.1", settings.ports["PGADMIN_PORT"])
     finally:
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=60)
+        process.wait(timeout=60)
+        reader.join(timeout=10)
+    stderr = process.stderr.read() if process.stderr else ""
     assert process.returncode == 0, stderr
-    assert "port-forwards stopped" in stdout
+    assert any("port-forwards stopped" in line for line in said), said
     assert not answers("127.0.0.1", settings.ports["PGADMIN_PORT"])
     assert not answers("127.0.0.1", settings.ports["MINIO_CONSOLE_PORT"])
