@@ -19,7 +19,7 @@ from trackstack import container_env, swarm
 from trackstack.paths import TEMPLATES
 from trackstack.problems import Problem
 from trackstack.render import AUTH_START, allowed_hosts, backend_store_uri, render_template
-from trackstack.services import MINIO, MLFLOW, PGADMIN, POSTGRES, SERVICES, SWARM_SECRET_KEYS
+from trackstack.services import MINIO, MLFLOW, PGADMIN, POSTGRES, SWARM_SECRET_KEYS
 from trackstack.settings import Settings
 
 MANIFEST_FILE = "kubernetes.yaml"
@@ -30,10 +30,10 @@ DATA_SERVICES = (POSTGRES, MINIO, PGADMIN)
 # MLflow's periodic jobs (MLFLOW_JOB_EXECUTION=true) run in this one pod only (mlflow_workloads).
 PERIODIC = f"{MLFLOW.name}-periodic"
 PERIODIC_TASKS = "MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS"
-NODE_PORTS = range(30000, 32768)
+NODE_PORTS = range(30000, 32768)  # the API server's default --service-node-port-range
 MLFLOW_CONTAINER_PORT = MLFLOW.endpoints[0].container_port
 # The Host header of requests from inside the cluster: one MLflow always answers (render.allowed_hosts).
-MLFLOW_IN_CLUSTER_HOST = f"{MLFLOW.name}:{MLFLOW_CONTAINER_PORT}"  # the API server's default --service-node-port-range
+MLFLOW_IN_CLUSTER_HOST = f"{MLFLOW.name}:{MLFLOW_CONTAINER_PORT}"
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -277,55 +277,6 @@ def mlflow_url(settings: Settings) -> str:
     if settings.kube_mlflow_service == "NodePort":
         return f"http://{settings.host}:{settings.ports['MLFLOW_PORT']}"
     return f"http://127.0.0.1:{settings.ports['MLFLOW_PORT']}"
-
-
-def mlflow_needs_forward(settings: Settings) -> bool:
-    """A ClusterIP Service without an Ingress: only a port-forward reaches MLflow from outside the cluster."""
-    return settings.kube_mlflow_service == "ClusterIP" and not settings.kube_ingress_host
-
-
-@dataclass(frozen=True)
-class Forward:
-    """A `kubectl port-forward` of one Service port to a port on 127.0.0.1 (0: one kubectl picks)."""
-
-    service: str
-    local_port: int
-    remote_port: int
-    key: str = ""  # the `.env` key of the local port
-
-    @property
-    def spec(self) -> str:
-        return f"{self.local_port or ''}:{self.remote_port}"
-
-
-@dataclass(frozen=True)
-class Link:
-    """One endpoint of the deployed stack as this machine reaches it: directly, or through `forward`."""
-
-    title: str
-    url: str
-    login: str
-    browser: bool  # opened by `invoke open`
-    forward: Forward | None
-
-
-def links(settings: Settings) -> list[Link]:
-    """Every endpoint, in the service table's order: MLflow at its URL (forwarded on MLFLOW_PORT when
-    its Service is a ClusterIP without an Ingress), the others forwarded on their `.env` ports."""
-    found = []
-    for service in SERVICES:
-        for endpoint in service.endpoints:
-            login = endpoint.login_with_auth or endpoint.login
-            if service is MLFLOW and not mlflow_needs_forward(settings):
-                found.append(Link(endpoint.title, mlflow_url(settings), login, endpoint.browser, None))
-                continue
-            port = settings.ports[endpoint.port_key]
-            url = (f"postgresql://{settings.postgres_user}@127.0.0.1:{port}/{settings.postgres_db}"
-                   if endpoint.scheme == "postgresql" else f"http://127.0.0.1:{port}")  # fmt: skip
-            remote = mlflow_service_port(settings) if service is MLFLOW else endpoint.container_port
-            forward = Forward(service.name, port, remote, endpoint.port_key)
-            found.append(Link(endpoint.title, url, login, endpoint.browser, forward))
-    return found
 
 
 def deploy_problems(values: Mapping[str, str]) -> list[Problem]:

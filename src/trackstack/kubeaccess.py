@@ -1,5 +1,5 @@
 """Reaching a stack deployed to Kubernetes from this machine: port-forwards, psql in the Postgres pod,
-MLflow for `invoke user.*`, and what `invoke urls` and `open` show (which links, `kube.links`, is pure).
+MLflow for `invoke user.*`, and what `invoke urls` and `open` show (which links, `kubeviews.links`, is pure).
 
 Everything goes through kubectl (`kubedeploy.kubectl`): the context and namespace of `.env`.
 """
@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from typing import IO
 
-from trackstack import kube
+from trackstack import kube, kubeviews
 from trackstack.auth import Server
 from trackstack.engine import Project
 from trackstack.kubedeploy import NO_KUBECTL, KubeError, kubectl, require_context, run
@@ -51,7 +51,7 @@ def _pump(stream: IO[str], put: Callable[[str], None], done: Callable[[], None])
     done()
 
 
-def _forward(settings: Settings, service: str, forwards: Sequence[kube.Forward], state: Forwarding,
+def _forward(settings: Settings, service: str, forwards: Sequence[kubeviews.Forward], state: Forwarding,
              stack: ExitStack, *, timeout: float) -> None:  # fmt: skip
     args = kubectl(settings, "port-forward", f"service/{service}", *(forward.spec for forward in forwards))
     try:
@@ -105,10 +105,12 @@ def _stop(process: subprocess.Popen[str]) -> None:
 
 
 @contextmanager
-def port_forwards(settings: Settings, forwards: Iterable[kube.Forward], *, timeout: float = 60) -> Iterator[Forwarding]:
+def port_forwards(
+    settings: Settings, forwards: Iterable[kubeviews.Forward], *, timeout: float = 60
+) -> Iterator[Forwarding]:
     """`kubectl port-forward` of each Service (one kubectl per Service) while the block runs, listening on
     127.0.0.1; a local port 0 is one kubectl picks (`Forwarding.local`)."""
-    by_service: dict[str, list[kube.Forward]] = {}
+    by_service: dict[str, list[kubeviews.Forward]] = {}
     for forward in forwards:
         by_service.setdefault(forward.service, []).append(forward)
     state = Forwarding()
@@ -133,19 +135,19 @@ def server(project: Project) -> Iterator[Server]:
     settings = project.settings
     require_context(settings)
     port = kube.mlflow_service_port(settings)
-    with port_forwards(settings, [kube.Forward(MLFLOW.name, 0, port)]) as forwarding:
+    with port_forwards(settings, [kubeviews.Forward(MLFLOW.name, 0, port)]) as forwarding:
         local = forwarding.local[(MLFLOW.name, port)]
         yield Server(f"http://127.0.0.1:{local}", psql=psql, host=kube.MLFLOW_IN_CLUSTER_HOST,
                      login_url=kube.mlflow_url(settings))  # fmt: skip
 
 
-def forward_command(settings: Settings, forward: kube.Forward) -> str:
+def forward_command(settings: Settings, forward: kubeviews.Forward) -> str:
     return shlex.join(kubectl(settings, "port-forward", f"service/{forward.service}", forward.spec))
 
 
 def print_urls(project: Project) -> None:
     settings = project.settings
-    found = kube.links(settings)
+    found = kubeviews.links(settings)
     width = max(len(link.title) for link in found)
     url_width = max(len(link.url) for link in found)
     for link in found:
@@ -161,7 +163,7 @@ def open_uis(project: Project, *, open_url: Callable[[str], bool] = webbrowser.o
     """Open the web UIs; those reached through port-forwards stay open until Ctrl-C."""
     settings = project.settings
     require_context(settings)
-    shown = [link for link in kube.links(settings) if link.browser]
+    shown = [link for link in kubeviews.links(settings) if link.browser]
     forwards = [link.forward for link in shown if link.forward]
     try:
         with port_forwards(settings, forwards) as forwarding:

@@ -28,7 +28,7 @@ from dotenv import dotenv_values
 from tests.conftest import PUBLIC_HOST, ROOT, AuthStack, Target, bed_unavailable, engine_lock, fresh_secrets
 from tests.live.cleanup import gc_args, purge_experiment
 from tests.swarm.conftest import Deployed, invoke, write_env
-from trackstack import kube, kubeaccess
+from trackstack import kube, kubeaccess, kubeviews
 from trackstack.deploy import build_image
 from trackstack.engine import Project
 from trackstack.settings import Settings
@@ -179,7 +179,7 @@ def target(deployed: Deployed) -> Iterator[Target]:
     product's own, on ports kubectl picks), MLflow's admin logged in."""
     settings = deployed.settings
     endpoints = [(service.name, endpoint) for service in kube.DATA_SERVICES for endpoint in service.endpoints]
-    forwards = [kube.Forward(name, 0, endpoint.container_port) for name, endpoint in endpoints]
+    forwards = [kubeviews.Forward(name, 0, endpoint.container_port) for name, endpoint in endpoints]
     with kubeaccess.port_forwards(settings, forwards) as forwarding:
         local = {endpoint.port_key: forwarding.local[(name, endpoint.container_port)] for name, endpoint in endpoints}
         reached = settings.model_copy(update={"ports": settings.ports | local})

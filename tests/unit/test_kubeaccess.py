@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_kube import KUBERNETES
-from trackstack import auth, kube, kubeaccess
+from trackstack import auth, kube, kubeaccess, kubeviews
 from trackstack.kubedeploy import KubeError
 from trackstack.settings import Settings
 from trackstack.validation import validate
@@ -24,13 +24,13 @@ def kube_settings(values: dict[str, str]) -> Settings:
 
 
 def test_mlflow_is_forwarded_only_from_a_cluster_ip_without_an_ingress(values: dict[str, str]) -> None:
-    def mlflow(**extra: str) -> kube.Link:
-        return kube.links(validate(values | KUBERNETES | extra))[0]
+    def mlflow(**extra: str) -> kubeviews.Link:
+        return kubeviews.links(validate(values | KUBERNETES | extra))[0]
 
     cluster_ip = mlflow(KUBE_MLFLOW_SERVICE="ClusterIP", MLFLOW_PORT="5001")
     assert (cluster_ip.url, cluster_ip.forward) == (
         "http://127.0.0.1:5001",
-        kube.Forward("mlflow", 5001, 5000, "MLFLOW_PORT"),
+        kubeviews.Forward("mlflow", 5001, 5000, "MLFLOW_PORT"),
     )
     assert mlflow(KUBE_INGRESS_HOST="mlflow.school.example").forward is None
     assert mlflow(KUBE_INGRESS_HOST="mlflow.school.example").url == "http://mlflow.school.example"
@@ -42,17 +42,17 @@ def test_mlflow_is_forwarded_only_from_a_cluster_ip_without_an_ingress(values: d
 
 
 def test_the_other_uis_are_forwarded_on_their_env_ports(kube_settings: Settings) -> None:
-    links = {link.title: link for link in kube.links(kube_settings)}
+    links = {link.title: link for link in kubeviews.links(kube_settings)}
     ports = kube_settings.ports
-    assert links["pgAdmin"].forward == kube.Forward("pgadmin", ports["PGADMIN_PORT"], 80, "PGADMIN_PORT")
-    assert links["MinIO console"].forward == kube.Forward(
+    assert links["pgAdmin"].forward == kubeviews.Forward("pgadmin", ports["PGADMIN_PORT"], 80, "PGADMIN_PORT")
+    assert links["MinIO console"].forward == kubeviews.Forward(
         "minio", ports["MINIO_CONSOLE_PORT"], 9001, "MINIO_CONSOLE_PORT"
     )
     assert (
         links["PostgreSQL"].url
         == f"postgresql://{kube_settings.postgres_user}@127.0.0.1:{ports['POSTGRES_PORT']}/{kube_settings.postgres_db}"
     )
-    assert [link.title for link in kube.links(kube_settings) if link.browser] == [
+    assert [link.title for link in kubeviews.links(kube_settings) if link.browser] == [
         "MLflow UI",
         "pgAdmin",
         "MinIO console",
@@ -87,7 +87,7 @@ def test_a_port_forward_yields_the_ports_kubectl_listens_on_and_stops_it(
     args = stand_in_kubectl(tmp_path, monkeypatch, 'echo "Forwarding from 127.0.0.1:41234 -> 9000"\n'
                             'echo "Forwarding from [::1]:41234 -> 9000"\n'
                             'echo "Forwarding from 127.0.0.1:41235 -> 9001"\nexec sleep 60')  # fmt: skip
-    forwards = [kube.Forward("minio", 0, 9000), kube.Forward("minio", 0, 9001)]
+    forwards = [kubeviews.Forward("minio", 0, 9000), kubeviews.Forward("minio", 0, 9001)]
     with kubeaccess.port_forwards(kube_settings, forwards) as forwarding:
         assert forwarding.local == {("minio", 9000): 41234, ("minio", 9001): 41235}
         assert not forwarding.stopped.is_set()
@@ -103,7 +103,7 @@ def test_a_port_forward_that_cannot_listen_names_the_env_key(
                      'echo "error: unable to listen on any of the requested ports" >&2\nexit 1')  # fmt: skip
     with (
         pytest.raises(KubeError) as caught,
-        kubeaccess.port_forwards(kube_settings, [kube.Forward("pgadmin", 5051, 80, "PGADMIN_PORT")]),
+        kubeaccess.port_forwards(kube_settings, [kubeviews.Forward("pgadmin", 5051, 80, "PGADMIN_PORT")]),
     ):
         pass
     assert "address already in use" in str(caught.value)
