@@ -19,6 +19,7 @@ from tests.swarm.conftest import Deployed, invoke
 from trackstack.paths import ENV_FILE_VARIABLE
 
 FETCH = """\
+#!{python}
 import sys, urllib.error, urllib.request
 try:
     status = urllib.request.urlopen(sys.argv[1], timeout=30).status
@@ -46,9 +47,9 @@ def test_open_opens_each_ui_through_its_forward_until_ctrl_c(deployed: Deployed,
     settings = deployed.settings
     out = tmp_path / "opened.txt"
     script = tmp_path / "fetch.py"
-    script.write_text(FETCH.format(out=str(out)), encoding="utf-8")
-    browser = f"{sys.executable} {script}"
-    env = dict(os.environ) | {ENV_FILE_VARIABLE: str(deployed.project.env_file), "BROWSER": browser}
+    script.write_text(FETCH.format(python=sys.executable, out=str(out)), encoding="utf-8")
+    script.chmod(0o755)  # $BROWSER names one program, which gets the URL
+    env = dict(os.environ) | {ENV_FILE_VARIABLE: str(deployed.project.env_file), "BROWSER": str(script)}
     process = subprocess.Popen([sys.executable, "-m", "invoke", "open"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     said: list[str] = []
