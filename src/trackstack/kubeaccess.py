@@ -9,6 +9,7 @@ from __future__ import annotations
 import queue
 import re
 import shlex
+import signal
 import subprocess
 import threading
 import time
@@ -16,6 +17,7 @@ import webbrowser
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from types import FrameType
 from typing import IO
 
 from trackstack import kube, kubeviews
@@ -159,6 +161,23 @@ def print_urls(project: Project) -> None:
             print(f"    {forward_command(settings, forward)}", flush=True)
 
 
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _ended_by_signals() -> Iterator[None]:
+    """Ctrl-C, a closed terminal or `kill` end the block as Ctrl-C does (a KeyboardInterrupt), so that the
+    port-forwards stop with it: also where the shell started it with SIGINT ignored (`invoke open &`)."""
+    ending = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {number: signal.signal(number, _interrupted) for number in ending}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def open_uis(project: Project, *, open_url: Callable[[str], bool] = webbrowser.open) -> None:
     """Open the web UIs; those reached through port-forwards stay open until Ctrl-C."""
     settings = project.settings
@@ -166,7 +185,7 @@ def open_uis(project: Project, *, open_url: Callable[[str], bool] = webbrowser.o
     shown = [link for link in kubeviews.links(settings) if link.browser]
     forwards = [link.forward for link in shown if link.forward]
     try:
-        with port_forwards(settings, forwards) as forwarding:
+        with _ended_by_signals(), port_forwards(settings, forwards) as forwarding:
             for link in shown:
                 say(f"opening {link.title}: {link.url}")
                 if not open_url(link.url):

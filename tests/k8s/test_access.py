@@ -50,8 +50,9 @@ def test_open_opens_each_ui_through_its_forward_until_ctrl_c(deployed: Deployed,
     script.write_text(FETCH.format(python=sys.executable, out=str(out)), encoding="utf-8")
     script.chmod(0o755)  # $BROWSER names one program, which gets the URL
     env = dict(os.environ) | {ENV_FILE_VARIABLE: str(deployed.project.env_file), "BROWSER": str(script)}
+    # Its own process group: should it not end, the kubectl it started go with it.
     process = subprocess.Popen([sys.executable, "-m", "invoke", "open"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, process_group=0)  # fmt: skip
     said: list[str] = []
     assert process.stdout is not None
     reader = threading.Thread(target=lambda: said.extend(process.stdout or []), daemon=True)
@@ -70,8 +71,12 @@ def test_open_opens_each_ui_through_its_forward_until_ctrl_c(deployed: Deployed,
         assert opened == {deployed.url: "401", pgadmin: "200", console: "200"}
         assert answers("127.0.0.1", settings.ports["PGADMIN_PORT"])
     finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
+        process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
         reader.join(timeout=10)
     stderr = process.stderr.read() if process.stderr else ""
     assert process.returncode == 0, stderr

@@ -144,3 +144,32 @@ def test_through_a_port_forward_the_user_tasks_send_a_host_mlflow_answers(
     assert _Recorder.seen == ["mlflow:5000"]
     assert server.users_url == "http://mlflow.school.example"
     assert auth.Server(recorder).users_url == recorder
+
+
+def test_open_holds_the_forwards_until_a_signal_ends_it_as_ctrl_c_does(
+    kube_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import signal
+
+    from trackstack.engine import Project
+
+    stand_in_kubectl(tmp_path, monkeypatch, 'case "$*" in *get-contexts*) echo school-cluster; exit 0;; '
+                     "*version*) exit 0;; esac\n"
+                     'for last in "$@"; do :; done\necho "Forwarding from 127.0.0.1:${last%%:*} -> ${last##*:}"\n'
+                     "exec sleep 60")  # fmt: skip
+    opened: list[str] = []
+
+    def browser(url: str) -> bool:
+        opened.append(url)
+        if len(opened) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill` or a closed terminal would, once all are open
+        return True
+
+    before = signal.getsignal(signal.SIGTERM)
+    kubeaccess.open_uis(Project(root=tmp_path, env_file=tmp_path / ".env", settings=kube_settings), open_url=browser)
+    ports = kube_settings.ports
+    assert opened == [kube.mlflow_url(kube_settings), f"http://127.0.0.1:{ports['PGADMIN_PORT']}",
+                      f"http://127.0.0.1:{ports['MINIO_CONSOLE_PORT']}"]  # fmt: skip
+    assert "trackstack: port-forwards stopped" in capsys.readouterr().out
+    assert signal.getsignal(signal.SIGTERM) == before
