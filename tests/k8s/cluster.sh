@@ -16,6 +16,8 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tests/daemons.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/daemons.sh"
 
 K8S_VERSION=v1.34.4
 COREDNS_VERSION=v1.12.1            # what kubeadm v1.34 deploys
@@ -342,17 +344,6 @@ pid_of() { cat "$RUN/pids/$1.pid" 2>/dev/null; }
 running() { local pid; pid=$(pid_of "$1") && [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; }
 
 # start NAME COMMAND... -- detached, logging to $LOGS/NAME.log, pid in $RUN/pids
-# close_fds -- close every descriptor above 2 of this (sub)shell: a daemon started from it must
-# not hold a lock of this script's, nor of its caller's (`flock FILE cluster.sh up` otherwise
-# stays locked for as long as the daemons run).
-close_fds() {
-  local fd
-  for fd in "/proc/$BASHPID/fd/"*; do
-    fd=${fd##*/}
-    if ((fd > 2)); then eval "exec $fd>&-"; fi
-  done
-}
-
 start() {
   local name=$1
   shift

@@ -19,6 +19,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo_root=$(cd "$here/../.." && pwd)
 images_dir=$repo_root/tests/upstream-images
+# shellcheck source=tests/daemons.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/daemons.sh"
 
 CACHE_DIR=${TRACKSTACK_TESTBED_CACHE:-/var/cache/trackstack-testbed}
 ENGINE_LOCK=${TRACKSTACK_TEST_ENGINE_LOCK:-/run/trackstack-test-engine.lock}
@@ -173,17 +175,6 @@ unmount_under() {
   local m
   awk -v p="$1" '$5 == p || index($5, p "/") == 1 {print $5}' /proc/self/mountinfo | sort -r |
     while read -r m; do umount -l "$m" 2>/dev/null || true; done
-}
-
-# close_fds -- close every descriptor above 2 of this (sub)shell: a daemon started from it must
-# not hold a lock of this script's, nor of its caller's (`flock FILE cluster.sh up` otherwise
-# stays locked for as long as the daemons run).
-close_fds() {
-  local fd
-  for fd in "/proc/$BASHPID/fd/"*; do
-    fd=${fd##*/}
-    if ((fd > 2)); then eval "exec $fd>&-"; fi
-  done
 }
 
 # --- registry -----------------------------------------------------------------
