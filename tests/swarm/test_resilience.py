@@ -30,6 +30,10 @@ from trackstack import swarm, swarmstate
 CLIENTS = 4
 STEPS_PER_RUN = 5
 ARTIFACT_BYTES = 16 * 1024
+# A client starts a run at most once a second, as a student's training loop might: calls are always
+# in flight during a fault, and the two cores are left to the replicas starting up (flat out, four
+# clients kept the rolls CPU-starved for minutes and the suites ran 2-3 times longer).
+SECONDS_PER_RUN = 1.0
 TESTBED = ROOT / "tests" / "swarm" / "testbed.sh"
 
 
@@ -86,25 +90,32 @@ def client_session(client: Any, experiment: str, stored: Stored, done: threading
 
 
 def log_runs(client: Any, experiment: str, stored: Stored, done: threading.Event, folder: Path) -> None:
-    """Runs one after another: STEPS_PER_RUN metric steps, one artifact of random bytes, the run's end."""
+    """Runs one after another, one a second at most (SECONDS_PER_RUN)."""
     while not done.is_set():
-        run = stored.call("create_run", lambda: client.create_run(experiment).info.run_id)
-        if run is None:
-            continue
-        stored.steps[run] = set()
-        for step in range(STEPS_PER_RUN):
-            if done.is_set():
-                return
-            if stored.call(f"{run} step {step}", partial(client.log_metric, run, "step", float(step), step=step)):
-                stored.steps[run].add(step)
-        payload = os.urandom(ARTIFACT_BYTES)
-        path = folder / run / "payload.bin"
-        path.parent.mkdir(parents=True)
-        path.write_bytes(payload)
-        if stored.call(f"{run} artifact", partial(client.log_artifact, run, str(path))):
-            stored.artifacts[run] = hashlib.sha256(payload).hexdigest()
-        if stored.call(f"{run} end", partial(client.set_terminated, run)):
-            stored.finished.add(run)
+        begun = time.monotonic()
+        log_run(client, experiment, stored, done, folder)
+        done.wait(SECONDS_PER_RUN - (time.monotonic() - begun))
+
+
+def log_run(client: Any, experiment: str, stored: Stored, done: threading.Event, folder: Path) -> None:
+    """One run: STEPS_PER_RUN metric steps, one artifact of random bytes, the run's end."""
+    run = stored.call("create_run", lambda: client.create_run(experiment).info.run_id)
+    if run is None:
+        return
+    stored.steps[run] = set()
+    for step in range(STEPS_PER_RUN):
+        if done.is_set():
+            return
+        if stored.call(f"{run} step {step}", partial(client.log_metric, run, "step", float(step), step=step)):
+            stored.steps[run].add(step)
+    payload = os.urandom(ARTIFACT_BYTES)
+    path = folder / run / "payload.bin"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(payload)
+    if stored.call(f"{run} artifact", partial(client.log_artifact, run, str(path))):
+        stored.artifacts[run] = hashlib.sha256(payload).hexdigest()
+    if stored.call(f"{run} end", partial(client.set_terminated, run)):
+        stored.finished.add(run)
 
 
 def lost(client: Any, stored: Stored, *, folder: Path) -> list[str]:
