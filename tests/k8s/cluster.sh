@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # A real single-node Kubernetes on this machine, for trackstack's tests only.
 #
-# Usage: tests/k8s/cluster.sh up|down|status|env|load IMAGE...
+# Usage: tests/k8s/cluster.sh up|build|down|status|env|load IMAGE...
 #   up      build what is missing (cached), then start etcd, the control plane,
 #           a private containerd, kubelet, kube-proxy and CoreDNS; idempotent
+#   build   only build what is missing (CI starts it early, at low priority)
 #   down    stop all of it and remove its state, bridge, iptables rules and
 #           netns; the host's Docker engine is never touched
 #   status  say which parts run and whether the node is Ready
@@ -494,6 +495,15 @@ clean_iptables() {
 }
 
 # --- commands ------------------------------------------------------------------
+cmd_build() {
+  [[ $(id -u) == 0 ]] || die "run as root"
+  mkdir -p "$CACHE" "$LOGS"
+  exec 9>"$CACHE/cluster.lock"
+  flock 9
+  build_all
+  log "built (or cached) in $((SECONDS - t_start))s"
+}
+
 cmd_up() {
   [[ $(id -u) == 0 ]] || die "run as root"
   mkdir -p "$CACHE" "$LOGS"
@@ -636,10 +646,11 @@ cmd_load() {
 
 case ${1:-} in
   up) cmd_up ;;
+  build) cmd_build ;;
   down) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
   load) shift; cmd_load "$@" ;;
-  -h|--help|help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' ;;
-  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+  -h|--help|help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' ;;
+  *) echo "usage: $0 up|build|down|status|env|load IMAGE..." >&2; exit 2 ;;
 esac
