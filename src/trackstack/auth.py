@@ -36,7 +36,8 @@ def require_auth(settings: Settings) -> None:
     if not settings.mlflow_auth:
         raise AuthError(
             "MLflow runs without logins (MLFLOW_AUTH=false), so it has no users. Fix: set MLFLOW_AUTH=true, "
-            "MLFLOW_ADMIN_PASSWORD and MLFLOW_FLASK_SERVER_SECRET_KEY in .env and run `invoke up`."
+            "MLFLOW_ADMIN_PASSWORD and MLFLOW_FLASK_SERVER_SECRET_KEY in .env and run `invoke up` "
+            "(`invoke deploy` for a deployed stack)."
         )
 
 
@@ -56,6 +57,7 @@ class Server:
     psql: Psql = database.psql
     host: str = ""  # the Host header to send where the URL's is none MLflow answers (a port-forward)
     login_url: str = ""  # where people log in, where the tasks reach MLflow another way
+    apply: str = "invoke up"  # the task that applies .env to this server's MLflow
 
     @property
     def users_url(self) -> str:
@@ -76,17 +78,17 @@ def _call(settings: Settings, server: Server, method: str, path: str, payload: d
     except requests.RequestException as error:
         raise AuthError(
             f"MLflow did not answer at {server.url} ({type(error).__name__}). "
-            "Fix: run `invoke up` (`invoke status` shows whether MLflow is healthy), then retry."
+            f"Fix: run `{server.apply}` (`invoke status` shows whether MLflow is healthy), then retry."
         ) from None
     if response.status_code == 401:
         raise AuthError(
             f"MLflow refused the admin login MLFLOW_ADMIN_USER={settings.mlflow_admin_user} / MLFLOW_ADMIN_PASSWORD "
-            "from .env. Fix: run `invoke up`, which makes the admin's password the one in .env, then retry."
+            f"from .env. Fix: run `{server.apply}`, which makes the admin's password the one in .env, then retry."
         )
     if response.status_code == 403:
         raise AuthError(
             f"MLflow says {settings.mlflow_admin_user} (MLFLOW_ADMIN_USER) is not an admin. "
-            "Fix: run `invoke up`, which makes MLFLOW_ADMIN_USER an admin, then retry."
+            f"Fix: run `{server.apply}`, which makes MLFLOW_ADMIN_USER an admin, then retry."
         )
     return response
 
@@ -139,7 +141,7 @@ def remove_user(project: Project, name: str, *, server: Server | None = None) ->
     if name == settings.mlflow_admin_user:
         raise AuthError(
             f"{name} is the admin of .env (MLFLOW_ADMIN_USER); it is not removed. "
-            "Fix: set another MLFLOW_ADMIN_USER and run `invoke up` first."
+            f"Fix: set another MLFLOW_ADMIN_USER and run `{server.apply}` first."
         )
     _drop_permissions(project, name, server.psql)
     response = _call(settings, server, "DELETE", "/delete", {"username": name})

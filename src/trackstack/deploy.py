@@ -184,7 +184,8 @@ def server(project: Project) -> Server | None:
     """MLflow as `invoke user.*` reaches it when this project is deployed to the swarm in use; else None."""
     if not deployed(project):
         return None
-    return Server(swarm.mlflow_url(project.settings), str(project.root / swarm.ca_file(project.settings)), psql)
+    return Server(swarm.mlflow_url(project.settings), str(project.root / swarm.ca_file(project.settings)), psql,
+                  apply="invoke deploy")  # fmt: skip
 
 
 def undeploy(project: Project, *, timeout: float = 120) -> None:

@@ -140,7 +140,7 @@ def server(project: Project) -> Iterator[Server]:
     with port_forwards(settings, [kubeviews.Forward(MLFLOW.name, 0, port)]) as forwarding:
         local = forwarding.local[(MLFLOW.name, port)]
         yield Server(f"http://127.0.0.1:{local}", psql=psql, host=kube.MLFLOW_IN_CLUSTER_HOST,
-                     login_url=kube.mlflow_url(settings))  # fmt: skip
+                     login_url=kube.mlflow_url(settings), apply="invoke deploy")  # fmt: skip
 
 
 def forward_command(settings: Settings, forward: kubeviews.Forward) -> str:

@@ -135,3 +135,17 @@ def test_urls_name_the_admin_login_keys_with_auth(values: dict[str, str]) -> Non
     mlflow_line = next(line for line in out.getvalue().splitlines() if "MLflow UI" in line)
     assert "MLFLOW_ADMIN_USER / MLFLOW_ADMIN_PASSWORD" in mlflow_line
     assert values["MLFLOW_ADMIN_PASSWORD"] not in out.getvalue()
+
+
+@pytest.mark.parametrize(("server", "fix"), [(None, "invoke up"), ("deployed", "invoke deploy")])
+def test_a_login_error_names_the_task_that_applies_env_to_that_server(
+    values: dict[str, str], tmp_path: Path, server: str | None, fix: str
+) -> None:
+    from trackstack.auth import AuthError, Server, remove_user
+
+    settings = validate(values | AUTH)
+    project = Project(root=tmp_path, env_file=tmp_path / ".env", settings=settings)
+    deployed = Server("https://mlflow.school.example", apply="invoke deploy") if server else None
+    with pytest.raises(AuthError) as caught:
+        remove_user(project, settings.mlflow_admin_user, server=deployed)  # the admin is never removed
+    assert f"`{fix}`" in str(caught.value)
