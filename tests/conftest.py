@@ -45,7 +45,8 @@ def fresh_secrets() -> dict[str, str]:
     }
 
 
-# CI runs the test beds beside the single-host suites. The beds read images from the host's
+# A test bed may run beside the single-host suites (CI runs them one after the other, people
+# need not). The beds read images from the host's
 # Docker engine (held shared: tests/k8s/cluster.sh, tests/swarm/testbed.sh, the k8s fixture);
 # the test that restarts that engine holds it exclusively, so neither sees it vanish mid-step.
 ENGINE_LOCK = Path(os.environ.get("TRACKSTACK_TEST_ENGINE_LOCK", "/run/trackstack-test-engine.lock"))

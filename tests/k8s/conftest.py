@@ -136,7 +136,7 @@ spec:
 def load_images(project: Project) -> str:
     """Build MLflow's image as `invoke deploy` does (no push) and load it and the pinned images into the node."""
     settings = project.settings
-    with engine_lock(exclusive=False):  # CI's daemon-restart test may run beside this suite
+    with engine_lock(exclusive=False):  # a daemon-restart test may run beside this suite
         image = build_image(project, push=False)
     subprocess.run(["bash", str(HERE / "cluster.sh"), "load", image, settings.postgres_image, settings.minio_image,
                     settings.pgadmin_image], check=True, capture_output=True, text=True)  # fmt: skip
