@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import say
+from bench.cpu import cpu_time_ns, engine_cpu_ns
 from bench.stacks import containers
 from trackstack import engine
 from trackstack.engine import Project
@@ -27,6 +28,7 @@ from trackstack.services import ENDPOINTS
 
 # trackstack's host ports beside the baseline, which holds the course's: each course port plus this.
 SIDE_BY_SIDE_OFFSET = 20000
+WARMUP_BATCHES = 2  # per stack, before a row's pairs
 THAW = 3.0  # seconds a thawed stack gets before its batch (its healthchecks time out after 5 s)
 
 
@@ -110,6 +112,15 @@ def interleave(
 ) -> tuple[list[float], list[float]]:
     """`pairs` pairs of batches, alternating which stack goes first; the rates of each stack, pair by pair."""
     rates: tuple[list[float], list[float]] = ([], [])
+    members = [containers(project) for project in projects]
+    # Untimed: a fresh MLflow worker is slow for its first requests (lazy imports, SQLAlchemy's
+    # statement cache), and which worker takes a client's connection is the kernel's choice: each
+    # stack's first batches of a row measure its workers' warm-up, not the server.
+    for side in range(2):
+        with paused(projects[1 - side] if pause else None):
+            time.sleep(THAW if pause else 0)
+            for _ in range(WARMUP_BATCHES):
+                measure[side]()
     for index in range(pairs):
         for side in pair_order(index):
             other = projects[1 - side]
@@ -118,15 +129,27 @@ def interleave(
                 # Healthcheck execs that hung while this stack was paused finish when it thaws:
                 # let them, so that they do not land in this stack's batch.
                 time.sleep(THAW if pause else 0)
+                before = cpu_seconds(members[side])
                 started = time.monotonic()
                 rate = measure[side]()
                 seconds = time.monotonic() - started
+                spent = cpu_seconds(members[side])
             rates[side].append(rate)
             log.append({"what": f"{names[side]}, {label}", "pair": index + 1, "metrics_per_s": rate,
-                        "seconds": round(seconds, 2), "load1": load1})  # fmt: skip
+                        "seconds": round(seconds, 2), "load1": load1,
+                        "cpu_seconds": {key: round(spent[key] - before[key], 3) for key in spent}})  # fmt: skip
         ratio = rates[0][-1] / rates[1][-1] if rates[1][-1] else float("nan")
         say(f"{label}, pair {index + 1}/{pairs}: {rates[0][-1]:,.0f} vs {rates[1][-1]:,.0f} metrics/s ({ratio:.2f}x)")
     return rates
+
+
+def cpu_seconds(members: dict[str, str]) -> dict[str, float]:
+    """CPU seconds so far of a stack's containers (by service) and of the engine on their behalf.
+
+    Read around each batch, so that the JSON says where a slower batch spent its CPU: in the
+    server, the database, another service's background work, or the engine (healthchecks)."""
+    spent = {service: cpu_time_ns(container) / 1e9 for container, service in members.items()}
+    return spent | {"engine": engine_cpu_ns(set(members)) / 1e9}
 
 
 def _load1() -> float:

@@ -97,6 +97,26 @@ def live_project() -> Project:
     return Project(root=ROOT, env_file=path, settings=load_settings(path, RELAXED))
 
 
+_session: list[pytest.Config] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _session[:] = [config]
+
+
+def progress(line: str) -> None:
+    """A line in pytest's own output at once, past its capture: where a long live test spends its
+    time (a deploy, a roll, reading back) reaches CI's log even when the test passes."""
+    config = _session[0] if _session else None
+    reporter = config.pluginmanager.get_plugin("terminalreporter") if config else None
+    capture = config.pluginmanager.get_plugin("capturemanager") if config else None
+    if reporter is None or capture is None:
+        print(line, file=sys.stderr)
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.write_line(line)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         suite = item.path.relative_to(ROOT / "tests").parts[0]
@@ -229,13 +249,13 @@ def auth_stack(project: Project) -> Iterator[AuthStack]:
     )
     try:
         _invoke_up(path)
-        print(f"\n[auth_stack] logins on after {time.monotonic() - started:.0f}s")
+        progress(f"[auth_stack] logins on after {time.monotonic() - started:.0f}s")
         yield stack
     finally:
         started = time.monotonic()
         _invoke_up(project.env_file)
         path.unlink(missing_ok=True)
-        print(f"\n[auth_stack] logins off again after {time.monotonic() - started:.0f}s")
+        progress(f"[auth_stack] logins off again after {time.monotonic() - started:.0f}s")
         _purge(project, stack.experiments)
 
 

@@ -25,7 +25,16 @@ from typing import NoReturn
 import pytest
 from dotenv import dotenv_values
 
-from tests.conftest import PUBLIC_HOST, ROOT, AuthStack, Target, bed_unavailable, engine_lock, fresh_secrets
+from tests.conftest import (
+    PUBLIC_HOST,
+    ROOT,
+    AuthStack,
+    Target,
+    bed_unavailable,
+    engine_lock,
+    fresh_secrets,
+    progress,
+)
 from tests.live.cleanup import gc_args, purge_experiment
 from tests.swarm.conftest import Deployed, invoke, write_env
 from trackstack import kube, kubeaccess, kubeviews
@@ -150,12 +159,12 @@ def deployed(env_file: Path) -> Iterator[Deployed]:
     started = time.monotonic()
     clean_namespace(project.settings)
     load_images(project)
-    print(f"\n[k8s] clean namespace and images in the node after {time.monotonic() - started:.0f}s")
+    progress(f"[k8s] clean namespace and images in the node after {time.monotonic() - started:.0f}s")
     started = time.monotonic()
     result = invoke("deploy", env_file=env_file)
     if result.returncode != 0:
         pytest.fail(f"invoke deploy failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
-    print(f"[k8s] deployed in {time.monotonic() - started:.0f}s")
+    progress(f"[k8s] deployed in {time.monotonic() - started:.0f}s")
     settings = project.settings
     admin = (settings.mlflow_admin_user, settings.mlflow_admin_password.get_secret_value())
     yield Deployed(project, f"http://127.0.0.1:{NODE_PORT}", admin, ca="")

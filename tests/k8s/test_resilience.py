@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 
+from tests.conftest import progress
 from tests.k8s.conftest import kubectl
 from tests.swarm.conftest import Deployed
 from tests.swarm.test_resilience import log_under
@@ -57,7 +58,7 @@ def test_a_restarted_postgres_loses_no_stored_step(deployed: Deployed) -> None:
 
     load = log_under(deployed, restart, after=30)
     assert load.metrics > 0
-    print(f"[k8s] {len(load.failures)} calls failed while Postgres was away: {load.failures[:3]}")
+    progress(f"[k8s] {len(load.failures)} calls failed while Postgres was away: {load.failures[:3]}")
     # Every client logged again after Postgres was back (fault_ended: the new pod was ready).
     assert all(client.last_ack > load.fault_ended for client in load.clients), load.failures[:5]
 

@@ -21,7 +21,7 @@ from typing import NoReturn
 import pytest
 from dotenv import dotenv_values
 
-from tests.conftest import ROOT, bed_unavailable, fresh_secrets
+from tests.conftest import ROOT, bed_unavailable, fresh_secrets, progress
 from trackstack import swarm, swarmstate
 from trackstack.engine import DockerError, Project
 from trackstack.paths import ENV_FILE_VARIABLE
@@ -103,7 +103,7 @@ def deployed(env_file: Path) -> Iterator[Deployed]:
     result = invoke("deploy", env_file=env_file)
     if result.returncode != 0:
         pytest.fail(f"invoke deploy failed:\n{result.stdout}\n{result.stderr}", pytrace=False)
-    print(f"\n[swarm] deployed in {time.monotonic() - started:.0f}s")
+    progress(f"[swarm] deployed in {time.monotonic() - started:.0f}s")
     project = Project(root=ROOT, env_file=env_file, settings=load_settings(env_file, RELAXED))
     admin = (project.settings.mlflow_admin_user, project.settings.mlflow_admin_password.get_secret_value())
     ca = str(ROOT / swarm.ca_file(project.settings))

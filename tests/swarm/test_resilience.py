@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, progress
 from tests.swarm.conftest import Deployed
 from trackstack import swarm, swarmstate
 
@@ -160,6 +160,7 @@ def log_under(deployed: Deployed, disturb: Callable[[], None], *, after: float) 
             thread.start()
         try:
             time.sleep(5)
+            fault_began = time.monotonic()
             disturb()
             fault_ended = time.monotonic()
             time.sleep(after)
@@ -168,6 +169,7 @@ def log_under(deployed: Deployed, disturb: Callable[[], None], *, after: float) 
             for thread in threads:
                 thread.join()
         assert [stored.crashed for stored in clients if stored.crashed] == []
+        logged = time.monotonic()
         with ThreadPoolExecutor(CLIENTS) as pool:  # read back as the clients wrote: four at once
             found = list(pool.map(partial(lost, client, folder=folder), clients))
         missing = [f"client {i}: {m}" for i, lines in enumerate(found) for m in lines]
@@ -175,8 +177,9 @@ def log_under(deployed: Deployed, disturb: Callable[[], None], *, after: float) 
     load = Load(clients, fault_ended)
     artifacts = sum(len(c.artifacts) for c in clients)
     assert artifacts > 0, "no artifact was stored: the clients never reached that step"
-    print(f"\n[swarm] {load.metrics} metric steps and {artifacts} artifacts in {sum(len(c.steps) for c in clients)} "
-          f"runs, {len(load.failures)} failed calls")  # fmt: skip
+    progress(f"[load] {load.metrics} metric steps and {artifacts} artifacts in {sum(len(c.steps) for c in clients)} "
+             f"runs, {len(load.failures)} failed calls; the fault took {fault_ended - fault_began:.0f}s, "
+             f"logging {logged - fault_began + 5:.0f}s, reading back {time.monotonic() - logged:.0f}s")  # fmt: skip
     return load
 
 
@@ -263,7 +266,7 @@ def test_a_drained_and_a_stopped_worker_lose_nothing(deployed: Deployed) -> None
 
     started = time.monotonic()
     load = log_under(deployed, drain_then_stop, after=5)
-    print(f"[swarm] {', '.join(faults)}; faults took {load.fault_ended - started - 5:.0f}s")
+    progress(f"[swarm] {', '.join(faults)}; faults took {load.fault_ended - started - 5:.0f}s")
     assert load.metrics > 0
     # Logging went on after the faults: no client was left hanging on a dead task.
     assert all(client.last_ack > load.fault_ended for client in load.clients), load.failures[:5]
