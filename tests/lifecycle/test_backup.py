@@ -49,7 +49,8 @@ def test_corrupt_backup_is_refused_and_nothing_changes(
     corrupt = tmp_path / "corrupt"
     shutil.copytree(folder, corrupt)
     victim = next(p for p in (corrupt / "artifacts").rglob("*") if p.is_file())
-    victim.write_bytes(victim.read_bytes()[:-1] + b"!")
+    data = victim.read_bytes()
+    victim.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # always another byte (a random one was b"!" 1 in 256)
     before = (experiment_names(project), bucket_objects(project))
     result = invoke("restore", str(corrupt), check=False)
     assert result.returncode != 0
