@@ -103,17 +103,19 @@ def engine_cpu_ns(container_ids: set[str], proc: Path = Path("/proc"), pidfile: 
     return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 
 
+def stack_cpu_ns(containers: Mapping[str, str]) -> dict[str, int]:
+    """CPU time so far, in nanoseconds, of each container (id -> service) and of the engine on
+    their behalf ("engine": their healthchecks' `docker exec`s)."""
+    counters = {service: cpu_time_ns(container_id) for container_id, service in containers.items()}
+    return counters | {"engine": engine_cpu_ns(set(containers))}
+
+
 def idle_cpu(containers: Mapping[str, str], seconds: float) -> dict[str, float]:
     """Per service, cores used over `seconds` by the containers (id -> service) of an idle stack,
-    and by the engine on its behalf ("engine": its healthchecks; only this stack should run)."""
-
-    def sample() -> dict[str, int]:
-        counters = {service: cpu_time_ns(container_id) for container_id, service in containers.items()}
-        return counters | {"engine": engine_cpu_ns(set(containers))}
-
-    started, before = time.monotonic(), sample()
+    and by the engine on its behalf (only this stack should run)."""
+    started, before = time.monotonic(), stack_cpu_ns(containers)
     time.sleep(seconds)
-    after, elapsed = sample(), time.monotonic() - started
+    after, elapsed = stack_cpu_ns(containers), time.monotonic() - started
     return cores_used(before, after, elapsed)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import say
-from bench.cpu import cpu_time_ns, engine_cpu_ns
+from bench.cpu import stack_cpu_ns
 from bench.stacks import containers
 from trackstack import engine
 from trackstack.engine import Project
@@ -148,8 +148,7 @@ def cpu_seconds(members: dict[str, str]) -> dict[str, float]:
 
     Read around each batch, so that the JSON says where a slower batch spent its CPU: in the
     server, the database, another service's background work, or the engine (healthchecks)."""
-    spent = {service: cpu_time_ns(container) / 1e9 for container, service in members.items()}
-    return spent | {"engine": engine_cpu_ns(set(members)) / 1e9}
+    return {key: ns / 1e9 for key, ns in stack_cpu_ns(members).items()}
 
 
 def _load1() -> float:
