@@ -138,7 +138,6 @@ def artifact_reader(deployed: Deployed) -> Callable[[str, str], bytes]:
     for the server's password check, which is what reading back spent its time on.)"""
     session = requests.Session()
     session.auth = deployed.admin
-    session.verify = deployed.ca or True
     retry = Retry(total=5, backoff_factor=1, status_forcelist=(502, 503, 504), allowed_methods=("GET",))
     session.mount(deployed.url, HTTPAdapter(max_retries=retry))
 
@@ -146,7 +145,9 @@ def artifact_reader(deployed: Deployed) -> Callable[[str, str], bytes]:
         # mlflow-artifacts:/<experiment>/<run>/artifacts: proxied by the server, which --serve-artifacts does
         assert artifact_uri.startswith("mlflow-artifacts:/"), artifact_uri
         location = artifact_uri.removeprefix("mlflow-artifacts:")
-        response = session.get(f"{deployed.url}/api/2.0/mlflow-artifacts/artifacts{location}/{path}", timeout=60)
+        url = f"{deployed.url}/api/2.0/mlflow-artifacts/artifacts{location}/{path}"
+        # verify on the request: a Session's own loses to REQUESTS_CA_BUNDLE from the environment
+        response = session.get(url, verify=deployed.ca or True, timeout=60)
         response.raise_for_status()
         return response.content
 
