@@ -190,7 +190,10 @@ class Baseline:
         return engine.run(compose_args(self.project, "up", "--detach", "--no-build"), capture=True, check=check)
 
     def down(self, *, data: bool) -> None:
-        engine.run(compose_args(self.project, "down", "--remove-orphans"), capture=True, check=False)
+        # --volumes: the course keeps its data in bind mounts; what this removes is the anonymous
+        # volume each new pgAdmin container gets (its image's VOLUME), which Compose never mounts
+        # again and which the bench left behind, one per baseline start, until now.
+        engine.run(compose_args(self.project, "down", "--remove-orphans", "--volumes"), capture=True, check=False)
         if data:
             for name in ("postgres_data", "minio_data"):
                 empty_dir(self.dir / name, self.settings.postgres_image)
