@@ -99,6 +99,34 @@ def test_wait_ready_runs_each_callback_once_the_moment_its_service_answers(
     assert answered["minio"] < answered["postgres"] < answered["mlflow"] < answered["pgadmin"]
 
 
+def test_wait_ready_asks_each_service_every_poll_but_the_engine_only_every_few_seconds(
+    project: Project, engine_says: list[list[ServiceState]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A look at the engine is a `docker compose ps` process; asking a service is one request."""
+    engine_says.append([state(name, health="starting") for name in SERVICE_NAMES])
+    played_back = engine.ps
+    looks: list[float] = []
+    now = [0.0]
+
+    def ps(given: Project) -> list[ServiceState]:
+        looks.append(now[0])
+        return played_back(given)
+
+    asked: list[str] = []
+
+    def probe(service: str) -> probes.Readiness:
+        asked.append(service)
+        return probes.Readiness.READY if now[0] >= 10 else probes.Readiness.DOWN
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    monkeypatch.setattr(engine, "ps", ps)
+    stack.wait_ready(project, probe=probe, poll=0.5, look_every=3.0, clock=lambda: now[0], sleep=sleep)
+    assert looks == [0.0, 3.0, 6.0, 9.0]
+    assert all(asked.count(name) == 21 for name in SERVICE_NAMES), asked  # at 0, 0.5, ... 10 s
+
+
 def test_wait_ready_fails_at_once_on_a_crashing_service_with_its_log(
     project: Project, engine_says: list[list[ServiceState]]
 ) -> None:
