@@ -8,7 +8,6 @@ log() { printf '[install-chromium] %s\n' "$*" >&2; }
 
 if [ ! -x /usr/bin/chromium ]; then
   log "installing chromium from Debian"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  bash "$(dirname "${BASH_SOURCE[0]}")/../tests/apt-install.sh" --no-install-recommends chromium
 fi
 log "$(/usr/bin/chromium --version 2>/dev/null || echo 'chromium installed')"

@@ -10,8 +10,7 @@ plugins_dir=/usr/local/lib/docker/cli-plugins
 
 if ! command -v dockerd >/dev/null 2>&1; then
   log "installing docker.io from Debian"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
+  bash "$(dirname "${BASH_SOURCE[0]}")/../tests/apt-install.sh" docker.io
 fi
 
 if ! docker compose version >/dev/null 2>&1 || ! docker buildx version >/dev/null 2>&1; then

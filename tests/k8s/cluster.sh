@@ -99,8 +99,7 @@ ensure_packages() {
   command -v openssl >/dev/null || missing+=(openssl)
   ((${#missing[@]})) || return 0
   log "apt-get install ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  bash "$here/../apt-install.sh" "${missing[@]}"
 }
 
 go_env() {

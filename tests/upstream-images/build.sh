@@ -157,8 +157,7 @@ ensure_base() {
   old_base_id=$(docker image inspect -f '{{.Id}}' "$BASE_REF" 2>/dev/null || true)
   if ! command -v debootstrap >/dev/null 2>&1; then
     log "installing debootstrap"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
+    bash "$here/../apt-install.sh" debootstrap
   fi
   log "building $BASE_REF (debootstrap --variant=minbase $SUITE)"
   rootfs=$(mktemp -d "$CACHE_DIR/rootfs.XXXXXX")
