@@ -12,6 +12,8 @@ from trackstack.settings import Settings
 # The pgAdmin image loads this file when it creates its configuration database, so the server
 # `localhost` is in pgAdmin's tree from its first start (the renderers mount it there).
 PGADMIN_SERVERS_PATH = "/trackstack/servers.json"
+# The pgAdmin image's interpreter (dpage/pgadmin4 keeps pgAdmin in a virtualenv).
+PGADMIN_PYTHON = "/venv/bin/python3"
 
 
 def mlflow_environment(settings: Settings) -> dict[str, str]:
@@ -36,18 +38,25 @@ def mlflow_environment(settings: Settings) -> dict[str, str]:
     return environment
 
 
-def pgadmin_environment() -> dict[str, str]:
-    """pgAdmin's variables that carry no credential."""
-    return {
+def pgadmin_environment(*, compiled_image: bool = False) -> dict[str, str]:
+    """pgAdmin's variables that carry no credential.
+
+    `compiled_image`: the container runs the image Compose builds with pgAdmin's bytecode in it
+    (templates/Dockerfile.pgadmin.j2), not PGADMIN_IMAGE as it is (Swarm, Kubernetes).
+    """
+    environment = {
         "PGADMIN_DISABLE_POSTFIX": "true",
         # Offline-friendly and private: no update check, no Gravatar lookup of the login e-mail.
         "PGADMIN_CONFIG_UPGRADE_CHECK_ENABLED": "False",
         "PGADMIN_CONFIG_SHOW_GRAVATAR_IMAGE": "False",
-        # The image ships no bytecode and its user may not write next to the code, so each start
-        # and each `setup.py` run compiled all of pgAdmin again (seconds of CPU): keep the
-        # compiled files in the data volume (Python checks them against the sources).
-        "PYTHONPYCACHEPREFIX": "/var/lib/pgadmin/pycache",
         "PGADMIN_SERVER_JSON_FILE": PGADMIN_SERVERS_PATH,
         # The server entry holds no password, only a command that reads it in the container.
         "PGADMIN_CONFIG_ENABLE_SERVER_PASS_EXEC_CMD": "True",
     }
+    if not compiled_image:
+        # The image ships no bytecode and its user may not write next to the code, so each start
+        # and each `setup.py` run compiled all of pgAdmin again (seconds of CPU): keep the
+        # compiled files in the data volume (Python checks them against the sources). Not with
+        # the compiled image: Python would then look for bytecode only here, not beside the code.
+        environment["PYTHONPYCACHEPREFIX"] = "/var/lib/pgadmin/pycache"
+    return environment

@@ -17,9 +17,10 @@ import hashlib
 import secrets
 
 from trackstack import engine
+from trackstack.container_env import PGADMIN_PYTHON
 from trackstack.engine import Project
 from trackstack.errors import TrackstackError
-from trackstack.seed import PGADMIN_PYTHON, PGADMIN_SETUP
+from trackstack.seed import PGADMIN_SETUP
 
 FINGERPRINT = "/var/lib/pgadmin/trackstack-login"
 # Runs in the pgAdmin container: stdin holds the e-mail, a newline, the password.

@@ -35,6 +35,10 @@ def backend_store_uri(user: str, database: str) -> str:
 
 COMPOSE_FILE = "compose.yaml"
 DOCKERFILE = "Dockerfile.mlflow"
+# PGADMIN_IMAGE with its Python code compiled, for Compose (Swarm and Kubernetes run PGADMIN_IMAGE).
+PGADMIN_DOCKERFILE = "Dockerfile.pgadmin"
+# The user the pgAdmin image runs as (its Dockerfile: USER 5050), restored after compiling as root.
+PGADMIN_USER = "5050"
 # pgAdmin's server list, mounted into its container (a Compose config): no secret in it.
 SERVERS_FILE = "pgadmin-servers.json"
 DOCKERFILE_LABEL = "org.trackstack.dockerfile-sha256"
@@ -91,6 +95,20 @@ def render_dockerfile(settings: Settings) -> str:
     )
 
 
+def render_pgadmin_dockerfile(settings: Settings) -> str:
+    return render_template(
+        f"{PGADMIN_DOCKERFILE}.j2",
+        base_image=settings.pgadmin_image,
+        python=container_env.PGADMIN_PYTHON,
+        user=PGADMIN_USER,
+    )
+
+
+def pgadmin_build_digest(dockerfile: str) -> str:
+    """What the compiled pgAdmin image is built from: its Dockerfile alone (no file is copied in)."""
+    return hashlib.sha256(dockerfile.encode()).hexdigest()
+
+
 def _release(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
@@ -117,7 +135,7 @@ def allowed_hosts(settings: Settings) -> list[str]:
     return sorted(names)
 
 
-def render_compose(settings: Settings, engine: EngineFeatures, dockerfile: str) -> str:
+def render_compose(settings: Settings, engine: EngineFeatures, dockerfile: str, pgadmin_dockerfile: str) -> str:
     return render_template(
         f"{COMPOSE_FILE}.j2",
         s=settings,
@@ -130,10 +148,12 @@ def render_compose(settings: Settings, engine: EngineFeatures, dockerfile: str) 
         dockerfile=DOCKERFILE,
         dockerfile_label=DOCKERFILE_LABEL,
         dockerfile_digest=build_digest(settings, dockerfile),
+        pgadmin_dockerfile=PGADMIN_DOCKERFILE,
+        pgadmin_dockerfile_digest=pgadmin_build_digest(pgadmin_dockerfile),
         servers_file=SERVERS_FILE,
         pgadmin_server_name=PGADMIN_SERVER_NAME,
         mlflow_environment=container_env.mlflow_environment(settings),
-        pgadmin_environment=container_env.pgadmin_environment(),
+        pgadmin_environment=container_env.pgadmin_environment(compiled_image=True),
         pgadmin_servers_path=container_env.PGADMIN_SERVERS_PATH,
     )
 
@@ -152,9 +172,10 @@ def render_servers_json(settings: Settings, password_command: str = PGADMIN_PASS
 
 def render_all(settings: Settings, engine: EngineFeatures) -> dict[str, str]:
     """Every generated project file, by its name relative to the project root."""
-    dockerfile = render_dockerfile(settings)
+    dockerfile, pgadmin_dockerfile = render_dockerfile(settings), render_pgadmin_dockerfile(settings)
     return {
-        COMPOSE_FILE: render_compose(settings, engine, dockerfile),
+        COMPOSE_FILE: render_compose(settings, engine, dockerfile, pgadmin_dockerfile),
         DOCKERFILE: dockerfile,
+        PGADMIN_DOCKERFILE: pgadmin_dockerfile,
         SERVERS_FILE: render_servers_json(settings),
     }

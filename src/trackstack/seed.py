@@ -13,12 +13,12 @@ import shlex
 from typing import Any
 
 from trackstack import engine
+from trackstack.container_env import PGADMIN_PYTHON
 from trackstack.engine import DockerError, Project
 from trackstack.render import PGADMIN_SERVER_NAME, render_servers_json
 from trackstack.settings import Settings
 
-# Paths inside the pgAdmin image (dpage/pgadmin4): its Python, its setup script, its data.
-PGADMIN_PYTHON = "/venv/bin/python3"
+# Paths inside the pgAdmin image (dpage/pgadmin4): its setup script, its data.
 PGADMIN_SETUP = "/pgadmin4/setup.py"
 PGADMIN_STORAGE = "/var/lib/pgadmin/storage"
 PGADMIN_DB = "/var/lib/pgadmin/pgadmin4.db"

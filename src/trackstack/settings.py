@@ -357,6 +357,14 @@ class Settings(BaseModel):
     def mlflow_image(self) -> str:
         return f"{self.compose_project_name}-mlflow:{self.mlflow_version}"
 
+    @property
+    def pgadmin_local_image(self) -> str:
+        """PGADMIN_IMAGE with its bytecode compiled, which Compose builds (Dockerfile.pgadmin)."""
+        name, _, digest = self.pgadmin_image.partition("@")
+        last = name.rsplit("/", 1)[-1]
+        tag = digest.removeprefix("sha256:")[:12] if digest else last.partition(":")[2] or "latest"
+        return f"{self.compose_project_name}-pgadmin:{tag}"
+
     def secret_values(self) -> list[str]:
         """Every secret, so that output and generated files can be checked against them."""
         return [

@@ -138,17 +138,17 @@ def init(c: Context, force: bool = False) -> None:
 @reports_errors
 @changes_state
 def render(c: Context, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
-    """Render compose.yaml and Dockerfile.mlflow from .env."""
+    """Render compose.yaml, Dockerfile.mlflow and Dockerfile.pgadmin from .env."""
     from trackstack import stack
 
     stack.render(_enforced(c, allow_weak_secrets, allow_unpinned))
 
 
-@task(help={"force": "rebuild from scratch even if the image is current", **POLICY_HELP})
+@task(help={"force": "rebuild from scratch even if the images are current", **POLICY_HELP})
 @reports_errors
 @changes_state
 def build(c: Context, force: bool = False, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
-    """Build the MLflow image if its Dockerfile changed."""
+    """Build the MLflow image and the compiled pgAdmin image if their Dockerfiles changed."""
     from trackstack import stack
 
     project = _enforced(c, allow_weak_secrets, allow_unpinned)

@@ -16,6 +16,7 @@ from tests.lifecycle.helpers import (
     wait_all_healthy,
 )
 from tests.live.pgadmin_api import PgAdmin
+from trackstack import engine
 from trackstack.engine import Project
 
 
@@ -43,9 +44,21 @@ def test_up_on_a_running_stack_changes_nothing(project: Project, invoke: Invoke)
     result = invoke("up")
     assert started(project) == before
     assert f"image {project.settings.mlflow_image} is up to date" in result.stdout
+    assert f"image {project.settings.pgadmin_local_image} is up to date" in result.stdout
     assert "generated files are up to date" in result.stdout
     assert "already exists" in result.stdout  # the bucket
     assert "already lists the server localhost" in result.stdout
+
+
+def test_pgadmin_runs_compiled_code_and_writes_no_bytecode(project: Project) -> None:
+    """pgAdmin runs the image trackstack compiled: no process of it compiles into the data volume."""
+    script = (
+        'test -z "$PYTHONPYCACHEPREFIX" && test ! -e /var/lib/pgadmin/pycache'
+        " && find /pgadmin4 -name '__init__.*.pyc' | wc -l"
+    )
+    result = engine.compose(project, "exec", "-T", "pgadmin", "sh", "-c", script, capture=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) > 100  # every package of pgAdmin, compiled in the image
 
 
 def test_up_restores_the_seeded_server_and_keeps_the_ones_added_by_hand(project: Project, invoke: Invoke) -> None:

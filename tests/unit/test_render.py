@@ -14,6 +14,7 @@ from trackstack.render import (
     PGADMIN_PASSWORD_COMMAND,
     EngineFeatures,
     build_digest,
+    pgadmin_build_digest,
     render_all,
     render_dockerfile,
     render_servers_json,
@@ -135,6 +136,35 @@ def test_image_label_tracks_the_dockerfile(settings: Settings) -> None:
     files = render_all(settings, EngineFeatures())
     build = yaml.safe_load(files["compose.yaml"])["services"]["mlflow"]["build"]
     assert build["labels"][DOCKERFILE_LABEL] == build_digest(settings, files["Dockerfile.mlflow"])
+
+
+def test_pgadmin_runs_the_pinned_image_compiled_as_its_own_user(settings: Settings) -> None:
+    files = render_all(settings, EngineFeatures())
+    dockerfile = files["Dockerfile.pgadmin"]
+    lines = [line for line in dockerfile.splitlines() if line and not line.startswith("#")]
+    assert lines[0] == f"FROM {settings.pgadmin_image}"
+    assert "-m compileall" in dockerfile
+    assert lines[-1] == "USER 5050"  # the upstream image's user, after compiling as root
+    pgadmin = yaml.safe_load(files["compose.yaml"])["services"]["pgadmin"]
+    assert pgadmin["image"] == "trackstack-pgadmin:9.18"
+    assert pgadmin["build"]["dockerfile"] == "Dockerfile.pgadmin"
+    assert pgadmin["build"]["labels"][DOCKERFILE_LABEL] == pgadmin_build_digest(dockerfile)
+    # Python would look for bytecode only under a PYTHONPYCACHEPREFIX, not beside the code.
+    assert "PYTHONPYCACHEPREFIX" not in pgadmin["environment"]
+
+
+@pytest.mark.parametrize(
+    ("reference", "local"),
+    [
+        ("dpage/pgadmin4:9.18", "trackstack-pgadmin:9.18"),
+        ("registry.example:5000/mirror/pgadmin4:9.18", "trackstack-pgadmin:9.18"),
+        ("dpage/pgadmin4@sha256:" + "ab" * 32, "trackstack-pgadmin:" + "ab" * 6),
+    ],
+)
+def test_the_compiled_pgadmin_image_is_named_after_the_pinned_one(
+    settings: Settings, reference: str, local: str
+) -> None:
+    assert settings.model_copy(update={"pgadmin_image": reference}).pgadmin_local_image == local
 
 
 def test_dockerfile_is_pinned_small_and_unprivileged(settings: Settings) -> None:

@@ -12,9 +12,13 @@ from trackstack.services import SERVICE_NAMES
 from trackstack.settings import Settings
 
 HASHES = {name: f"hash-{name}" for name in SERVICE_NAMES}
+# The images trackstack builds, by service, as the engine names them (the others run pinned images).
+BUILT = {"mlflow": "sha256:mlflow", "pgadmin": "sha256:pgadmin"}
 
 
-def state(service: str, *, status: str = "running", health: str = "healthy", config_hash: str = "") -> ServiceState:
+def state(
+    service: str, *, status: str = "running", health: str = "healthy", config_hash: str = "", image_id: str = ""
+) -> ServiceState:
     return ServiceState(
         service=service,
         container=f"ts-{service}-1",
@@ -22,7 +26,7 @@ def state(service: str, *, status: str = "running", health: str = "healthy", con
         health=health,
         exit_code=0,
         config_hash=config_hash or HASHES[service],
-        image_id="sha256:mlflow" if service == "mlflow" else "",
+        image_id=image_id or BUILT.get(service, ""),
     )
 
 
@@ -41,7 +45,7 @@ def engine_says(monkeypatch: pytest.MonkeyPatch) -> list[list[ServiceState]]:
 
     monkeypatch.setattr(engine, "ps", ps)
     monkeypatch.setattr(engine, "config_hashes", lambda _project: dict(HASHES))
-    monkeypatch.setattr(engine, "image_id", lambda _image: "sha256:mlflow")
+    monkeypatch.setattr(engine, "image_id", lambda image: BUILT["pgadmin" if "-pgadmin:" in image else "mlflow"])
     monkeypatch.setattr(engine, "logs_tail", lambda _project, _service: "(log lines)")
     return answers
 
@@ -57,6 +61,9 @@ def test_a_stack_running_as_configured_is_left_alone(project: Project, engine_sa
         {"postgres": state("postgres", config_hash="changed-in-env")},
         {"mlflow": state("mlflow", health="starting")},
         {"minio": state("minio", status="exited", health="")},
+        # An image rebuilt since the container was created (a new PGADMIN_IMAGE, `invoke build`).
+        {"pgadmin": state("pgadmin", image_id="sha256:older")},
+        {"mlflow": state("mlflow", image_id="sha256:older")},
     ],
 )
 def test_a_changed_or_unready_service_means_starting(
