@@ -318,6 +318,17 @@ def image_label(image: str, label: str) -> str | None:
     return result.stdout.strip()
 
 
+def image_layers(image: str) -> list[str] | None:
+    """The layer digests of a local image, base first; None when the image is absent."""
+    result = run(
+        ["docker", "image", "inspect", "--format", "{{ json .RootFS.Layers }}", image], capture=True, check=False
+    )
+    if result.returncode != 0:
+        return None
+    layers: list[str] = json.loads(result.stdout)
+    return layers
+
+
 def image_id(image: str) -> str | None:
     result = run(["docker", "image", "inspect", "--format", "{{ .Id }}", image], capture=True, check=False)
     return result.stdout.strip() if result.returncode == 0 else None

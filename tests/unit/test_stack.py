@@ -176,3 +176,23 @@ def test_wait_ready_leaves_a_service_alone_until_it_is_started(
         sleep=lambda _seconds: None,
     )
     assert set(answered) == set(SERVICE_NAMES)
+
+
+@pytest.mark.parametrize(
+    ("base_layers", "current"),
+    [
+        (["sha256:a", "sha256:b"], True),  # built on the base as it is now
+        (["sha256:a", "sha256:new"], False),  # the pinned tag was pulled again with new contents
+        (None, True),  # no base image here to compare with: the label decides
+    ],
+)
+def test_the_compiled_pgadmin_image_follows_its_base(
+    monkeypatch: pytest.MonkeyPatch, base_layers: list[str] | None, current: bool
+) -> None:
+    image = stack.LocalImage("pgadmin", "ts-pgadmin:9.18", "digest", "", base="dpage/pgadmin4:9.18")
+    layers = {"ts-pgadmin:9.18": ["sha256:a", "sha256:b", "sha256:compiled"], "dpage/pgadmin4:9.18": base_layers}
+    monkeypatch.setattr(engine, "image_label", lambda _image, _label: "digest")
+    monkeypatch.setattr(engine, "image_layers", layers.get)
+    assert image.is_current() is current
+    monkeypatch.setattr(engine, "image_label", lambda _image, _label: "another Dockerfile")
+    assert not image.is_current()

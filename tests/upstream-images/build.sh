@@ -112,6 +112,14 @@ done
 
 # --- helpers ------------------------------------------------------------------
 have_image() { docker image inspect "$1" >/dev/null 2>&1; }
+# What a stand-in is built from: its directory and the versions it is built for. An image whose
+# label differs (a stand-in edited since) is built again, so a warm CI never tests an old one.
+standin_digest() {
+  { (cd "$here/$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
+    printf '%s\n' "$BASE_REF" "$PGADMIN_VERSION" "$PG_MAJOR" "$PYTHON_MINOR" "$MINIO_RELEASE" "$CADDY_VERSION"
+  } | sha256sum | cut -c1-16
+}
+standin_label() { docker image inspect -f '{{ index .Config.Labels "org.trackstack.standin.digest" }}' "$1" 2>/dev/null || true; }
 
 ctx_root=$(mktemp -d)
 rootfs=   # debootstrap target while the base is being built
@@ -134,7 +142,8 @@ docker_build() {
   shift 2
   logf=$LOG_DIR/$(printf '%s' "$ref" | tr -c 'A-Za-z0-9._-' '_').log
   local cmd=(docker build --build-arg "BASE_IMAGE=$BASE_REF" "$@"
-             --label "org.trackstack.standin.ref=$ref" -t "$ref" "$ctx")
+             --label "org.trackstack.standin.ref=$ref" --label "org.trackstack.standin.digest=$digest"
+             -t "$ref" "$ctx")
   if ((verbose)); then
     DOCKER_BUILDKIT=1 "${cmd[@]}" --progress=plain
   elif ! DOCKER_BUILDKIT=1 "${cmd[@]}" --progress=plain >"$logf" 2>&1; then
@@ -269,13 +278,15 @@ go_binary() {
 }
 
 # --- stand-ins ----------------------------------------------------------------
-# build_standin REF NAME -- each one is skipped when its reference already exists.
+# build_standin REF NAME -- each one is skipped when its reference exists, built from this stand-in.
 build_standin() {
-  local ref=$1 name=$2 t0=$SECONDS ctx
-  if have_image "$ref" && ! ((force)); then
+  local ref=$1 name=$2 t0=$SECONDS ctx digest
+  digest=$(standin_digest "$name")
+  if [[ $(standin_label "$ref") == "$digest" ]] && ! ((force)); then
     log "cached: $ref"
     return 0
   fi
+  have_image "$ref" && ! ((force)) && log "$ref was built from another version of $name/: building it again"
   ensure_base
   t0=$SECONDS
   local old_id

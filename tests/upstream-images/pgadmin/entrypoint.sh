@@ -51,7 +51,10 @@ if [[ ! -s $CONFIG_DISTRO_FILE_PATH ]]; then
   } >"$CONFIG_DISTRO_FILE_PATH"
 fi
 
-server_mode=$(cd /pgadmin4 && "$py" -c 'import config; print(config.SERVER_MODE)')
+# From the environment, as the documented variable says: importing pgAdmin's config.py imports
+# all of pgAdmin (seconds of CPU), which the official first start does only to create its database.
+server_mode=True
+[[ ${PGADMIN_CONFIG_SERVER_MODE:-} == False ]] && server_mode=False
 servers_json=${PGADMIN_SERVER_JSON_FILE:-/pgadmin4/servers.json}
 prefs_json=${PGADMIN_PREFERENCES_JSON_FILE:-/pgadmin4/preferences.json}
 email=${PGADMIN_DEFAULT_EMAIL:-}
@@ -83,16 +86,23 @@ if [[ ! -f $data/pgadmin4.db ]]; then
   if [[ -z $email || -z $PGADMIN_DEFAULT_PASSWORD ]]; then
     die "PGADMIN_DEFAULT_EMAIL and PGADMIN_DEFAULT_PASSWORD (or PGADMIN_DEFAULT_PASSWORD_FILE) must be set to create the initial pgAdmin account"
   fi
-  # pgAdmin's own validator with the effective config, so special-use domains
-  # (.local, localhost, .test, ...) are refused unless ALLOW_SPECIAL_EMAIL_DOMAINS
-  # (or CHECK_EMAIL_DELIVERABILITY/GLOBALLY_DELIVERABLE) say otherwise. Like the
-  # official image, the validator's module alone (it needs only email_validator
-  # and config): importing it from the `pgadmin` package loads all of pgAdmin,
-  # seconds of CPU the official first start does not spend.
-  if ! (cd /pgadmin4/pgadmin/utils && PYTHONPATH=/pgadmin4 "$py" -c '
-import sys
-from validation_utils import validate_email
-sys.exit(0 if validate_email(sys.argv[1]) else 1)' "$email"); then
+  # pgAdmin's own validator, so special-use domains (.local, localhost, .test, ...)
+  # are refused unless ALLOW_SPECIAL_EMAIL_DOMAINS (or CHECK_EMAIL_DELIVERABILITY,
+  # GLOBALLY_DELIVERABLE) say otherwise. Like the official image: the validator's
+  # module alone, given those settings from their PGADMIN_CONFIG_* variables
+  # (pgAdmin's defaults otherwise). Through config.py or the `pgadmin` package it
+  # would import all of pgAdmin: seconds of CPU the official start does not spend.
+  if ! "$py" -c '
+import ast, importlib.util, sys
+spec = importlib.util.spec_from_file_location("validation_utils", "/pgadmin4/pgadmin/utils/validation_utils.py")
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+names = ("CHECK_EMAIL_DELIVERABILITY", "ALLOW_SPECIAL_EMAIL_DOMAINS", "GLOBALLY_DELIVERABLE")
+settings = {name: ast.literal_eval(value) for name, value in zip(names, sys.argv[2:])}
+sys.exit(0 if module.validate_email(sys.argv[1], settings) else 1)' "$email" \
+      "${PGADMIN_CONFIG_CHECK_EMAIL_DELIVERABILITY:-False}" \
+      "${PGADMIN_CONFIG_ALLOW_SPECIAL_EMAIL_DOMAINS:-[]}" \
+      "${PGADMIN_CONFIG_GLOBALLY_DELIVERABLE:-True}"; then
     die "'$email' does not appear to be a valid email address; set PGADMIN_DEFAULT_EMAIL to a valid one (special-use domains need PGADMIN_CONFIG_ALLOW_SPECIAL_EMAIL_DOMAINS)"
   fi
 
