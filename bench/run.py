@@ -173,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     load_before = uptime()
     say(f"load before: {load_before}")
-    say("building trackstack's MLflow image if needed (not timed)")
+    say("building trackstack's images if needed (not timed)")
     ts.prepare()
     with tempfile.TemporaryDirectory(prefix="trackstack-bench-") as tmp:
         measure(bench, ts, args, Path(tmp))

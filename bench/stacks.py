@@ -103,7 +103,7 @@ class Trackstack:
         return self.project.settings
 
     def prepare(self) -> None:
-        """Render and build the MLflow image now, so that no timed run builds."""
+        """Render and build the MLflow image and the compiled pgAdmin image now, so that no timed run builds."""
         run_tool([*invoke_command(), "build"], self.env_file)
 
     def down(self, *, volumes: bool) -> None:

@@ -161,7 +161,7 @@ class StartReport:
     """How long `invoke up` took to each milestone, for people and for the benchmark."""
 
     ready: float  # seconds from the start until every service answered and seeding was done
-    answered: dict[str, float]  # seconds until each service answered on its health endpoint
+    answered: dict[str, float]  # seconds from the start until each service answered on its health endpoint
     seeded: tuple[str, ...]  # what seeding did, one line per step
     started_containers: bool  # False when everything already ran as configured
 
@@ -210,24 +210,41 @@ def start(project: Project, *, timeout: float = 300) -> StartReport:
             ready=time.monotonic() - started, answered={}, seeded=tuple(seeded), started_containers=False
         )
     say("starting the stack")
-    volume = BY_NAME["pgadmin"].volume
-    new_pgadmin_volume = volume is not None and f"{project.name}_{volume.name}" not in engine.volumes(project)
-    # MLflow needs Postgres to accept the .env password; MinIO and pgAdmin need nothing,
-    # so they start with Postgres and MLflow follows the moment Postgres answers.
-    _compose_up(project, "postgres", "minio", "pgadmin")
-    later = {"mlflow"}  # its container may still be the one an earlier `stop` left exited
+    existing = engine.volumes(project)
+    new_volume = {
+        service.name: f"{project.name}_{service.volume.name}" not in existing
+        for service in BY_NAME.values()
+        if service.volume
+    }
+    new_pgadmin_volume = new_volume["pgadmin"]
+    later: set[str] = set()
+    if new_volume["postgres"]:
+        # Postgres creates its database from .env now: no old password, no schema to upgrade. MLflow
+        # starts with the others; its entrypoint waits until Postgres accepts TCP connections,
+        # which the image allows only once the database is initialised.
+        _compose_up(project, *SERVICE_NAMES)
+    else:
+        # MLflow needs Postgres to accept the .env password (an older volume may hold another) and
+        # its schema at MLflow's version; MinIO and pgAdmin need nothing, so they start with
+        # Postgres and MLflow follows the moment Postgres answers.
+        _compose_up(project, "postgres", "minio", "pgadmin")
+        later.add("mlflow")  # its container may still be the one an earlier `stop` left exited
 
-    def start_mlflow() -> None:
-        migrate.before_start(project)  # an older MLflow schema: back up, upgrade once, then start
-        _compose_up(project, "mlflow")
-        later.discard("mlflow")
+        def start_mlflow() -> None:
+            migrate.before_start(project)  # an older MLflow schema: back up, upgrade once, then start
+            _compose_up(project, "mlflow")
+            later.discard("mlflow")
 
-    on_ready["postgres"] = start_mlflow
+        on_ready["postgres"] = start_mlflow
+    waiting_from = time.monotonic() - started
     answered = wait_ready(
         project, timeout=timeout, on_ready=on_ready, probe=_probe_syncing_password(project), later=later
     )
     return StartReport(
-        ready=time.monotonic() - started, answered=answered, seeded=tuple(seeded), started_containers=True
+        ready=time.monotonic() - started,
+        answered={name: waiting_from + seconds for name, seconds in answered.items()},
+        seeded=tuple(seeded),
+        started_containers=True,
     )
 
 
