@@ -28,6 +28,7 @@ from trackstack.render import (
     render_all,
 )
 from trackstack.services import BY_NAME, SERVICE_NAMES
+from trackstack.settings import Settings
 
 
 def say(message: str) -> None:
@@ -93,15 +94,19 @@ class LocalImage:
         return layers[: len(base)] == base
 
 
+def built_images(settings: Settings) -> dict[str, str]:
+    """The images trackstack builds, by the service that runs each."""
+    return {"mlflow": settings.mlflow_image, "pgadmin": settings.pgadmin_local_image}
+
+
 def local_images(project: Project) -> tuple[LocalImage, ...]:
     settings, root = project.settings, project.root
+    images = built_images(settings)
     mlflow = build_digest(settings, (root / DOCKERFILE).read_text(encoding="utf-8"))
     pgadmin = pgadmin_build_digest((root / PGADMIN_DOCKERFILE).read_text(encoding="utf-8"))
     return (
-        LocalImage("mlflow", settings.mlflow_image, mlflow, "a first build downloads MLflow: a few minutes"),
-        LocalImage(
-            "pgadmin", settings.pgadmin_local_image, pgadmin, "pgAdmin's code compiled: 10-20 s", settings.pgadmin_image
-        ),
+        LocalImage("mlflow", images["mlflow"], mlflow, "a first build downloads MLflow: a few minutes"),
+        LocalImage("pgadmin", images["pgadmin"], pgadmin, "pgAdmin's code compiled: 10-20 s", settings.pgadmin_image),
     )
 
 
@@ -250,7 +255,7 @@ def start(project: Project, *, timeout: float = 300) -> StartReport:
 
 def running_as_configured(project: Project) -> bool:
     """Every service runs and is healthy, from the configuration and image `up` would use now."""
-    images = {"mlflow": project.settings.mlflow_image, "pgadmin": project.settings.pgadmin_local_image}
+    images = built_images(project.settings)
     found, wanted, *ids = concurrently(
         lambda: engine.ps(project),
         lambda: engine.config_hashes(project),
@@ -262,7 +267,7 @@ def running_as_configured(project: Project) -> bool:
     if any(states[name].config_hash != wanted.get(name) for name in SERVICE_NAMES):
         return False
     # A rebuilt image: Compose recreates the containers of the services built from it.
-    return all(ids[index] and states[name].image_id == ids[index] for index, name in enumerate(images))
+    return all(image_id and states[name].image_id == image_id for name, image_id in zip(images, ids, strict=True))
 
 
 def _probe_syncing_password(project: Project) -> Callable[[str], probes.Readiness]:
