@@ -46,13 +46,15 @@ from bench.stacks import (
     make_env_file,
 )
 from trackstack.errors import TrackstackError
+from trackstack.paths import constraints_file
 
 RESULTS = ROOT / "bench" / "results"
 NOTES = (
-    "MLflow: both stacks run the course's release (its requirements.txt), from trackstack's image of it "
-    "(BASE_MLFLOW_IMAGE): the course's own Dockerfile resolves today's PyPI, whose SQLAlchemy 2.1 breaks that "
-    "release at start-up. Same server code: the running rows compare orchestration and server settings.",
-    "Image row: the baseline's Dockerfile really built, FROM rewritten to trackstack's MLFLOW_BASE_IMAGE.",
+    "MLflow: both stacks run the course's release (its requirements.txt). The baseline's image is its own "
+    "Dockerfile, FROM rewritten to trackstack's MLFLOW_BASE_IMAGE and its pip install held to trackstack's lock "
+    "of that release (unpinned, today's PyPI brings SQLAlchemy 2.1, which breaks the release at start-up); "
+    "trackstack's image is its own (templates/Dockerfile.mlflow.j2).",
+    "Image row: those two images.",
     "Warm baseline: the verbatim minio-setup (`mc mb` without --ignore-existing) fails on existing data "
     "(see baseline_verbatim_warm_start); warm runs add --ignore-existing and change nothing else.",
     "Cold = images present, volumes/bind mounts empty; warm = containers removed by `down`, data kept. "
@@ -114,14 +116,16 @@ def cleanup(ts: Trackstack, baseline: Baseline) -> Iterator[None]:
 
 
 def measure(bench: Bench, ts: Trackstack, args: argparse.Namespace, workdir: Path) -> None:
-    baseline = Baseline(args.baseline, workdir, ts.settings)
+    settings = ts.settings
+    image = f"{BASELINE_PROJECT}-mlflow:{settings.mlflow_version}"
+    say(f"building the baseline's MLflow Dockerfile as {image}, on trackstack's base and lock (not timed)")
+    lock = constraints_file(settings.mlflow_version)
+    build_baseline_image(args.baseline, settings.mlflow_base_image, lock, image, workdir, args.no_cache)
+    baseline = Baseline(args.baseline, workdir, settings, image)
     with cleanup(ts, baseline):
         if bench.wants("image"):
-            say("building the baseline's Dockerfile on trackstack's base image (image size)")
-            tag = f"{BASELINE_PROJECT}-mlflow:size-bench"
-            theirs = build_baseline_image(args.baseline, ts.settings.mlflow_base_image, tag, workdir, args.no_cache)
-            bench.add("image", image_size(ts.settings.mlflow_image) / 1e6)
-            bench.add("image", theirs / 1e6, compared=True)
+            bench.add("image", image_size(settings.mlflow_image) / 1e6)
+            bench.add("image", image_size(image) / 1e6, compared=True)
         if bench.wants("list"):
             list_times(bench, ts.env_file, workdir, 5 * args.repeat)
         if bench.wants(*PAIRED_ROWS):

@@ -151,7 +151,7 @@ def make_env_file(path: Path, mlflow_version: str) -> None:
 class Baseline:
     """The course's compose folder, copied to a temporary directory, on trackstack's images."""
 
-    def __init__(self, source: Path, workdir: Path, ours: Settings) -> None:
+    def __init__(self, source: Path, workdir: Path, ours: Settings, mlflow_image: str) -> None:
         self.dir = workdir / "course"
         shutil.copytree(source, self.dir)
         for path in [self.dir, *self.dir.rglob("*")]:
@@ -165,9 +165,8 @@ class Baseline:
             "BASE_MINIO_IMAGE": ours.minio_image,
             # The MinIO release image ships mc; the baseline overrides the entrypoint anyway.
             "BASE_MC_IMAGE": ours.minio_image,
-            # Its own Dockerfile resolves today's PyPI, which breaks MLflow 3.8.1 (SQLAlchemy 2.1):
-            # run trackstack's image of the same MLflow release instead (main() checks the release).
-            "BASE_MLFLOW_IMAGE": ours.mlflow_image,
+            # Its own Dockerfile, built by build_baseline_image (main() checks that the release is trackstack's).
+            "BASE_MLFLOW_IMAGE": mlflow_image,
         }
         (self.dir / ".env").write_text("".join(f"{k}={v}\n" for k, v in values.items()), encoding="utf-8")
         self.verbatim = (self.dir / "compose.yaml").read_text(encoding="utf-8")
@@ -186,7 +185,7 @@ class Baseline:
 
     def up(self, *, restartable: bool = False, check: bool = True) -> subprocess.CompletedProcess[str]:
         (self.dir / "compose.yaml").write_text(self.restartable if restartable else self.verbatim, encoding="utf-8")
-        # --no-build: the MLflow image is trackstack's; never let Compose build and retag it.
+        # --no-build: the bench built the MLflow image (build_baseline_image); Compose would build it unpinned.
         return engine.run(compose_args(self.project, "up", "--detach", "--no-build"), capture=True, check=check)
 
     def down(self, *, data: bool) -> None:
@@ -228,16 +227,32 @@ def empty_dir(path: Path, image: str) -> None:
                     image, "-rf", f"/parent/{path.name}"], capture=True)  # fmt: skip
 
 
-def build_baseline_image(source: Path, base_image: str, tag: str, workdir: Path, no_cache: bool) -> int:
-    """Build the baseline's own Dockerfile with its FROM line set to trackstack's base image; its size."""
+def baseline_dockerfile(text: str, base_image: str) -> str:
+    """The course's MLflow Dockerfile on trackstack's base image, its pip install held to a lock.
+
+    Unpinned, its requirements resolve today's PyPI, whose SQLAlchemy 2.1 breaks the course's
+    MLflow release at start-up. The lock of that release (constraints/mlflow-<version>.txt) pins
+    what PyPI had when it was current; the course's own pins (mlflow, psycopg2-binary, boto3) are
+    the same versions in it. Installed is still only what the course's requirements ask for.
+    """
+    lines = [f"FROM {base_image}" if line.startswith("FROM ") else line for line in text.splitlines()]
+    copy = "COPY requirements.txt /tmp/requirements.txt"
+    install = "RUN pip install --no-cache-dir -r /tmp/requirements.txt"
+    if copy not in lines or install not in lines:
+        raise BenchError(f"the baseline's Dockerfile no longer has {copy!r} and {install!r}; update bench/stacks.py")
+    lines.insert(lines.index(copy) + 1, "COPY constraints.txt /tmp/constraints.txt")
+    lines[lines.index(install)] = install.replace("-r ", "--constraint /tmp/constraints.txt -r ")
+    return "\n".join(lines) + "\n"
+
+
+def build_baseline_image(source: Path, base_image: str, lock: Path, tag: str, workdir: Path, no_cache: bool) -> None:
+    """Build the course's MLflow image (baseline_dockerfile) as `tag`."""
     context = workdir / "baseline-image"
     shutil.copytree(source / "mlflow", context)
     dockerfile = context / "Dockerfile"
     dockerfile.chmod(0o644)
-    lines = dockerfile.read_text(encoding="utf-8").splitlines()
-    lines = [f"FROM {base_image}" if line.startswith("FROM ") else line for line in lines]
-    dockerfile.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    dockerfile.write_text(baseline_dockerfile(dockerfile.read_text(encoding="utf-8"), base_image), encoding="utf-8")
+    shutil.copyfile(lock, context / "constraints.txt")
     engine.run(
         ["docker", "build", "--quiet", "-t", tag, *(["--no-cache"] if no_cache else []), str(context)], capture=True
     )
-    return image_size(tag)

@@ -1,6 +1,6 @@
 """`invoke lock`: pin every dependency of the MLflow image for one MLflow release, reproducibly.
 
-uv (a dev dependency, pinned) resolves the image's three requirements from PyPI as they were
+uv (a dev dependency, pinned) resolves the image's requirements from PyPI as they were
 on one date, for the base image's Python on Linux. The lock's header names the exact command,
 and a later `invoke lock` reuses that date, so it writes the same file again.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from trackstack.errors import TrackstackError
 from trackstack.paths import constraints_file
-from trackstack.render import BOTO3_VERSION, PSYCOPG2_VERSION
+from trackstack.render import image_requirements
 
 _DATE_IN_HEADER = re.compile(r"--exclude-newer[ =](\d{4}-\d{2}-\d{2})\b")
 _PYTHON_TAG = re.compile(r":(\d+\.\d+)")
@@ -30,8 +30,8 @@ class LockError(TrackstackError):
 
 
 def requirements(mlflow_version: str) -> str:
-    """What the MLflow image installs: MLflow with its auth extra, the Postgres driver, the S3 client."""
-    return f"mlflow[auth]=={mlflow_version}\npsycopg2-binary=={PSYCOPG2_VERSION}\nboto3=={BOTO3_VERSION}\n"
+    """What the MLflow image installs (render.image_requirements), one per line, as uv reads them."""
+    return "".join(f"{requirement}\n" for requirement in image_requirements(mlflow_version))
 
 
 def python_version(base_image: str) -> str:

@@ -22,6 +22,22 @@ from trackstack.settings import Settings
 # The MLflow image's Python dependencies besides MLflow itself, pinned for repeatable builds.
 PSYCOPG2_VERSION = "2.9.10"
 BOTO3_VERSION = "1.38.23"
+# uvicorn, which serves MLflow 3, runs on these C implementations when they are installed (what
+# its "standard" extra adds for speed): uvloop's event loop and httptools' HTTP parser instead of
+# asyncio's loop and the pure-Python h11. Their versions come from the lock. bench/README.md has
+# what they gain (metrics/s of the tracking clients).
+UVICORN_SPEEDUPS = ("uvloop", "httptools")
+
+
+def image_requirements(mlflow_version: str) -> list[str]:
+    """What the MLflow image installs (and `invoke lock` resolves): MLflow with its auth extra, the
+    Postgres driver, the S3 client, uvicorn's speed-ups."""
+    return [
+        f"mlflow[auth]=={mlflow_version}",
+        f"psycopg2-binary=={PSYCOPG2_VERSION}",
+        f"boto3=={BOTO3_VERSION}",
+        *UVICORN_SPEEDUPS,
+    ]
 
 
 def backend_store_uri(user: str, database: str) -> str:
@@ -88,8 +104,7 @@ def render_dockerfile(settings: Settings) -> str:
         base_image=settings.mlflow_base_image,
         mlflow_version=settings.mlflow_version,
         constraints=constraints_file(settings.mlflow_version).relative_to(PROJECT_FILES).as_posix(),
-        psycopg2_version=PSYCOPG2_VERSION,
-        boto3_version=BOTO3_VERSION,
+        requirements=image_requirements(settings.mlflow_version),
         entrypoint=MLFLOW_ENTRYPOINT.relative_to(PROJECT_FILES).as_posix(),
         server_skips_pandas=_release(settings.mlflow_version) < (3, 9),
     )

@@ -61,6 +61,19 @@ def test_pgadmin_runs_compiled_code_and_writes_no_bytecode(project: Project) -> 
     assert int(result.stdout) > 100  # every package of pgAdmin, compiled in the image
 
 
+def test_every_mlflow_worker_serves_on_uvloop_and_httptools(project: Project) -> None:
+    """uvicorn uses its C event loop and HTTP parser only when it can import them: count the worker
+    processes that have both extension modules mapped."""
+    script = (
+        "n=0; for maps in /proc/[0-9]*/maps; do"
+        " grep -q 'uvloop/loop[.]' $maps 2>/dev/null && grep -q 'httptools/parser/parser[.]' $maps 2>/dev/null"
+        " && n=$((n+1)); done; echo $n"
+    )
+    result = engine.compose(project, "exec", "-T", "mlflow", "sh", "-c", script, capture=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) == project.settings.mlflow_workers
+
+
 def test_up_restores_the_seeded_server_and_keeps_the_ones_added_by_hand(project: Project, invoke: Invoke) -> None:
     settings = project.settings
     pgadmin = PgAdmin(settings.url("PGADMIN_PORT"))

@@ -21,7 +21,15 @@ from bench.paired import (
 )
 from bench.probes import probes
 from bench.report import Row, Target, cell, fmt, invoke_up_phases, ratio_text, render_table, rows, stats
-from bench.stacks import BASELINE_PROJECT, COURSE_PORTS, client_view
+from bench.stacks import (
+    BASELINE_PROJECT,
+    BASELINE_SOURCE,
+    COURSE_PORTS,
+    baseline_dockerfile,
+    client_view,
+    course_mlflow_version,
+)
+from trackstack.paths import constraints_file
 from trackstack.services import ENDPOINTS, SERVICE_NAMES
 from trackstack.settings import Settings
 
@@ -324,3 +332,26 @@ def test_swarm_figures_side_by_side_with_the_ratio_of_pairs() -> None:
     assert "1,650 [1,500-1,700]" in row
     assert "1,100 [1,000-1,200]" in row
     assert row.split()[-2] == "1.55x"  # the per-pair ratios 1.65, 1.25 and 1.55: their median
+
+
+def test_the_baseline_image_is_the_courses_dockerfile_held_to_the_lock() -> None:
+    text = (BASELINE_SOURCE / "mlflow" / "Dockerfile").read_text(encoding="utf-8")
+    patched = baseline_dockerfile(text, "python:3.13-slim-trixie").splitlines()
+    assert patched[0] == "FROM python:3.13-slim-trixie"
+    assert "RUN pip install --no-cache-dir --constraint /tmp/constraints.txt -r /tmp/requirements.txt" in patched
+    copies = [line for line in patched if line.startswith("COPY ")]
+    assert copies == ["COPY requirements.txt /tmp/requirements.txt", "COPY constraints.txt /tmp/constraints.txt"]
+    # Everything else is the course's, line for line.
+    assert [line for line in patched if not line.startswith(("FROM ", "COPY ", "RUN "))] == [
+        line for line in text.splitlines() if not line.startswith(("FROM ", "COPY ", "RUN "))
+    ]
+    with pytest.raises(BenchError, match=r"update bench/stacks\.py"):
+        baseline_dockerfile(text.replace("-r /tmp/requirements.txt", "mlflow"), "python:3.13")
+
+
+def test_the_lock_pins_the_courses_requirements_at_its_versions() -> None:
+    """The bench holds the course's install to trackstack's lock: the course's own pins must agree with it."""
+    release = course_mlflow_version(BASELINE_SOURCE)
+    pins = set(constraints_file(release).read_text(encoding="utf-8").splitlines())
+    course = (BASELINE_SOURCE / "mlflow" / "requirements.txt").read_text(encoding="utf-8").split()
+    assert set(course) <= pins

@@ -12,6 +12,7 @@ import pytest
 from trackstack import lock
 from trackstack.paths import constraints_file, supported_mlflow_versions
 from trackstack.problems import SettingsError
+from trackstack.render import image_requirements
 from trackstack.validation import validate
 
 PINS = "alembic==1.20.1\nmlflow==3.17.2\nmlflow-skinny==3.17.2\n"
@@ -92,6 +93,15 @@ def test_the_committed_default_lock_was_written_by_invoke_lock() -> None:
     command = shlex.join(lock.compile_args("3.13", "2026-11-29"))
     assert command in path.read_text().splitlines()[1]
     assert "mlflow==3.17.2" in path.read_text().splitlines()
+
+
+@pytest.mark.parametrize("version", supported_mlflow_versions())
+def test_every_lock_pins_everything_the_image_asks_for(version: str) -> None:
+    """An unpinned requirement would install whatever PyPI has on the day of the build."""
+    pinned = {line.partition("==")[0] for line in constraints_file(version).read_text().splitlines() if "==" in line}
+    asked = {requirement.partition("[")[0].partition("==")[0] for requirement in image_requirements(version)}
+    assert asked <= pinned
+    assert {"uvloop", "httptools"} <= asked
 
 
 def test_both_versions_are_locked_and_listed_oldest_first() -> None:

@@ -174,6 +174,8 @@ def test_dockerfile_is_pinned_small_and_unprivileged(settings: Settings) -> None
     assert f'"mlflow[auth]=={settings.mlflow_version}"' in dockerfile  # auth extra: Flask-WTF for basic-auth
     assert "psycopg2-binary==" in dockerfile
     assert "boto3==" in dockerfile
+    assert '"uvloop"' in dockerfile  # uvicorn's C event loop
+    assert '"httptools"' in dockerfile  # and its C HTTP parser
     assert "--no-cache-dir" in dockerfile
     assert any(line.startswith("USER ") and "root" not in line for line in lines)
     cmd = next(line for line in lines if line.startswith("CMD "))
