@@ -85,13 +85,16 @@ class LocalImage:
 
     def is_current(self) -> bool:
         """Built from the current Dockerfile and, when the base is here, from the base's layers."""
-        if engine.image_label(self.image, DOCKERFILE_LABEL) != self.digest:
+        label, base, layers = concurrently(
+            lambda: engine.image_label(self.image, DOCKERFILE_LABEL),
+            lambda: engine.image_layers(self.base) if self.base else None,
+            lambda: engine.image_layers(self.image) if self.base else None,
+        )
+        if label != self.digest:
             return False
-        base = engine.image_layers(self.base) if self.base else None
         if base is None:  # no base to compare (or none pulled): the label decides
             return True
-        layers = engine.image_layers(self.image) or []
-        return layers[: len(base)] == base
+        return bool((layers or [])[: len(base)] == base)
 
 
 def built_images(settings: Settings) -> dict[str, str]:
@@ -144,21 +147,24 @@ def concurrently(*calls: Callable[[], Any]) -> list[Any]:
         return [future.result() for future in [pool.submit(call) for call in calls]]
 
 
-def preflight(project: Project) -> EngineFeatures:
-    """The blocking checks of `invoke doctor`, run before `up` changes anything."""
+def preflight(project: Project) -> tuple[EngineFeatures, set[str]]:
+    """The blocking checks of `invoke doctor` and the Postgres volume's version, run before `up`
+    changes anything, all at once; the engine's features and the services running now."""
     from trackstack import doctor
 
-    features, architecture, disk, running = concurrently(
+    features, architecture, disk, running, _ = concurrently(
         engine.check_docker,
         doctor.check_architecture,
         lambda: doctor.check_disk(project.root),
         lambda: engine.running_services(project),
+        # Last: an engine that does not answer is the error to report first.
+        lambda: migrate.check_postgres_volume(project),
     )
     blockers = [check for check in (architecture, disk) if check.blocking]
     if blockers:
         raise TrackstackError("\n".join(f"{c.name}: {c.detail}. Fix: {c.fix}." for c in blockers))
     check_ports(project, running)
-    return features  # type: ignore[no-any-return]
+    return features, running
 
 
 @dataclass(frozen=True)
@@ -181,7 +187,7 @@ def start(project: Project, *, timeout: float = 300) -> StartReport:
     from trackstack.credentials import apply_pgadmin_login
 
     started = time.monotonic()
-    features = preflight(project)
+    features, running = preflight(project)
     changed = write_generated(project, features)
     say(f"rendered {', '.join(changed)}" if changed else "generated files are up to date")
     build(project)
@@ -208,7 +214,7 @@ def start(project: Project, *, timeout: float = 300) -> StartReport:
         "minio": lambda: note(seed.bucket_line(project.settings)),
         "pgadmin": pgadmin_ready,
     }
-    if running_as_configured(project):
+    if running_as_configured(project, running):
         say("every service already runs as configured")
         concurrently(*on_ready.values())  # only the seeding checks: nothing to start or wait for
         return StartReport(
@@ -253,8 +259,14 @@ def start(project: Project, *, timeout: float = 300) -> StartReport:
     )
 
 
-def running_as_configured(project: Project) -> bool:
-    """Every service runs and is healthy, from the configuration and image `up` would use now."""
+def running_as_configured(project: Project, running: set[str] | None = None) -> bool:
+    """Every service runs and is healthy, from the configuration and image `up` would use now.
+
+    `running`: the services that had a running container a moment ago (preflight), when known; if
+    one is missing, the answer is no without asking Compose (a cold or warm start: no containers).
+    """
+    if running is not None and not running >= set(SERVICE_NAMES):
+        return False
     images = built_images(project.settings)
     found, wanted, *ids = concurrently(
         lambda: engine.ps(project),

@@ -164,12 +164,7 @@ def build(c: Context, force: bool = False, allow_weak_secrets: bool = False, all
 @changes_state
 def up(c: Context, timeout: int = 300, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
     """Start the stack, wait until healthy, seed it, print URLs."""
-
-    from trackstack import migrate
-
-    project = _enforced(c, allow_weak_secrets, allow_unpinned)
-    migrate.check_postgres_volume(project)
-    _start(project, "ready:", timeout=timeout)
+    _start(_enforced(c, allow_weak_secrets, allow_unpinned), "ready:", timeout=timeout)
 
 
 @task(help={"timeout": "seconds to wait for every service's replicas (default 600)", **POLICY_HELP})

@@ -78,6 +78,28 @@ def test_a_missing_service_means_starting(project: Project, engine_says: list[li
     assert not stack.running_as_configured(project)
 
 
+def test_with_a_service_not_running_compose_is_not_asked(
+    project: Project, engine_says: list[list[ServiceState]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cold or warm start: preflight saw no running container, so `compose ps` and `config --hash` are skipped."""
+    engine_says.append([state(name) for name in SERVICE_NAMES])
+
+    def refuse(_project: Project) -> None:
+        raise AssertionError("Compose asked although preflight saw a service not running")
+
+    monkeypatch.setattr(engine, "ps", refuse)
+    monkeypatch.setattr(engine, "config_hashes", refuse)
+    assert not stack.running_as_configured(project, set())
+    assert not stack.running_as_configured(project, set(SERVICE_NAMES) - {"minio"})
+
+
+def test_with_every_service_running_compose_decides(project: Project, engine_says: list[list[ServiceState]]) -> None:
+    engine_says.append([state(name) for name in SERVICE_NAMES])
+    assert stack.running_as_configured(project, set(SERVICE_NAMES))
+    engine_says[0] = [state(name, health="starting") for name in SERVICE_NAMES]
+    assert not stack.running_as_configured(project, set(SERVICE_NAMES))
+
+
 def test_wait_ready_runs_each_callback_once_the_moment_its_service_answers(
     project: Project, engine_says: list[list[ServiceState]]
 ) -> None:
