@@ -245,10 +245,19 @@ def baseline_dockerfile(text: str, base_image: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def check_pins_agree(requirements: str, lock: str) -> None:
+    """The course's own `name==version` pins must be the lock's, or the lock would change its install."""
+    pins = set(lock.split())
+    differ = [line for line in requirements.split() if "==" in line and line not in pins]
+    if differ:
+        raise BenchError(f"the course pins {', '.join(differ)}, which trackstack's lock does not: update the lock")
+
+
 def build_baseline_image(source: Path, base_image: str, lock: Path, tag: str, workdir: Path, no_cache: bool) -> None:
     """Build the course's MLflow image (baseline_dockerfile) as `tag`."""
     context = workdir / "baseline-image"
     shutil.copytree(source / "mlflow", context)
+    check_pins_agree((context / "requirements.txt").read_text(encoding="utf-8"), lock.read_text(encoding="utf-8"))
     dockerfile = context / "Dockerfile"
     dockerfile.chmod(0o644)
     dockerfile.write_text(baseline_dockerfile(dockerfile.read_text(encoding="utf-8"), base_image), encoding="utf-8")

@@ -23,11 +23,10 @@ from bench.probes import probes
 from bench.report import Row, Target, cell, fmt, invoke_up_phases, ratio_text, render_table, rows, stats
 from bench.stacks import (
     BASELINE_PROJECT,
-    BASELINE_SOURCE,
     COURSE_PORTS,
     baseline_dockerfile,
+    check_pins_agree,
     client_view,
-    course_mlflow_version,
 )
 from trackstack.paths import constraints_file
 from trackstack.services import ENDPOINTS, SERVICE_NAMES
@@ -334,8 +333,18 @@ def test_swarm_figures_side_by_side_with_the_ratio_of_pairs() -> None:
     assert row.split()[-2] == "1.55x"  # the per-pair ratios 1.65, 1.25 and 1.55: their median
 
 
+# The course's MLflow Dockerfile (../shared/baseline/course/mlflow/Dockerfile), which a clone need not have beside it.
+COURSE_DOCKERFILE = """FROM python:3.11-slim-bookworm
+COPY requirements.txt /tmp/requirements.txt
+RUN pip install --no-cache-dir -r /tmp/requirements.txt
+EXPOSE 5000
+WORKDIR /mlflow
+CMD ["mlflow", "server", "--host", "0.0.0.0", "--port", "5000"]
+"""
+
+
 def test_the_baseline_image_is_the_courses_dockerfile_held_to_the_lock() -> None:
-    text = (BASELINE_SOURCE / "mlflow" / "Dockerfile").read_text(encoding="utf-8")
+    text = COURSE_DOCKERFILE
     patched = baseline_dockerfile(text, "python:3.13-slim-trixie").splitlines()
     assert patched[0] == "FROM python:3.13-slim-trixie"
     assert "RUN pip install --no-cache-dir --constraint /tmp/constraints.txt -r /tmp/requirements.txt" in patched
@@ -349,9 +358,9 @@ def test_the_baseline_image_is_the_courses_dockerfile_held_to_the_lock() -> None
         baseline_dockerfile(text.replace("-r /tmp/requirements.txt", "mlflow"), "python:3.13")
 
 
-def test_the_lock_pins_the_courses_requirements_at_its_versions() -> None:
-    """The bench holds the course's install to trackstack's lock: the course's own pins must agree with it."""
-    release = course_mlflow_version(BASELINE_SOURCE)
-    pins = set(constraints_file(release).read_text(encoding="utf-8").splitlines())
-    course = (BASELINE_SOURCE / "mlflow" / "requirements.txt").read_text(encoding="utf-8").split()
-    assert set(course) <= pins
+def test_the_courses_pins_must_be_the_locks() -> None:
+    """The bench holds the course's install to trackstack's lock of its release: its own pins must agree."""
+    lock = constraints_file("3.8.1").read_text(encoding="utf-8")
+    check_pins_agree("psycopg2-binary==2.9.10\nmlflow==3.8.1\nboto3==1.38.23\n", lock)
+    with pytest.raises(BenchError, match=r"boto3==1\.40\.0"):
+        check_pins_agree("mlflow==3.8.1\nboto3==1.40.0\n", lock)
