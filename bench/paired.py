@@ -23,7 +23,7 @@ from bench import say
 from bench.cpu import stack_cpu_ns
 from bench.stacks import containers
 from trackstack import engine
-from trackstack.engine import Project
+from trackstack.project import Project
 from trackstack.services import ENDPOINTS
 
 # trackstack's host ports beside the baseline, which holds the course's: each course port plus this.

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from bench import ROOT
 from bench.paired import paired_stats
-from trackstack.overview import table
+from trackstack.console import table
 
 Kind = Literal["ratio_at_most", "ratio_at_least", "at_most", "extra_at_most"]
 

@@ -30,7 +30,7 @@ from bench.stacks import (
     wait_for_free_ports,
 )
 from bench.throughput import Clients
-from trackstack.engine import Project
+from trackstack.project import Project
 from trackstack.settings import Settings
 
 # The rows that need each stack running; the others (`list`, `image`) are measured once per invocation.

@@ -20,10 +20,11 @@ from pydantic import SecretStr
 
 from bench import ROOT, BenchError, say
 from trackstack import engine
-from trackstack.engine import Project, compose_args, docker_env
+from trackstack.engine import compose_args, docker_env
 from trackstack.envfile import create_env, read_env_file
 from trackstack.paths import ENV_FILE_VARIABLE
 from trackstack.ports import port_is_free
+from trackstack.project import Project
 from trackstack.services import ENDPOINTS
 from trackstack.settings import Settings
 from trackstack.validation import load_settings

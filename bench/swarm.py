@@ -30,9 +30,9 @@ from bench.paired import pair_order, paired_stats
 from bench.report import cell, git_revision, machine, ratio_text, stats, uptime
 from bench.throughput import Clients
 from trackstack import deploy, engine, swarm, swarmstate
-from trackstack.engine import Project
-from trackstack.overview import table
+from trackstack.console import table
 from trackstack.paths import env_file
+from trackstack.project import Project
 from trackstack.services import MLFLOW
 from trackstack.validation import RELAXED, load_settings
 

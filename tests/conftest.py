@@ -25,8 +25,8 @@ from typing import Literal, NoReturn
 
 import pytest
 
-from trackstack.engine import Project
 from trackstack.paths import ENV_FILE_VARIABLE, env_file
+from trackstack.project import Project
 from trackstack.services import BY_NAME
 from trackstack.settings import Settings
 from trackstack.validation import RELAXED, load_settings

@@ -17,8 +17,8 @@ from typing import Any
 import requests
 
 from trackstack import database
-from trackstack.engine import Project
 from trackstack.errors import TrackstackError
+from trackstack.project import Project
 from trackstack.settings import Settings
 
 # How a task reaches the logins database: (project, SQL, database) -> psql's unaligned output.

@@ -19,9 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from trackstack import database, stack
-from trackstack.engine import Project
+from trackstack import database
+from trackstack.console import say
 from trackstack.errors import TrackstackError
+from trackstack.project import Project
 from trackstack.seed import minio_client
 from trackstack.storage import minio_errors
 
@@ -91,14 +92,14 @@ def backup(project: Project, into: Path) -> Path:
     private_folder(partial)
     try:
         (partial / ARTIFACTS).mkdir(mode=0o700)
-        stack.say(f"dumping database {settings.postgres_db}")
+        say(f"dumping database {settings.postgres_db}")
         with os.fdopen(os.open(partial / DUMP, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as out:
             database.dump(project, out)
         client = minio_client(settings)
         bucket = settings.mlflow_bucket
         with minio_errors(f"copying the objects of bucket {bucket} into the backup"):
             keys = [obj.object_name for obj in client.list_objects(bucket, recursive=True)]
-            stack.say(f"copying {len(keys)} objects of bucket {bucket}")
+            say(f"copying {len(keys)} objects of bucket {bucket}")
             for key in keys:
                 client.fget_object(bucket, key, str(safe_key_path(partial / ARTIFACTS, key)))
         files = {DUMP: partial / DUMP} | {f"{ARTIFACTS}/{key}": safe_key_path(partial / ARTIFACTS, key) for key in keys}

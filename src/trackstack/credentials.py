@@ -18,8 +18,8 @@ import secrets
 
 from trackstack import engine
 from trackstack.container_env import PGADMIN_PYTHON
-from trackstack.engine import Project
 from trackstack.errors import TrackstackError
+from trackstack.project import Project
 from trackstack.seed import PGADMIN_SETUP
 
 FINGERPRINT = "/var/lib/pgadmin/trackstack-login"

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import IO
 
 from trackstack import engine
-from trackstack.engine import Project
+from trackstack.project import Project
 
 
 def tool_args(project: Project, tool: str, *options: str, database: str | None = None) -> list[str]:

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from trackstack import engine, swarm, swarmstate, swarmviews
 from trackstack.auth import Server
-from trackstack.engine import DockerError, Project
+from trackstack.console import concurrently, indent, relay, say, write_files
+from trackstack.engine import DockerError
+from trackstack.project import Project
 from trackstack.render import DOCKERFILE, DOCKERFILE_LABEL, build_digest, render_dockerfile
 from trackstack.services import MLFLOW, SWARM_SERVICES
-from trackstack.stack import concurrently, indent, relay, say, write_files
 
 __all__ = ["say"]
 from trackstack.swarmstate import DeployError

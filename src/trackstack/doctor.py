@@ -5,12 +5,15 @@ from __future__ import annotations
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
 
 from trackstack import engine, swarm, swarmstate
-from trackstack.engine import Project
+from trackstack.envfile import read_env_file
+from trackstack.ports import busy_ports
 from trackstack.problems import Problem, SettingsError
+from trackstack.project import Project
 from trackstack.services import SWARM_SERVICES
 from trackstack.validation import load_settings
 
@@ -105,7 +108,6 @@ def check_disk(path: Path) -> Check:
 
 
 def check_ports(project: Project) -> Check:
-    from trackstack.ports import busy_ports
 
     problems = busy_ports(project.settings, engine.running_services(project))
     if problems:
@@ -156,7 +158,6 @@ def check_swarm(
 
 
 def swarm_checks(project: Project) -> list[Check]:
-    from trackstack.envfile import read_env_file
 
     values, _ = read_env_file(project.env_file)
     return check_swarm(swarmstate.nodes(), swarmstate.services(project.name), project, swarm.deploy_problems(values))
@@ -191,7 +192,6 @@ def check_mlflow_client(server_version: str, client_version: str | None) -> Chec
 
 def installed_mlflow() -> str | None:
     """The version of the MLflow client installed beside trackstack (mlflow, else mlflow-skinny)."""
-    from importlib.metadata import PackageNotFoundError, version
 
     for name in ("mlflow", "mlflow-skinny"):
         try:

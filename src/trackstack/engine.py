@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import IO
 
 from trackstack.errors import TrackstackError
-from trackstack.render import COMPOSE_FILE, EngineFeatures
-from trackstack.settings import KEYS, Settings
+from trackstack.project import Project
+from trackstack.settings import KEYS
 
 # Engine API 1.44 (Docker 25) added healthcheck start_interval.
 START_INTERVAL_API = (1, 44)
@@ -27,20 +27,11 @@ class DockerError(TrackstackError):
 
 
 @dataclass(frozen=True)
-class Project:
-    """Where a stack lives on disk and what `.env` says about it."""
+class EngineFeatures:
+    """What the Docker engine in use supports, where the compose file depends on it."""
 
-    root: Path
-    env_file: Path
-    settings: Settings
-
-    @property
-    def compose_file(self) -> Path:
-        return self.root / COMPOSE_FILE
-
-    @property
-    def name(self) -> str:
-        return self.settings.compose_project_name
+    # Healthcheck `start_interval` needs Engine 25+ (API 1.44); older engines reject it.
+    start_interval: bool = True
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,11 @@ from typing import IO
 
 from trackstack import kube, kubeviews
 from trackstack.auth import Server
-from trackstack.engine import Project
+from trackstack.console import indent, say
 from trackstack.kubedeploy import NO_KUBECTL, KubeError, kubectl, require_context, run
+from trackstack.project import Project
 from trackstack.services import MLFLOW, POSTGRES
 from trackstack.settings import Settings
-from trackstack.stack import indent, say
 
 # What kubectl port-forward prints once a local port listens (then one line per connection).
 _FORWARDING = re.compile(r"^Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)$")

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from trackstack import kube
+from trackstack.console import indent, relay, say, write_files
 from trackstack.deploy import build_image
-from trackstack.engine import Project
 from trackstack.errors import TrackstackError
+from trackstack.project import Project
 from trackstack.services import MINIO, PGADMIN, POSTGRES
 from trackstack.settings import Settings
-from trackstack.stack import indent, relay, say, write_files
 
 
 class KubeError(TrackstackError):

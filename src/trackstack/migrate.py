@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Literal
 
 from trackstack import database, engine
-from trackstack.engine import Project
+from trackstack.console import say
 from trackstack.errors import TrackstackError
+from trackstack.project import Project
 from trackstack.render import backend_store_uri
+from trackstack.services import POSTGRES
 
 
 def route(key: str) -> str:
@@ -49,10 +51,6 @@ class MigrationError(TrackstackError):
 class Revisions:
     head: str
     known: frozenset[str]
-
-
-def _say(message: str) -> None:
-    print(f"trackstack: {message}", flush=True)
 
 
 def database_revision(project: Project) -> str | None:
@@ -94,7 +92,7 @@ def upgrade_schema(project: Project, found: str, revisions: Revisions) -> None:
         raise MigrationError(
             f"`mlflow db upgrade` left the schema at {now}, not {revisions.head}. {route('MLFLOW_VERSION')}."
         )
-    _say(f"schema upgraded from {found} to {revisions.head} in {time.monotonic() - started:.0f}s")
+    say(f"schema upgraded from {found} to {revisions.head} in {time.monotonic() - started:.0f}s")
 
 
 Step = Literal["none", "upgrade", "refuse"]
@@ -131,7 +129,7 @@ def before_start(project: Project) -> None:
     from trackstack import backup, stack
 
     found, revisions = pending
-    _say(
+    say(
         f"MLflow's database is at schema revision {found}; MLflow {project.settings.mlflow_version} "
         f"needs {revisions.head}: backing up, then upgrading"
     )
@@ -139,7 +137,7 @@ def before_start(project: Project) -> None:
     engine.compose(project, "stop", "mlflow", capture=True)
     stack.wait_ready(project, services=("minio",))  # the backup copies the artifacts
     folder = backup.backup(project, project.root / "backups")
-    _say(f"backup written to {folder} (`invoke restore {folder}` with the old version goes back)")
+    say(f"backup written to {folder} (`invoke restore {folder}` with the old version goes back)")
     upgrade_schema(project, found, revisions)
 
 
@@ -148,7 +146,7 @@ def after_restore(project: Project) -> None:
     pending = _pending_upgrade(project)
     if pending is not None:
         found, revisions = pending
-        _say(f"the restored database is at schema revision {found}; upgrading it to {revisions.head}")
+        say(f"the restored database is at schema revision {found}; upgrading it to {revisions.head}")
         upgrade_schema(project, found, revisions)
 
 
@@ -163,7 +161,6 @@ def _running_image(project: Project, service: str) -> str:
 
 def postgres_data_major(project: Project) -> str | None:
     """The Postgres major version that wrote the stack's data volume; None without one."""
-    from trackstack.services import POSTGRES
 
     assert POSTGRES.volume is not None  # noqa: S101 - the table gives Postgres its volume
     volume = f"{project.name}_{POSTGRES.volume.name}"

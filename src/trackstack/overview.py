@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trackstack import engine, stack
-from trackstack.engine import Project
+from trackstack.project import Project
 from trackstack.services import ENDPOINTS, SERVICES
 
 
@@ -50,11 +50,3 @@ def status_rows(project: Project) -> list[tuple[str, ...]]:
             )
         )
     return rows
-
-
-def table(rows: list[tuple[str, ...]]) -> str:
-    """Rows as aligned columns."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
-    )

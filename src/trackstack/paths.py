@@ -6,6 +6,8 @@ from pathlib import Path
 PROJECT_FILES = Path(__file__).resolve().parents[2]
 TEMPLATES = PROJECT_FILES / "templates"
 CONSTRAINTS = PROJECT_FILES / "constraints"
+# What `invoke render` writes for Docker Compose, in the project folder.
+COMPOSE_FILE = "compose.yaml"
 # The one way to point tasks, tests and the benchmark at another `.env` (README, Configuration).
 ENV_FILE_VARIABLE = "TRACKSTACK_ENV_FILE"
 

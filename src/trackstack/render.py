@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import jinja2
 
 from trackstack import container_env
-from trackstack.paths import PROJECT_FILES, TEMPLATES, constraints_file
+from trackstack.engine import EngineFeatures
+from trackstack.paths import COMPOSE_FILE, PROJECT_FILES, TEMPLATES, constraints_file
 from trackstack.services import BY_NAME, VOLUMES
 from trackstack.settings import Settings
 
@@ -49,7 +49,6 @@ def backend_store_uri(user: str, database: str) -> str:
     return f"postgresql+psycopg2://{user}@postgres:5432/{database}"
 
 
-COMPOSE_FILE = "compose.yaml"
 DOCKERFILE = "Dockerfile.mlflow"
 # PGADMIN_IMAGE with its Python code compiled, for Compose (Swarm and Kubernetes run PGADMIN_IMAGE).
 PGADMIN_DOCKERFILE = "Dockerfile.pgadmin"
@@ -60,14 +59,6 @@ SERVERS_FILE = "pgadmin-servers.json"
 DOCKERFILE_LABEL = "org.trackstack.dockerfile-sha256"
 # Copied into the MLflow image: waits for Postgres and MinIO, then runs the server.
 MLFLOW_ENTRYPOINT = PROJECT_FILES / "docker" / "mlflow-entrypoint.py"
-
-
-@dataclass(frozen=True)
-class EngineFeatures:
-    """What the Docker engine in use supports, where the compose file depends on it."""
-
-    # Healthcheck `start_interval` needs Engine 25+ (API 1.44); older engines reject it.
-    start_interval: bool = True
 
 
 # pgAdmin's registration: the server name students know from the course, and the command

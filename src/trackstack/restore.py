@@ -29,8 +29,9 @@ from trackstack.backup import (
     safe_key_path,
     verify,
 )
-from trackstack.engine import Project
+from trackstack.console import say
 from trackstack.errors import TrackstackError
+from trackstack.project import Project
 from trackstack.seed import minio_client
 from trackstack.settings import Settings
 from trackstack.storage import explain, is_storage_failure, minio_errors
@@ -66,7 +67,7 @@ def migrate_after_restore(project: Project, backup_version: str) -> None:
     the restore back.
     """
     if backup_version != project.settings.mlflow_version:
-        stack.say(f"the backup was written by MLflow {backup_version}; checking its schema")
+        say(f"the backup was written by MLflow {backup_version}; checking its schema")
     migrate.after_restore(project)
 
 
@@ -136,7 +137,7 @@ class Restore:
     # -- the steps --------------------------------------------------------------------
     def _load_scratch(self) -> None:
         self.action = "loading the dump into a scratch database"
-        stack.say(f"loading {DUMP} into scratch database {self.scratch}")
+        say(f"loading {DUMP} into scratch database {self.scratch}")
         database.drop_database(self.project, self.scratch)  # left over by a killed restore
         database.drop_database(self.project, self.previous)
         database.create_database(self.project, self.scratch)
@@ -161,7 +162,7 @@ class Restore:
         self.stale = sorted(set(current) - set(keys))
         self.keep_dir = Path(tempfile.mkdtemp(prefix="trackstack-restore-"))
         private_folder(self.keep_dir)
-        stack.say(f"restoring {len(keys)} objects into bucket {bucket}")
+        say(f"restoring {len(keys)} objects into bucket {bucket}")
         for key in keys:
             path = safe_key_path(self.folder / ARTIFACTS, key)
             if key in current and current[key] == _md5(path):
@@ -195,7 +196,7 @@ class Restore:
     # -- the way back -------------------------------------------------------------------
     def _roll_back(self, error: BaseException) -> None:
         reason = _reason(error, self.action)
-        stack.say(f"restore failed while {self.action}; putting the stack back as it was")
+        say(f"restore failed while {self.action}; putting the stack back as it was")
         failed: list[str] = []
         for step, undo in (
             ("starting Postgres and MinIO", self._services_back),

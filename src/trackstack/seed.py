@@ -14,7 +14,8 @@ from typing import Any
 
 from trackstack import engine
 from trackstack.container_env import PGADMIN_PYTHON
-from trackstack.engine import DockerError, Project
+from trackstack.engine import DockerError
+from trackstack.project import Project
 from trackstack.render import PGADMIN_SERVER_NAME, render_servers_json
 from trackstack.settings import Settings
 

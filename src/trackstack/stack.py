@@ -5,24 +5,23 @@ Each function takes a validated `Project`; tasks.py only wires flags to them.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-from trackstack import database, engine, migrate, probes
-from trackstack.engine import DockerError, Project, ServiceState
+from trackstack import database, engine, migrate, probes, seed
+from trackstack.console import concurrently, indent, say, write_files
+from trackstack.credentials import apply_pgadmin_login
+from trackstack.engine import DockerError, EngineFeatures, ServiceState
 from trackstack.errors import TrackstackError
+from trackstack.ports import busy_ports
+from trackstack.problems import SettingsError
+from trackstack.project import Project
 from trackstack.render import (
     DOCKERFILE,
     DOCKERFILE_LABEL,
     PGADMIN_DOCKERFILE,
-    EngineFeatures,
     build_digest,
     pgadmin_build_digest,
     render_all,
@@ -31,33 +30,9 @@ from trackstack.services import BY_NAME, SERVICE_NAMES
 from trackstack.settings import Settings
 
 
-def say(message: str) -> None:
-    print(f"trackstack: {message}", flush=True)
-
-
 def write_generated(project: Project, features: EngineFeatures) -> list[str]:
     """Render every generated file and write those whose text changed; return their names."""
     return write_files(project.root, render_all(project.settings, features))
-
-
-def write_files(root: Path, files: Mapping[str, str]) -> list[str]:
-    """Write each file (by its name under `root`) whose text changed; return their names."""
-    changed = []
-    for name, text in files.items():
-        path = root / name
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            _write_atomically(path, text)
-            changed.append(name)
-    return changed
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    # A name of its own per writer: two tasks rendering at once must not rename each other's file.
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-        stream.write(text)
-    os.chmod(temporary, 0o644)  # mkstemp's 600 would hide the compose file from other users' docker
-    Path(temporary).replace(path)
 
 
 def render(project: Project) -> EngineFeatures:
@@ -133,18 +108,10 @@ def build(project: Project, *, force: bool = False) -> None:
 
 def check_ports(project: Project, running: set[str] | None = None) -> None:
     """Refuse to start when a port this stack would publish is taken by someone else."""
-    from trackstack.ports import busy_ports
-    from trackstack.problems import SettingsError
 
     problems = busy_ports(project.settings, engine.running_services(project) if running is None else running)
     if problems:
         raise SettingsError(project.env_file, problems)
-
-
-def concurrently(*calls: Callable[[], Any]) -> list[Any]:
-    """Run independent calls (mostly docker commands, which wait on the engine) at once; results in order."""
-    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-        return [future.result() for future in [pool.submit(call) for call in calls]]
 
 
 def preflight(project: Project) -> tuple[EngineFeatures, set[str]]:
@@ -183,8 +150,6 @@ def start(project: Project, *, timeout: float = 300) -> StartReport:
     Seeding runs the moment its service answers: the bucket as soon as MinIO does, pgAdmin's
     check when pgAdmin does, while the others are still starting.
     """
-    from trackstack import seed
-    from trackstack.credentials import apply_pgadmin_login
 
     started = time.monotonic()
     features, running = preflight(project)
@@ -391,18 +356,6 @@ def _raise_unhealthy(project: Project, states: Iterable[ServiceState], detail: s
         )
     parts.append("Fix: read the log lines above; `invoke logs --service NAME` shows more.")
     raise DockerError("\n".join(parts))
-
-
-def indent(text: str) -> str:
-    """A command's output, indented under the error that quotes it."""
-    return "\n".join(f"    {line}" for line in text.splitlines()) or "    (no output)"
-
-
-def relay(output: str) -> None:
-    """Say again the `trackstack: ` lines of a job's output (a Swarm job's or a Kubernetes Job's)."""
-    for line in output.splitlines():
-        if line.startswith("trackstack: "):
-            say(line.removeprefix("trackstack: "))
 
 
 def stop(project: Project) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from trackstack import engine
+from trackstack.console import say
 from trackstack.errors import TrackstackError
 from trackstack.swarm import DATA_LABEL, PROJECT_LABEL, STACK_LABEL
 
@@ -205,7 +206,6 @@ def wait_converged(
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Wait until every service runs all its replicas, healthy, with no update under way."""
-    from trackstack.stack import say
 
     started = clock()
     last = ""

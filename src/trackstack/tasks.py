@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from trackstack import auth
-    from trackstack.engine import Project
     from trackstack.problems import Problem
+    from trackstack.project import Project
     from trackstack.validation import Policy
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -84,9 +84,9 @@ def _project(c: Context, policy: Policy, also: Callable[[Mapping[str, str]], lis
 
     `also` checks what one task needs beyond a valid `.env`; its problems are reported with the others.
     """
-    from trackstack.engine import Project
     from trackstack.envfile import read_env_file
     from trackstack.paths import env_file
+    from trackstack.project import Project
     from trackstack.validation import validate
 
     root = _root(c)
@@ -112,10 +112,10 @@ def _relaxed(c: Context) -> Project:
 
 def _start(project: Project, ready: str, *, timeout: float = 300) -> None:
     """Bring the stack up, seed it and print where everything is."""
-    from trackstack import overview, stack
+    from trackstack import console, overview, stack
 
     stack.start(project, timeout=timeout)
-    stack.say(ready)
+    console.say(ready)
     overview.print_urls(project)
 
 
@@ -212,13 +212,13 @@ def undeploy(c: Context) -> None:
 @changes_state
 def seed(c: Context, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
     """Create the MLflow bucket and register Postgres in pgAdmin."""
+    from trackstack import console, stack
     from trackstack import seed as seeding
-    from trackstack import stack
 
     project = _enforced(c, allow_weak_secrets, allow_unpinned)
     stack.require_running(project)
     for line in seeding.seed(project):
-        stack.say(line)
+        console.say(line)
 
 
 def _halting(name: str, summary: str, *, remove: bool) -> Task[Any]:
@@ -256,7 +256,7 @@ def reset(
 ) -> None:
     """Delete all data (asks first) and start an empty stack."""
     from trackstack import backup as backups
-    from trackstack import engine, stack
+    from trackstack import console, engine, stack
 
     project = _enforced(c, allow_weak_secrets, allow_unpinned)
     stack.render(project)
@@ -270,9 +270,9 @@ def reset(
     if backup:
         if not running:
             raise TrackstackError("--backup needs the running stack: run `invoke up` first; nothing was deleted.")
-        stack.say(f"backup written to {backups.backup(project, _backups_dir(c))}")
+        console.say(f"backup written to {backups.backup(project, _backups_dir(c))}")
     deleted = stack.delete_volumes(project)
-    stack.say(f"deleted {len(deleted)} volumes: {', '.join(deleted) or '-'}")
+    console.say(f"deleted {len(deleted)} volumes: {', '.join(deleted) or '-'}")
     _start(project, "ready (empty):")
 
 
@@ -285,12 +285,12 @@ def backup(c: Context, into: str = "") -> None:
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
     from trackstack import backup as backups
-    from trackstack import stack
+    from trackstack import console, stack
 
     project = _relaxed(c)
     stack.require_running(project)
     folder = backups.backup(project, Path(into) if into else _backups_dir(c))
-    stack.say(f"backup written to {folder}")
+    console.say(f"backup written to {folder}")
 
 
 @task(help={"path": "a backup folder written by `invoke backup`"})
@@ -301,11 +301,11 @@ def restore(c: Context, path: str) -> None:
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
+    from trackstack import console
     from trackstack import restore as restoring
-    from trackstack import stack
 
     held = restoring.restore(_relaxed(c), Path(path))
-    stack.say(f"restored {held.experiments} experiments, {held.runs} runs, {held.objects} artifact objects")
+    console.say(f"restored {held.experiments} experiments, {held.runs} runs, {held.objects} artifact objects")
 
 
 def _backups_dir(c: Context) -> Path:
@@ -319,20 +319,20 @@ def status(c: Context) -> None:
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
-    from trackstack import deploy, overview
+    from trackstack import console, deploy, overview
 
     project = _relaxed(c)
     if project.settings.deploy_target == "kubernetes":
         from trackstack import kubedeploy
 
         rows = kubedeploy.status_rows(project.settings)
-        print(overview.table([kubedeploy.STATUS_HEADER, *(rows or [])]) if rows else "nothing deployed")
+        print(console.table([kubedeploy.STATUS_HEADER, *(rows or [])]) if rows else "nothing deployed")
         return
     swarm_rows = deploy.status_rows(project)  # a stack deployed to the swarm of this Docker engine
     if swarm_rows is not None:
-        print(overview.table([deploy.STATUS_HEADER, *swarm_rows]))
+        print(console.table([deploy.STATUS_HEADER, *swarm_rows]))
         return
-    print(overview.table([overview.STATUS_HEADER, *overview.status_rows(project)]))
+    print(console.table([overview.STATUS_HEADER, *overview.status_rows(project)]))
 
 
 @task(
@@ -386,7 +386,7 @@ def open_uis(c: Context) -> None:
     """
     import webbrowser
 
-    from trackstack import deploy, overview, stack
+    from trackstack import console, deploy, overview
 
     project = _relaxed(c)
     if project.settings.deploy_target == "kubernetes":
@@ -396,9 +396,9 @@ def open_uis(c: Context) -> None:
         return
     found = (deploy.browser_urls if deploy.deployed(project) else overview.browser_urls)(project)
     for name, url in found.items():
-        stack.say(f"opening {name}: {url}")
+        console.say(f"opening {name}: {url}")
         if not webbrowser.open(url):
-            stack.say(f"no browser found here; open {url} yourself")
+            console.say(f"no browser found here; open {url} yourself")
 
 
 @contextlib.contextmanager

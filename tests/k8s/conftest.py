@@ -39,7 +39,7 @@ from tests.live.cleanup import gc_args, purge_experiment
 from tests.swarm.conftest import Deployed, invoke, write_env
 from trackstack import kube, kubeaccess, kubeviews
 from trackstack.deploy import build_image
-from trackstack.engine import Project
+from trackstack.project import Project
 from trackstack.settings import Settings
 from trackstack.validation import RELAXED, load_settings
 

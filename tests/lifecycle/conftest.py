@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.lifecycle.helpers import Invoke
-from trackstack.engine import Project
 from trackstack.paths import ENV_FILE_VARIABLE
+from trackstack.project import Project
 
 
 @pytest.fixture(scope="session")

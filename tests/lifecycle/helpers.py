@@ -13,7 +13,8 @@ from typing import Any
 
 import requests
 
-from trackstack.engine import Project, compose_args
+from trackstack.engine import compose_args
+from trackstack.project import Project
 from trackstack.seed import minio_client
 from trackstack.services import SERVICE_NAMES
 

@@ -17,7 +17,7 @@ from tests.lifecycle.helpers import (
     log_runs,
     wait_all_healthy,
 )
-from trackstack.engine import Project
+from trackstack.project import Project
 
 
 def _written_backup(output: str) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.lifecycle.helpers import Invoke, started
-from trackstack.engine import Project
+from trackstack.project import Project
 
 BAD = {
     "MLFLOW_PORT": "abc",

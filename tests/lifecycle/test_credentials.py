@@ -11,8 +11,8 @@ from pydantic import SecretStr
 
 from tests.lifecycle.helpers import Invoke
 from tests.live.pgadmin_api import PgAdmin
-from trackstack.engine import Project
 from trackstack.probes import connect_postgres
+from trackstack.project import Project
 from trackstack.settings import Settings
 from trackstack.validation import Policy, load_settings
 

@@ -17,7 +17,7 @@ from tests.lifecycle.helpers import (
 )
 from tests.live.pgadmin_api import PgAdmin
 from trackstack import engine
-from trackstack.engine import Project
+from trackstack.project import Project
 
 
 def _create_experiment(project: Project) -> str:

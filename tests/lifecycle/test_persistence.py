@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import engine_lock
 from tests.lifecycle.helpers import SERVICES, Invoke, Logged, assert_intact, containers, log_runs, wait_all_healthy
 from tests.live.pgadmin_api import PgAdmin
-from trackstack.engine import Project
+from trackstack.project import Project
 
 
 @pytest.fixture(scope="module")

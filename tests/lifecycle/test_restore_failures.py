@@ -15,7 +15,7 @@ from tests.lifecycle.helpers import Invoke, bucket_objects, experiment_names, lo
 from trackstack import database, engine
 from trackstack import restore as restoring
 from trackstack.backup import BackupError, counts
-from trackstack.engine import Project
+from trackstack.project import Project
 from trackstack.seed import minio_client
 
 

@@ -6,7 +6,8 @@ import subprocess
 from typing import Any
 
 from tests.conftest import Collect
-from trackstack.engine import Project, compose_args
+from trackstack.engine import compose_args
+from trackstack.project import Project
 from trackstack.render import backend_store_uri
 from trackstack.settings import Settings
 

@@ -23,8 +23,9 @@ from dotenv import dotenv_values
 
 from tests.conftest import ROOT, bed_unavailable, fresh_secrets, progress
 from trackstack import swarm, swarmstate
-from trackstack.engine import DockerError, Project
+from trackstack.engine import DockerError
 from trackstack.paths import ENV_FILE_VARIABLE
+from trackstack.project import Project
 from trackstack.settings import Settings
 from trackstack.validation import RELAXED, load_settings
 

@@ -177,7 +177,7 @@ def test_a_second_task_gives_up_with_a_clear_message(tmp_path: Path) -> None:
 
 
 def test_two_writers_of_one_generated_file_never_trip_over_each_other(tmp_path: Path) -> None:
-    from trackstack.stack import _write_atomically
+    from trackstack.console import _write_atomically
 
     target = tmp_path / "compose.yaml"
     errors: list[BaseException] = []

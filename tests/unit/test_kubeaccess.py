@@ -62,7 +62,7 @@ def test_the_other_uis_are_forwarded_on_their_env_ports(kube_settings: Settings)
 def test_urls_print_each_forward_as_a_kubectl_command_and_no_secret(
     kube_settings: Settings, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from trackstack.engine import Project
+    from trackstack.project import Project
 
     kubeaccess.print_urls(Project(root=tmp_path, env_file=tmp_path / ".env", settings=kube_settings))
     shown = capsys.readouterr().out
@@ -152,7 +152,7 @@ def test_open_holds_the_forwards_until_a_signal_ends_it_as_ctrl_c_does(
     import os
     import signal
 
-    from trackstack.engine import Project
+    from trackstack.project import Project
 
     stand_in_kubectl(tmp_path, monkeypatch, 'case "$*" in *get-contexts*) echo school-cluster; exit 0;; '
                      "*version*) exit 0;; esac\n"

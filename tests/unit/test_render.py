@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
+from trackstack.engine import EngineFeatures
 from trackstack.render import (
     DOCKERFILE_LABEL,
     PGADMIN_PASSWORD_COMMAND,
-    EngineFeatures,
     build_digest,
     pgadmin_build_digest,
     render_all,

@@ -9,7 +9,8 @@ import yaml
 from dotenv import dotenv_values
 
 from tests.conftest import ROOT
-from trackstack.render import EngineFeatures, render_all
+from trackstack.engine import EngineFeatures
+from trackstack.render import render_all
 from trackstack.services import ENDPOINTS, PORT_KEYS, SERVICE_NAMES, SERVICES, VOLUMES, Service
 from trackstack.settings import KEYS, Settings
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_render import compose_of
-from trackstack.engine import Project
+from trackstack.engine import EngineFeatures
 from trackstack.overview import print_urls
 from trackstack.problems import SettingsError
-from trackstack.render import EngineFeatures, render_all
+from trackstack.project import Project
+from trackstack.render import render_all
 from trackstack.validation import validate
 
 AUTH = {"MLFLOW_AUTH": "true", "MLFLOW_PUBLIC_HOSTS": "mlflow.school.example, 192.168.1.20"}

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from trackstack import engine, probes, stack
-from trackstack.engine import DockerError, Project, ServiceState
+from trackstack.engine import DockerError, ServiceState
+from trackstack.project import Project
 from trackstack.services import SERVICE_NAMES
 from trackstack.settings import Settings
 

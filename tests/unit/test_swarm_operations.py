@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from trackstack import deploy, doctor, engine, swarm, swarmstate, swarmviews
-from trackstack.engine import DockerError, Project
+from trackstack.engine import DockerError
 from trackstack.errors import TrackstackError
 from trackstack.problems import Problem
+from trackstack.project import Project
 from trackstack.settings import Settings
 from trackstack.swarmstate import Node, ServiceState
 from trackstack.validation import validate
