@@ -8,6 +8,7 @@ counters over a window, divided by the window: 1.0 is one core kept busy.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -99,6 +100,8 @@ def engine_cpu_ns(container_ids: set[str], proc: Path = Path("/proc"), pidfile: 
         for pid, (name, _, argv, _) in processes.items()
         if name.startswith("containerd-shim") and "-id" in argv[:-1] and argv[argv.index("-id") + 1] in container_ids
     ]
+    if sys.platform == "win32":  # no /proc and no clock ticks: the benchmark measures Linux engines
+        raise RuntimeError("the benchmark reads /proc: it runs on Linux")
     ticks = sum(processes[pid][3] for pid in {dockerd, *containerd, *shims} if pid in processes)
     return ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 

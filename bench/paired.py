@@ -83,6 +83,7 @@ def side_by_side_env(source: Path, target: Path) -> None:
     target.write_text(
         "".join(f"{key}={shifted[key]}\n" if (key := line.partition("=")[0]) in shifted else line for line in lines),
         encoding="utf-8",
+        newline="\n",
     )
     target.chmod(0o600)
 

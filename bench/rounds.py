@@ -43,6 +43,13 @@ HEALTH_INTERVAL = 10  # seconds, templates/compose.yaml.j2
 PAIRED_ROWS = {"tput1": 1, "tput4": 4}
 
 
+def load1() -> float:
+    """The machine's one-minute load average, logged beside each step (0 where the OS has none)."""
+    if sys.platform == "win32":  # no load average on Windows; the benchmark runs on Linux anyway
+        return 0.0
+    return os.getloadavg()[0]
+
+
 def timed(func: Callable[[], object]) -> float:
     started = time.monotonic()
     func()
@@ -72,7 +79,7 @@ class Bench:
     def _begin(self, what: str) -> dict[str, Any]:
         """Wait for a quiet machine; the log entry of the step about to run, with the load it runs under."""
         busy = wait_for_quiet(self.max_busy)
-        entry = {"what": what, "load1": round(os.getloadavg()[0], 2), "busy": round(busy, 2)}
+        entry = {"what": what, "load1": round(load1(), 2), "busy": round(busy, 2)}
         self.log["runs"].append(entry)
         return entry
 
@@ -140,7 +147,7 @@ class Bench:
                     ]
                     ours, theirs = interleave(("trackstack", "baseline"), measure, projects, self.pairs,
                                               pause=self.pause, log=self.log["runs"], label=label)  # fmt: skip
-                entry["load1_after"] = round(os.getloadavg()[0], 2)
+                entry["load1_after"] = round(load1(), 2)
                 self.rows[key].samples.extend(ours)
                 self.rows[key].compared.extend(theirs)
         finally:
@@ -220,7 +227,9 @@ def list_times(bench: Bench, env_file: Path, workdir: Path, rounds: int) -> None
     """`invoke --list` here and on an empty collection, alternately."""
     empty = workdir / "empty-collection"
     empty.mkdir(exist_ok=True)
-    (empty / "tasks.py").write_text("from invoke import Collection\n\nns = Collection()\n", encoding="utf-8")
+    (empty / "tasks.py").write_text(
+        "from invoke import Collection\n\nns = Collection()\n", encoding="utf-8", newline="\n"
+    )
     # An empty collection makes `invoke --list` exit 1 ("No tasks found"): only the time counts.
     theirs = [*invoke_command(), "--search-root", str(empty), "--list"]
     for _ in range(rounds):

@@ -145,6 +145,7 @@ def make_env_file(path: Path, mlflow_version: str) -> None:
     path.write_text(
         "".join(f"{key}={replaced[key]}\n" if (key := line.partition("=")[0]) in replaced else line for line in lines),
         encoding="utf-8",
+        newline="\n",
     )
     say(f"wrote {path} (project {PROJECT}, MLflow {mlflow_version})")
 
@@ -185,7 +186,9 @@ class Baseline:
         return self.project.settings
 
     def up(self, *, restartable: bool = False, check: bool = True) -> subprocess.CompletedProcess[str]:
-        (self.dir / "compose.yaml").write_text(self.restartable if restartable else self.verbatim, encoding="utf-8")
+        (self.dir / "compose.yaml").write_text(
+            self.restartable if restartable else self.verbatim, encoding="utf-8", newline="\n"
+        )
         # --no-build: the bench built the MLflow image (build_baseline_image); Compose would build it unpinned.
         return engine.run(compose_args(self.project, "up", "--detach", "--no-build"), capture=True, check=check)
 
@@ -261,7 +264,9 @@ def build_baseline_image(source: Path, base_image: str, lock: Path, tag: str, wo
     check_pins_agree((context / "requirements.txt").read_text(encoding="utf-8"), lock.read_text(encoding="utf-8"))
     dockerfile = context / "Dockerfile"
     dockerfile.chmod(0o644)
-    dockerfile.write_text(baseline_dockerfile(dockerfile.read_text(encoding="utf-8"), base_image), encoding="utf-8")
+    dockerfile.write_text(
+        baseline_dockerfile(dockerfile.read_text(encoding="utf-8"), base_image), encoding="utf-8", newline="\n"
+    )
     shutil.copyfile(lock, context / "constraints.txt")
     engine.run(
         ["docker", "build", "--quiet", "-t", tag, *(["--no-cache"] if no_cache else []), str(context)], capture=True

@@ -29,7 +29,7 @@ def recording(start: Callable[..., stack.StartReport], out: Path) -> Callable[..
     def start_and_record(*args: Any, **kwargs: Any) -> stack.StartReport:
         called = time.monotonic()
         report = start(*args, **kwargs)
-        out.write_text(json.dumps({"called": called, **dataclasses.asdict(report)}), encoding="utf-8")
+        out.write_text(json.dumps({"called": called, **dataclasses.asdict(report)}), encoding="utf-8", newline="\n")
         return report
 
     return start_and_record

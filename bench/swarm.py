@@ -123,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(side_by_side(args.replicas, *rates, args.clients))
     output = args.output or RESULTS / f"swarm-{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8", newline="\n")
     say(f"saved {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")
     return 0
 

@@ -55,6 +55,8 @@ ENGINE_LOCK = Path(os.environ.get("TRACKSTACK_TEST_ENGINE_LOCK", "/run/trackstac
 @contextmanager
 def engine_lock(*, exclusive: bool) -> Iterator[None]:
     """Hold the host engine's lock: shared to use the engine, exclusive to restart it."""
+    if sys.platform == "win32":  # the test beds run on Linux hosts
+        raise RuntimeError("the test beds' engine lock needs fcntl (Linux)")
     with ENGINE_LOCK.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         try:

@@ -112,7 +112,9 @@ def backup(project: Project, into: Path) -> Path:
             "bucket": settings.mlflow_bucket,
             "files": {name: {"sha256": _sha256(path), "bytes": path.stat().st_size} for name, path in files.items()},
         }
-        (partial / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        (partial / MANIFEST).write_text(
+            json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8", newline="\n"
+        )
         make_private(partial)
         partial.rename(final)
     except BaseException:

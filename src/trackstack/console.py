@@ -58,7 +58,7 @@ def write_files(root: Path, files: Mapping[str, str]) -> list[str]:
 def _write_atomically(path: Path, text: str) -> None:
     # A name of its own per writer: two tasks rendering at once must not rename each other's file.
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+    with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as stream:
         stream.write(text)
     os.chmod(temporary, 0o644)  # mkstemp's 600 would hide the compose file from other users' docker
     Path(temporary).replace(path)

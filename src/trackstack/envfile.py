@@ -79,7 +79,7 @@ def create_env(example: Path, target: Path, *, force: bool = False) -> bool:
     text = fill_secrets(example.read_text(encoding="utf-8"))
     temporary = target.with_name(f".{target.name}.{os.getpid()}.new")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+    with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as stream:
         stream.write(text)
     os.chmod(temporary, 0o600)
     temporary.replace(target)

@@ -11,6 +11,7 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
 import webbrowser
@@ -169,7 +170,9 @@ def _interrupted(signum: int, frame: FrameType | None) -> None:
 def _ended_by_signals() -> Iterator[None]:
     """Ctrl-C, a closed terminal or `kill` end the block as Ctrl-C does (a KeyboardInterrupt), so that the
     port-forwards stop with it: also where the shell started it with SIGINT ignored (`invoke open &`)."""
-    ending = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    ending = [signal.SIGINT, signal.SIGTERM]
+    if sys.platform != "win32":  # Windows has no SIGHUP (no terminal to close)
+        ending.append(signal.SIGHUP)
     previous = {number: signal.signal(number, _interrupted) for number in ending}
     try:
         yield

@@ -77,7 +77,7 @@ def image_revisions(project: Project) -> Revisions:
         args = ["docker", "run", "--rm", "--network", "none", "--entrypoint", "python", image, "-c", _REVISIONS_SCRIPT]
         cache[image_id] = json.loads(engine.run(args, capture=True).stdout)
         cache_file.parent.mkdir(exist_ok=True)
-        cache_file.write_text(json.dumps(cache, indent=1) + "\n", encoding="utf-8")
+        cache_file.write_text(json.dumps(cache, indent=1) + "\n", encoding="utf-8", newline="\n")
     return Revisions(head=cache[image_id]["head"], known=frozenset(cache[image_id]["known"]))
 
 

@@ -67,7 +67,7 @@ def changes_state(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(c: Context, *args: Any, **kwargs: Any) -> Any:
-        from trackstack.locking import project_lock
+        from trackstack.task_lock import project_lock
 
         with project_lock(_root(c), func.__name__):
             return func(c, *args, **kwargs)
@@ -470,7 +470,7 @@ def lock(c: Context, exclude_newer: str = "") -> None:
 
     Reads only MLFLOW_VERSION and MLFLOW_BASE_IMAGE from .env: the version need not have a lock yet.
     """
-    from trackstack import lock as locking
+    from trackstack import dependency_lock
     from trackstack.envfile import read_env_file
     from trackstack.paths import env_file
     from trackstack.problems import Problem, SettingsError
@@ -482,7 +482,7 @@ def lock(c: Context, exclude_newer: str = "") -> None:
     problem = release_problem(version)
     if problem:
         raise SettingsError(path, [Problem("MLFLOW_VERSION", repr(version), problem, describe("MLFLOW_VERSION"))])
-    written, date = locking.write_lock(version, base_image, exclude_newer=exclude_newer or None)
+    written, date = dependency_lock.write_lock(version, base_image, exclude_newer=exclude_newer or None)
     print(f"trackstack: wrote {written.name} (PyPI as of {date}); `invoke up` builds the image from it")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,6 +95,8 @@ def test_a_crash_of_every_service_is_undone_by_the_restart_policy(
             text=True,
             check=True,
         ).stdout.strip()
+        if sys.platform == "win32":  # the live suites run against a Linux engine
+            pytest.skip("kills a container's process by its pid on the engine's host")
         os.kill(int(pid), signal.SIGKILL)
     # The engine notices a crash asynchronously: until then the container still looks healthy.
     deadline = time.monotonic() + 60

@@ -17,10 +17,10 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from trackstack.backup import BackupError, verify
 from trackstack.engine import DockerError, run
-from trackstack.locking import BusyError, project_lock
 from trackstack.restore import check_compatible
 from trackstack.settings import Settings
 from trackstack.storage import StorageError, minio_errors
+from trackstack.task_lock import BusyError, project_lock
 from trackstack.tasks import reports_errors
 
 

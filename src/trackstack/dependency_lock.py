@@ -110,6 +110,6 @@ def write_lock(
     if f"mlflow=={mlflow_version}" not in pins:
         raise LockError(f"uv's resolution does not contain mlflow=={mlflow_version}:\n{result.stdout}")
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(header(mlflow_version, args) + "\n".join(pins) + "\n", encoding="utf-8")
+    temporary.write_text(header(mlflow_version, args) + "\n".join(pins) + "\n", encoding="utf-8", newline="\n")
     temporary.replace(path)
     return path, date

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from trackstack import lock
+from trackstack import dependency_lock as lock
 from trackstack.paths import constraints_file, supported_mlflow_versions
 from trackstack.problems import SettingsError
 from trackstack.render import image_requirements
