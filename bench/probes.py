@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 from bench import BenchError
 from trackstack.probes import Readiness, readiness
-from trackstack.seed import minio_client
 from trackstack.services import SERVICES, Service
 from trackstack.settings import Settings
+from trackstack.storage import minio_client
 
 POLL = 0.2  # seconds between two rounds of probes
 READY_TIMEOUT = 300.0

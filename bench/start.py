@@ -20,7 +20,7 @@ from typing import Any
 
 from invoke.main import program
 
-import trackstack.stack as stack
+import trackstack.targets.compose.apply as stack
 
 
 def recording(start: Callable[..., stack.StartReport], out: Path) -> Callable[..., stack.StartReport]:

@@ -29,11 +29,14 @@ from bench.cpu import wait_for_quiet
 from bench.paired import pair_order, paired_stats
 from bench.report import cell, git_revision, machine, ratio_text, stats, uptime
 from bench.throughput import Clients
-from trackstack import deploy, engine, swarm, swarmstate
+from trackstack import engine
 from trackstack.console import table
 from trackstack.paths import env_file
 from trackstack.project import Project
 from trackstack.services import MLFLOW
+from trackstack.targets.swarm import apply as deploy
+from trackstack.targets.swarm import render as swarm
+from trackstack.targets.swarm import state as swarmstate
 from trackstack.validation import RELAXED, load_settings
 
 RESULTS = ROOT / "bench" / "results"

@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from trackstack.errors import TrackstackError
+from trackstack.mlflow_image import image_requirements
 from trackstack.paths import constraints_file
-from trackstack.render import image_requirements
 
 _DATE_IN_HEADER = re.compile(r"--exclude-newer[ =](\d{4}-\d{2}-\d{2})\b")
 _PYTHON_TAG = re.compile(r":(\d+\.\d+)")

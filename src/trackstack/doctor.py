@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
 
-from trackstack import engine, swarm, swarmstate
-from trackstack.envfile import read_env_file
+from trackstack import engine
 from trackstack.ports import busy_ports
-from trackstack.problems import Problem, SettingsError
+from trackstack.problems import SettingsError
 from trackstack.project import Project
-from trackstack.services import SWARM_SERVICES
 from trackstack.validation import load_settings
 
 Level = Literal["ok", "warn", "fail"]
@@ -116,56 +114,15 @@ def check_ports(project: Project) -> Check:
     return Check("ports", "ok", f"{ports} free (or held by this stack)")
 
 
+# The first check of a shared server's target (Swarm's nodes, Kubernetes's context): checks with
+# one of these names looked at a deployed stack, which `invoke deploy` brings up.
 SWARM_NODES = "swarm nodes"
-
-
-def check_swarm(
-    nodes: list[swarmstate.Node],
-    services: Mapping[str, swarmstate.ServiceState],
-    project: Project,
-    deploy_problems: list[Problem],
-) -> list[Check]:
-    """The deployed stack's swarm: nodes up, the data node, each service's replicas, `.env` for `invoke deploy`."""
-    down = [node.hostname for node in nodes if not node.ready]
-    checks = [Check(SWARM_NODES, "ok", f"{len(nodes)} ready")]
-    if down:
-        detail = f"{len(nodes) - len(down)} of {len(nodes)} ready; down: {', '.join(down)}"
-        fix = "start Docker on those nodes (Swarm runs their MLflow tasks elsewhere meanwhile); `docker node ls`"
-        checks = [Check(SWARM_NODES, "warn", detail, fix)]
-    try:
-        data = swarmstate.choose_data_node(nodes)
-    except swarmstate.DeployError as error:
-        reason, _, fix = str(error).partition(". Fix: ")
-        checks.append(Check("data node", "fail", reason, fix))
-    else:
-        if data.ready:
-            checks.append(Check("data node", "ok", f"{data.hostname} ({data.address})"))
-        else:
-            detail = f"{data.hostname} is down: Postgres, MinIO, pgAdmin and the proxy run only there"
-            checks.append(Check("data node", "fail", detail, f"start Docker on {data.hostname}"))
-    states = {s.name: services.get(swarm.service_name(project.settings, s.name)) for s in SWARM_SERVICES}
-    replicas = {name: f"{s.running}/{s.desired}" if s else "absent" for name, s in states.items()}
-    short = [f"{name} {replicas[name]}" for name, s in states.items() if s is None or s.running < s.desired]
-    if short:
-        fix = "`invoke status` and `docker service ps --no-trunc NAME` say why; `invoke deploy` again"
-        checks.append(Check("replicas", "warn", ", ".join(short), fix))
-    else:
-        checks.append(Check("replicas", "ok", ", ".join(f"{name} {text}" for name, text in replicas.items())))
-    if deploy_problems:
-        detail = "; ".join(str(problem) for problem in deploy_problems)
-        checks.append(Check(".env for Swarm", "fail", detail, "edit .env as each line says, then `invoke deploy`"))
-    return checks
-
-
-def swarm_checks(project: Project) -> list[Check]:
-
-    values, _ = read_env_file(project.env_file)
-    return check_swarm(swarmstate.nodes(), swarmstate.services(project.name), project, swarm.deploy_problems(values))
+KUBERNETES_CONTEXT = "kubernetes context"
 
 
 def next_command(checks: list[Check]) -> str:
-    """What the checks prepared for: `deploy` when they looked at a deployed stack's swarm, else `up`."""
-    return "deploy" if any(check.name == SWARM_NODES for check in checks) else "up"
+    """What the checks prepared for: `deploy` when they looked at a shared server's target, else `up`."""
+    return "deploy" if any(check.name in (SWARM_NODES, KUBERNETES_CONTEXT) for check in checks) else "up"
 
 
 def _minor(version: str) -> tuple[int, int]:
@@ -201,7 +158,8 @@ def installed_mlflow() -> str | None:
     return None
 
 
-def run_checks(env_file: Path) -> list[Check]:
+def run_checks(env_file: Path, target_checks: Callable[[Project], list[Check]]) -> list[Check]:
+    """Docker, this machine, `.env`, then what the project's target checks (`Target.doctor_checks`)."""
     env_check, project = check_env(env_file)
     probe = engine.probe_docker()
     checks = check_docker(probe)
@@ -210,10 +168,7 @@ def run_checks(env_file: Path) -> list[Check]:
         checks += [check_architecture(), check_disk(env_file.parent)]
     checks.append(env_check)
     if project is not None and docker_usable:
-        from trackstack.deploy import deployed
-
-        # Deployed to this engine's swarm: its ports are on the data node, not here.
-        checks += swarm_checks(project) if deployed(project) else [check_ports(project)]
+        checks += target_checks(project)
     if project is not None:
         client = check_mlflow_client(project.settings.mlflow_version, installed_mlflow())
         checks += [client] if client else []

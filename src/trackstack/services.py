@@ -91,6 +91,24 @@ class Service:
     secrets: tuple[SecretUse, ...] = ()
     data_node: bool = False
     swarm_published: str = "when_shared"
+    # What every target's template writes the same: the arguments the container runs with where
+    # the image's default is not it, the seconds a stop may take (else the target's default), the
+    # group its volume must be writable for (the image's user), and whether it reads pgAdmin's
+    # server list (mounted at containers.PGADMIN_SERVERS_PATH).
+    command: tuple[str, ...] = ()
+    stop_grace_period: int | None = None
+    fs_group: int | None = None
+    reads_servers_list: bool = False
+
+    @property
+    def port(self) -> int:
+        """The port the other services reach it on: the one its healthcheck asks."""
+        return self.probe.port
+
+    @property
+    def address(self) -> str:
+        """host:port inside the stack (the service's name is its host on every target)."""
+        return f"{self.name}:{self.port}"
 
 
 POSTGRES = Service(
@@ -106,6 +124,8 @@ POSTGRES = Service(
     volume=Volume("postgres-data", "/var/lib/postgresql/data"),
     secrets=(SecretUse("POSTGRES_PASSWORD", "POSTGRES_PASSWORD"),),
     data_node=True,
+    # Long enough for a clean shutdown after a checkpoint.
+    stop_grace_period=60,
 )
 MINIO = Service(
     name="minio",
@@ -133,6 +153,7 @@ MINIO = Service(
     volume=Volume("minio-data", "/data"),
     secrets=(SecretUse("MINIO_ROOT_PASSWORD", "MINIO_ROOT_PASSWORD"),),
     data_node=True,
+    command=("server", "/data", "--address", ":9000", "--console-address", ":9001"),
 )
 MLFLOW = Service(
     name="mlflow",
@@ -181,6 +202,8 @@ PGADMIN = Service(
     # The Postgres password as a file only: the server entry's password command reads it.
     secrets=(SecretUse("PGADMIN_DEFAULT_PASSWORD", "PGADMIN_DEFAULT_PASSWORD"), SecretUse("POSTGRES_PASSWORD")),
     data_node=True,
+    fs_group=5050,  # the image's USER
+    reads_servers_list=True,
 )
 # Swarm only: Caddy terminates TLS on MLflow's port and spreads requests over every MLflow task,
 # which it finds in Swarm's DNS (no routing mesh). On the data node, beside its CA in the volume,

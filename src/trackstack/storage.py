@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from trackstack.errors import TrackstackError
+from trackstack.settings import Settings
 
 # S3 error codes that mean "these are not MinIO's credentials".
 CREDENTIAL_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"})
@@ -64,3 +66,15 @@ def minio_errors(action: str) -> Iterator[None]:
         if not is_storage_failure(error):
             raise
         raise StorageError(explain(error, action)) from None
+
+
+def minio_client(settings: Settings) -> Any:
+    """An S3 client for the published MinIO API (imported lazily: `invoke --list` stays fast)."""
+    from minio import Minio
+
+    return Minio(
+        f"{settings.host}:{settings.ports['MINIO_API_PORT']}",
+        access_key=settings.minio_root_user,
+        secret_key=settings.minio_root_password.get_secret_value(),
+        secure=False,
+    )

@@ -110,15 +110,6 @@ def _relaxed(c: Context) -> Project:
     return _project(c, RELAXED)
 
 
-def _start(project: Project, ready: str, *, timeout: float = 300) -> None:
-    """Bring the stack up, seed it and print where everything is."""
-    from trackstack import console, overview, stack
-
-    stack.start(project, timeout=timeout)
-    console.say(ready)
-    overview.print_urls(project)
-
-
 @task(help={"force": "replace an existing .env (its secrets are lost)"})
 @reports_errors
 def init(c: Context, force: bool = False) -> None:
@@ -139,9 +130,9 @@ def init(c: Context, force: bool = False) -> None:
 @changes_state
 def render(c: Context, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
     """Render compose.yaml, Dockerfile.mlflow and Dockerfile.pgadmin from .env."""
-    from trackstack import stack
+    from trackstack import targets
 
-    stack.render(_enforced(c, allow_weak_secrets, allow_unpinned))
+    targets.for_project(_enforced(c, allow_weak_secrets, allow_unpinned), "local").render()
 
 
 @task(help={"force": "rebuild from scratch even if the images are current", **POLICY_HELP})
@@ -149,11 +140,9 @@ def render(c: Context, allow_weak_secrets: bool = False, allow_unpinned: bool = 
 @changes_state
 def build(c: Context, force: bool = False, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
     """Build the MLflow image and the compiled pgAdmin image if their Dockerfiles changed."""
-    from trackstack import stack
+    from trackstack import targets
 
-    project = _enforced(c, allow_weak_secrets, allow_unpinned)
-    stack.render(project)
-    stack.build(project, force=force)
+    targets.for_project(_enforced(c, allow_weak_secrets, allow_unpinned), "local").build(force=force)
 
 
 @task(
@@ -164,7 +153,9 @@ def build(c: Context, force: bool = False, allow_weak_secrets: bool = False, all
 @changes_state
 def up(c: Context, timeout: int = 300, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
     """Start the stack, wait until healthy, seed it, print URLs."""
-    _start(_enforced(c, allow_weak_secrets, allow_unpinned), "ready:", timeout=timeout)
+    from trackstack import targets
+
+    targets.for_project(_enforced(c, allow_weak_secrets, allow_unpinned), "local").up(timeout=timeout)
 
 
 @task(help={"timeout": "seconds to wait for every service's replicas (default 600)", **POLICY_HELP})
@@ -172,21 +163,11 @@ def up(c: Context, timeout: int = 300, allow_weak_secrets: bool = False, allow_u
 @changes_state
 def deploy(c: Context, timeout: int = 600, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
     """Deploy a shared server to Docker Swarm or Kubernetes (DEPLOY_TARGET), wait, print URLs."""
-    from trackstack import deploy as deploying
-    from trackstack import kubeaccess, kubedeploy
-    from trackstack.kube import target_problems
+    from trackstack import targets
     from trackstack.validation import Policy
 
     policy = Policy(allow_weak_secrets=allow_weak_secrets, allow_unpinned=allow_unpinned)
-    project = _project(c, policy, also=target_problems)
-    if project.settings.deploy_target == "kubernetes":
-        kubedeploy.deploy(project, timeout=timeout)
-        deploying.say("ready:")
-        kubeaccess.print_urls(project)
-        return
-    deploying.deploy(project, timeout=timeout)
-    deploying.say("ready:")
-    deploying.print_urls(project)
+    targets.for_project(_project(c, policy, also=targets.deploy_problems), "shared").up(timeout=timeout)
 
 
 @task
@@ -197,14 +178,9 @@ def undeploy(c: Context) -> None:
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
-    from trackstack import deploy as deploying
-    from trackstack import kubedeploy
+    from trackstack import targets
 
-    project = _relaxed(c)
-    if project.settings.deploy_target == "kubernetes":
-        kubedeploy.undeploy(project)
-        return
-    deploying.undeploy(project)
+    targets.for_project(_relaxed(c), "shared").down()
 
 
 @task(help=POLICY_HELP)
@@ -212,22 +188,19 @@ def undeploy(c: Context) -> None:
 @changes_state
 def seed(c: Context, allow_weak_secrets: bool = False, allow_unpinned: bool = False) -> None:
     """Create the MLflow bucket and register Postgres in pgAdmin."""
-    from trackstack import console, stack
-    from trackstack import seed as seeding
+    from trackstack import targets
 
-    project = _enforced(c, allow_weak_secrets, allow_unpinned)
-    stack.require_running(project)
-    for line in seeding.seed(project):
-        console.say(line)
+    targets.for_project(_enforced(c, allow_weak_secrets, allow_unpinned), "local").seed()
 
 
 def _halting(name: str, summary: str, *, remove: bool) -> Task[Any]:
     """`invoke stop` and `invoke down`, which differ only in whether the containers go too."""
 
     def halt(c: Context) -> None:
-        from trackstack import stack
+        from trackstack import targets
 
-        (stack.down if remove else stack.stop)(_relaxed(c))
+        local = targets.for_project(_relaxed(c), "local")
+        (local.down if remove else local.stop)()
 
     halt.__name__ = halt.__qualname__ = name
     halt.__doc__ = f"{summary}\n\n    {RELAXED_NOTE}\n    "
@@ -255,25 +228,10 @@ def reset(
     allow_unpinned: bool = False,
 ) -> None:
     """Delete all data (asks first) and start an empty stack."""
-    from trackstack import backup as backups
-    from trackstack import console, engine, stack
+    from trackstack import targets
 
-    project = _enforced(c, allow_weak_secrets, allow_unpinned)
-    stack.render(project)
-    running = engine.running_services(project) >= {"postgres", "minio"}
-    if running:
-        held = backups.counts(project)
-        summary = f"{held.experiments} experiments, {held.runs} runs, {held.objects} artifact objects"
-    else:
-        summary = "contents unknown (the stack is not running)"
-    stack.confirm_reset(project, yes=yes, summary=summary)
-    if backup:
-        if not running:
-            raise TrackstackError("--backup needs the running stack: run `invoke up` first; nothing was deleted.")
-        console.say(f"backup written to {backups.backup(project, _backups_dir(c))}")
-    deleted = stack.delete_volumes(project)
-    console.say(f"deleted {len(deleted)} volumes: {', '.join(deleted) or '-'}")
-    _start(project, "ready (empty):")
+    local = targets.for_project(_enforced(c, allow_weak_secrets, allow_unpinned), "local")
+    local.reset(yes=yes, backup_into=_backups_dir(c) if backup else None)
 
 
 @task(help={"into": "folder for backups (default: backups/ in the project)"})
@@ -284,13 +242,11 @@ def backup(c: Context, into: str = "") -> None:
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
-    from trackstack import backup as backups
-    from trackstack import console, stack
+    from trackstack import targets
+    from trackstack.console import say
 
-    project = _relaxed(c)
-    stack.require_running(project)
-    folder = backups.backup(project, Path(into) if into else _backups_dir(c))
-    console.say(f"backup written to {folder}")
+    folder = targets.for_project(_relaxed(c)).backup(Path(into) if into else _backups_dir(c))
+    say(f"backup written to {folder}")
 
 
 @task(help={"path": "a backup folder written by `invoke backup`"})
@@ -301,11 +257,11 @@ def restore(c: Context, path: str) -> None:
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
-    from trackstack import console
-    from trackstack import restore as restoring
+    from trackstack import targets
+    from trackstack.console import say
 
-    held = restoring.restore(_relaxed(c), Path(path))
-    console.say(f"restored {held.experiments} experiments, {held.runs} runs, {held.objects} artifact objects")
+    held = targets.for_project(_relaxed(c)).restore(Path(path))
+    say(f"restored {held.experiments} experiments, {held.runs} runs, {held.objects} artifact objects")
 
 
 def _backups_dir(c: Context) -> Path:
@@ -319,20 +275,9 @@ def status(c: Context) -> None:
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
-    from trackstack import console, deploy, overview
+    from trackstack import targets
 
-    project = _relaxed(c)
-    if project.settings.deploy_target == "kubernetes":
-        from trackstack import kubedeploy
-
-        rows = kubedeploy.status_rows(project.settings)
-        print(console.table([kubedeploy.STATUS_HEADER, *(rows or [])]) if rows else "nothing deployed")
-        return
-    swarm_rows = deploy.status_rows(project)  # a stack deployed to the swarm of this Docker engine
-    if swarm_rows is not None:
-        print(console.table([deploy.STATUS_HEADER, *swarm_rows]))
-        return
-    print(console.table([overview.STATUS_HEADER, *overview.status_rows(project)]))
+    print(targets.for_project(_relaxed(c)).status().text())
 
 
 @task(
@@ -344,19 +289,13 @@ def status(c: Context) -> None:
 )
 @reports_errors
 def logs(c: Context, service: str = "", follow: bool = False, tail: int = 100) -> None:
-    """Print the services' logs.
+    """Print the services' logs (on Kubernetes: its pods', through kubectl).
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
-    from trackstack import deploy, engine, stack
+    from trackstack import targets
 
-    project = _relaxed(c)
-    if deploy.deployed(project):  # a stack deployed to the swarm of this Docker engine
-        deploy.logs(project, service, follow=follow, tail=tail)
-        return
-    stack.ensure_rendered(project)
-    args = ["logs", "--tail", str(tail)] + (["--follow"] if follow else []) + ([service] if service else [])
-    engine.compose(project, *args, check=False)
+    targets.for_project(_relaxed(c)).logs(service, follow=follow, tail=tail)
 
 
 @task
@@ -366,15 +305,9 @@ def urls(c: Context) -> None:
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
-    from trackstack import deploy, overview
+    from trackstack import targets
 
-    project = _relaxed(c)
-    if project.settings.deploy_target == "kubernetes":
-        from trackstack import kubeaccess
-
-        kubeaccess.print_urls(project)
-        return
-    (deploy.print_urls if deploy.deployed(project) else overview.print_urls)(project)
+    targets.for_project(_relaxed(c)).print_urls()
 
 
 @task(name="open")
@@ -384,35 +317,18 @@ def open_uis(c: Context) -> None:
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
-    import webbrowser
+    from trackstack import targets
 
-    from trackstack import console, deploy, overview
-
-    project = _relaxed(c)
-    if project.settings.deploy_target == "kubernetes":
-        from trackstack import kubeaccess
-
-        kubeaccess.open_uis(project)
-        return
-    found = (deploy.browser_urls if deploy.deployed(project) else overview.browser_urls)(project)
-    for name, url in found.items():
-        console.say(f"opening {name}: {url}")
-        if not webbrowser.open(url):
-            console.say(f"no browser found here; open {url} yourself")
+    targets.for_project(_relaxed(c)).open_uis()
 
 
 @contextlib.contextmanager
 def _mlflow_server(project: Project) -> Iterator[auth.Server]:
-    """MLflow on Kubernetes (DEPLOY_TARGET), else the one deployed to the swarm in use, else the compose stack's."""
-    if project.settings.deploy_target == "kubernetes":
-        from trackstack import kubeaccess
+    """MLflow of the project's target in use (`targets.for_project`)."""
+    from trackstack import targets
 
-        with kubeaccess.server(project) as server:
-            yield server
-        return
-    from trackstack import auth, deploy
-
-    yield deploy.server(project) or auth.local_server(project.settings)
+    with targets.for_project(project).mlflow_server() as server:
+        yield server
 
 
 @task(name="add", help={"name": "the new login, e.g. student01"})
@@ -489,11 +405,12 @@ def lock(c: Context, exclude_newer: str = "") -> None:
 @task
 @reports_errors
 def doctor(c: Context) -> None:
-    """Check Docker, ports, disk and .env (on Swarm: nodes and replicas); print a fix for each problem."""
+    """Check Docker, ports, disk and .env (deployed: the swarm or the cluster); print a fix for each problem."""
+    from trackstack import targets
     from trackstack.doctor import next_command, report, run_checks
     from trackstack.paths import env_file
 
-    checks = run_checks(env_file(_root(c)))
+    checks = run_checks(env_file(_root(c)), lambda project: targets.for_project(project).doctor_checks())
     print(report(checks))
     blockers = [check.name for check in checks if check.blocking]
     if blockers:

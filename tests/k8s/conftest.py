@@ -37,10 +37,12 @@ from tests.conftest import (
 )
 from tests.live.cleanup import gc_args, purge_experiment
 from tests.swarm.conftest import Deployed, invoke, write_env
-from trackstack import kube, kubeaccess, kubeviews
-from trackstack.deploy import build_image
+from trackstack.mlflow_image import build_image
 from trackstack.project import Project
 from trackstack.settings import Settings
+from trackstack.targets.kubernetes import access as kubeaccess
+from trackstack.targets.kubernetes import render as kube
+from trackstack.targets.kubernetes import views as kubeviews
 from trackstack.validation import RELAXED, load_settings
 
 HERE = Path(__file__).resolve().parent

@@ -11,7 +11,7 @@ import requests
 from tests.conftest import ROOT
 from tests.k8s.conftest import kubectl
 from tests.swarm.conftest import Deployed, invoke
-from trackstack import kube
+from trackstack.targets.kubernetes import render as kube
 
 
 def pods(namespace: str) -> list[dict[str, object]]:

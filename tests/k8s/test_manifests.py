@@ -1,4 +1,4 @@
-"""The real API server checks what `kube.py` renders (server-side dry run), not a hand-written schema."""
+"""The real API server checks what the Kubernetes target renders (server-side dry run), not a hand-written schema."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 from tests.k8s.conftest import k8s_values, kubectl
 from tests.swarm.conftest import write_env
-from trackstack import kube
 from trackstack.settings import Settings
+from trackstack.targets.kubernetes import render as kube
 from trackstack.validation import RELAXED, load_settings
 
 NAMESPACE = "ts-dry-run"

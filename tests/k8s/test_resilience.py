@@ -13,7 +13,7 @@ from tests.conftest import progress
 from tests.k8s.conftest import kubectl
 from tests.swarm.conftest import Deployed
 from tests.swarm.test_resilience import log_under
-from trackstack import kube
+from trackstack.targets.kubernetes import render as kube
 
 
 def mlflow_pods(namespace: str) -> list[str]:

@@ -15,7 +15,7 @@ from dotenv import dotenv_values
 from tests.conftest import ROOT
 from tests.k8s.conftest import PROJECT, clean_namespace, k8s_values, kubectl, load_images, project_of
 from tests.swarm.conftest import invoke, write_env
-from trackstack import kube
+from trackstack.targets.kubernetes import render as kube
 
 OLD_VERSION = "3.8.1"
 NEW_VERSION = str(dotenv_values(ROOT / ".env.example")["MLFLOW_VERSION"])

@@ -15,8 +15,8 @@ import requests
 
 from trackstack.engine import compose_args
 from trackstack.project import Project
-from trackstack.seed import minio_client
 from trackstack.services import SERVICE_NAMES
+from trackstack.storage import minio_client
 
 Invoke = Callable[..., subprocess.CompletedProcess[str]]
 SERVICES = set(SERVICE_NAMES)

@@ -13,10 +13,10 @@ import pytest
 
 from tests.lifecycle.helpers import Invoke, bucket_objects, experiment_names, log_runs
 from trackstack import database, engine
-from trackstack import restore as restoring
-from trackstack.backup import BackupError, counts
 from trackstack.project import Project
-from trackstack.seed import minio_client
+from trackstack.storage import minio_client
+from trackstack.targets.compose import restore as restoring
+from trackstack.targets.compose.backup import BackupError, counts
 
 
 def _snapshot(project: Project) -> tuple[Any, ...]:

@@ -21,8 +21,8 @@ import requests
 
 from tests.lifecycle.helpers import Invoke, Logged, assert_intact, containers, log_runs, started
 from trackstack import database, engine
-from trackstack.migrate import database_revision, image_revisions
 from trackstack.project import Project
+from trackstack.targets.compose.migrate import database_revision, image_revisions
 
 COURSE_VERSION = "3.8.1"
 

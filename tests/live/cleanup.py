@@ -6,9 +6,9 @@ import subprocess
 from typing import Any
 
 from tests.conftest import Collect
+from trackstack.containers import backend_store_uri
 from trackstack.engine import compose_args
 from trackstack.project import Project
-from trackstack.render import backend_store_uri
 from trackstack.settings import Settings
 
 

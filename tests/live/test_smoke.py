@@ -21,8 +21,8 @@ from tests.conftest import Target
 from tests.live.cleanup import purge_experiment
 from tests.live.pgadmin_api import PgAdmin
 from trackstack.probes import connect_postgres
-from trackstack.seed import minio_client
 from trackstack.settings import Settings
+from trackstack.storage import minio_client
 
 Require = Callable[[str], None]
 

@@ -22,11 +22,12 @@ import pytest
 from dotenv import dotenv_values
 
 from tests.conftest import ROOT, bed_unavailable, fresh_secrets, progress
-from trackstack import swarm, swarmstate
 from trackstack.engine import DockerError
 from trackstack.paths import ENV_FILE_VARIABLE
 from trackstack.project import Project
 from trackstack.settings import Settings
+from trackstack.targets.swarm import render as swarm
+from trackstack.targets.swarm import state as swarmstate
 from trackstack.validation import RELAXED, load_settings
 
 PROJECT = os.environ.get("TRACKSTACK_TEST_SWARM_PROJECT", "tsswarm")

@@ -13,7 +13,8 @@ import pytest
 import requests
 
 from tests.swarm.conftest import Deployed, invoke, write_env
-from trackstack import swarm, swarmstate
+from trackstack.targets.swarm import render as swarm
+from trackstack.targets.swarm import state as swarmstate
 
 
 def spec_versions(project: str) -> dict[str, int]:

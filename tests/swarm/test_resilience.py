@@ -28,7 +28,8 @@ from urllib3.util.retry import Retry
 
 from tests.conftest import ROOT, progress
 from tests.swarm.conftest import Deployed
-from trackstack import swarm, swarmstate
+from trackstack.targets.swarm import render as swarm
+from trackstack.targets.swarm import state as swarmstate
 
 CLIENTS = 4
 STEPS_PER_RUN = 5

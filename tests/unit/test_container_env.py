@@ -6,7 +6,7 @@ import pytest
 
 from tests.unit.test_render import compose_of
 from tests.unit.test_swarm import SHARED, stack_of
-from trackstack import container_env
+from trackstack import containers as container_env
 from trackstack.problems import SettingsError
 from trackstack.validation import validate
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from trackstack import dependency_lock as lock
+from trackstack.mlflow_image import image_requirements
 from trackstack.paths import constraints_file, supported_mlflow_versions
 from trackstack.problems import SettingsError
-from trackstack.render import image_requirements
 from trackstack.validation import validate
 
 PINS = "alembic==1.20.1\nmlflow==3.17.2\nmlflow-skinny==3.17.2\n"

@@ -16,7 +16,7 @@ from trackstack.engine import (
     docker_problem,
     parse_ps,
 )
-from trackstack.seed import pgadmin_storage_dir
+from trackstack.targets.compose.seed import pgadmin_storage_dir
 
 ROW = {"Service": "mlflow", "Name": "trackstack-mlflow-1", "State": "running", "Health": "starting", "ExitCode": 0}
 

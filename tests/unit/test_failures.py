@@ -15,11 +15,11 @@ from invoke.exceptions import Exit
 from minio.error import S3Error
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
-from trackstack.backup import BackupError, verify
 from trackstack.engine import DockerError, run
-from trackstack.restore import check_compatible
 from trackstack.settings import Settings
 from trackstack.storage import StorageError, minio_errors
+from trackstack.targets.compose.backup import BackupError, verify
+from trackstack.targets.compose.restore import check_compatible
 from trackstack.task_lock import BusyError, project_lock
 from trackstack.tasks import reports_errors
 

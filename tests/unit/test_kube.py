@@ -7,10 +7,12 @@ from typing import Any
 import pytest
 import yaml
 
-from trackstack import kube, kubedeploy
+from trackstack import targets
 from trackstack.problems import SettingsError
 from trackstack.services import SWARM_SECRET_KEYS
 from trackstack.settings import Settings
+from trackstack.targets.kubernetes import apply as kubedeploy
+from trackstack.targets.kubernetes import render as kube
 from trackstack.validation import validate
 
 IMAGE = "registry.school.example/trackstack-mlflow:3.17.2-0123456789ab"
@@ -123,21 +125,21 @@ def test_the_ingress_host_is_rendered_and_allowed_only_when_set(kube_values: dic
 
 
 def test_a_node_port_outside_the_range_names_mlflow_port(kube_values: dict[str, str]) -> None:
-    problems = kube.target_problems(kube_values | {"KUBE_MLFLOW_SERVICE": "NodePort", "MLFLOW_PORT": "5001"})
+    problems = targets.deploy_problems(kube_values | {"KUBE_MLFLOW_SERVICE": "NodePort", "MLFLOW_PORT": "5001"})
     assert [p.key for p in problems] == ["MLFLOW_PORT"]
-    ok = kube.target_problems(kube_values | {"KUBE_MLFLOW_SERVICE": "NodePort", "MLFLOW_PORT": "30501"})
+    ok = targets.deploy_problems(kube_values | {"KUBE_MLFLOW_SERVICE": "NodePort", "MLFLOW_PORT": "30501"})
     assert ok == []
 
 
 def test_kubernetes_needs_a_repository_and_logins_but_no_public_host(kube_values: dict[str, str]) -> None:
-    problems = kube.target_problems(kube_values | {"MLFLOW_IMAGE_REPOSITORY": "", "MLFLOW_AUTH": "false"})
+    problems = targets.deploy_problems(kube_values | {"MLFLOW_IMAGE_REPOSITORY": "", "MLFLOW_AUTH": "false"})
     assert {p.key for p in problems} == {"MLFLOW_IMAGE_REPOSITORY", "MLFLOW_AUTH"}
 
 
 def test_a_project_name_that_is_no_namespace_asks_for_kube_namespace(kube_values: dict[str, str]) -> None:
-    problems = kube.target_problems(kube_values | {"COMPOSE_PROJECT_NAME": "my_stack"})
+    problems = targets.deploy_problems(kube_values | {"COMPOSE_PROJECT_NAME": "my_stack"})
     assert [p.key for p in problems] == ["KUBE_NAMESPACE"]
-    assert kube.target_problems(kube_values | {"COMPOSE_PROJECT_NAME": "my_stack", "KUBE_NAMESPACE": "ml"}) == []
+    assert targets.deploy_problems(kube_values | {"COMPOSE_PROJECT_NAME": "my_stack", "KUBE_NAMESPACE": "ml"}) == []
 
 
 @pytest.mark.parametrize(

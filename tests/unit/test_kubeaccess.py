@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 
 from tests.unit.test_kube import KUBERNETES
-from trackstack import auth, kube, kubeaccess, kubeviews
-from trackstack.kubedeploy import KubeError
+from trackstack import auth
 from trackstack.settings import Settings
+from trackstack.targets.kubernetes import access as kubeaccess
+from trackstack.targets.kubernetes import render as kube
+from trackstack.targets.kubernetes import views as kubeviews
+from trackstack.targets.kubernetes.apply import KubeError
 from trackstack.validation import validate
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trackstack.migrate import Revisions, route, step
+from trackstack.targets.compose.migrate import Revisions, route, step
 
 IMAGE = Revisions(head="c", known=frozenset({"a", "b", "c"}))
 

@@ -9,18 +9,12 @@ from typing import Any
 import pytest
 import yaml
 
+from trackstack.containers import PGADMIN_PASSWORD_COMMAND, render_servers_json
 from trackstack.engine import EngineFeatures
-from trackstack.render import (
-    DOCKERFILE_LABEL,
-    PGADMIN_PASSWORD_COMMAND,
-    build_digest,
-    pgadmin_build_digest,
-    render_all,
-    render_dockerfile,
-    render_servers_json,
-)
+from trackstack.mlflow_image import DOCKERFILE_LABEL, build_digest, render_dockerfile
 from trackstack.services import SERVICE_NAMES
 from trackstack.settings import Settings
+from trackstack.targets.compose.render import pgadmin_build_digest, render_all
 from trackstack.validation import validate
 
 SERVICES = set(SERVICE_NAMES)

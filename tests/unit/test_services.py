@@ -10,9 +10,9 @@ from dotenv import dotenv_values
 
 from tests.conftest import ROOT
 from trackstack.engine import EngineFeatures
-from trackstack.render import render_all
 from trackstack.services import ENDPOINTS, PORT_KEYS, SERVICE_NAMES, SERVICES, VOLUMES, Service
 from trackstack.settings import KEYS, Settings
+from trackstack.targets.compose.render import render_all
 
 
 def rendered(settings: Settings) -> dict[str, Any]:

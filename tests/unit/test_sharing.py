@@ -10,10 +10,10 @@ import pytest
 
 from tests.unit.test_render import compose_of
 from trackstack.engine import EngineFeatures
-from trackstack.overview import print_urls
 from trackstack.problems import SettingsError
 from trackstack.project import Project
-from trackstack.render import render_all
+from trackstack.targets.compose.render import render_all
+from trackstack.targets.compose.views import print_urls
 from trackstack.validation import validate
 
 AUTH = {"MLFLOW_AUTH": "true", "MLFLOW_PUBLIC_HOSTS": "mlflow.school.example, 192.168.1.20"}

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from trackstack import engine, probes, stack
+from trackstack import engine, probes
 from trackstack.engine import DockerError, ServiceState
 from trackstack.project import Project
 from trackstack.services import SERVICE_NAMES
 from trackstack.settings import Settings
+from trackstack.targets.compose import apply as stack
+from trackstack.targets.compose import state as compose_state
 
 HASHES = {name: f"hash-{name}" for name in SERVICE_NAMES}
 # The images trackstack builds, by service, as the engine names them (the others run pinned images).
@@ -118,7 +120,7 @@ def test_wait_ready_runs_each_callback_once_the_moment_its_service_answers(
         return probes.Readiness.READY if ready else probes.Readiness.DOWN
 
     clock = iter(range(100))
-    answered = stack.wait_ready(
+    answered = compose_state.wait_ready(
         project,
         probe=probe,
         on_ready={"minio": lambda: calls.append("bucket"), "pgadmin": lambda: calls.append("pgadmin")},
@@ -152,7 +154,7 @@ def test_wait_ready_asks_each_service_every_poll_but_the_engine_only_every_few_s
         now[0] += seconds
 
     monkeypatch.setattr(engine, "ps", ps)
-    stack.wait_ready(project, probe=probe, poll=0.5, look_every=3.0, clock=lambda: now[0], sleep=sleep)
+    compose_state.wait_ready(project, probe=probe, poll=0.5, look_every=3.0, clock=lambda: now[0], sleep=sleep)
     assert looks == [0.0, 3.0, 6.0, 9.0]
     assert all(asked.count(name) == 21 for name in SERVICE_NAMES), asked  # at 0, 0.5, ... 10 s
 
@@ -162,7 +164,7 @@ def test_wait_ready_fails_at_once_on_a_crashing_service_with_its_log(
 ) -> None:
     engine_says.append([state(name, status="restarting" if name == "mlflow" else "running") for name in SERVICE_NAMES])
     with pytest.raises(DockerError, match=r"service mlflow is restarting(.|\n)*\(log lines\)"):
-        stack.wait_ready(project, probe=lambda _s: probes.Readiness.DOWN, sleep=lambda _seconds: None)
+        compose_state.wait_ready(project, probe=lambda _s: probes.Readiness.DOWN, sleep=lambda _seconds: None)
 
 
 def test_wait_ready_gives_up_after_its_timeout_naming_who_is_late(
@@ -171,7 +173,7 @@ def test_wait_ready_gives_up_after_its_timeout_naming_who_is_late(
     engine_says.append([state(name, health="starting") for name in SERVICE_NAMES])
     clock = iter(range(0, 1000, 50))
     with pytest.raises(DockerError, match="pgadmin not ready after 120s"):
-        stack.wait_ready(
+        compose_state.wait_ready(
             project,
             timeout=120,
             probe=lambda s: probes.Readiness.DOWN if s == "pgadmin" else probes.Readiness.READY,
@@ -191,7 +193,7 @@ def test_wait_ready_leaves_a_service_alone_until_it_is_started(
         engine_says[0] = [state(name) for name in SERVICE_NAMES]
         later.discard("mlflow")
 
-    answered = stack.wait_ready(
+    answered = compose_state.wait_ready(
         project,
         probe=lambda _s: probes.Readiness.READY,
         on_ready={"postgres": start_mlflow},

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
-from trackstack import swarm
+from trackstack import shared_server
 from trackstack.problems import SettingsError
 from trackstack.services import SWARM_SECRET_KEYS, SWARM_SERVICES
 from trackstack.settings import Settings
+from trackstack.targets.swarm import render as swarm
 from trackstack.validation import validate
 
 IMAGE = "registry.school.example:5000/trackstack-mlflow:3.17.2-0123456789ab"
@@ -72,11 +73,11 @@ def test_secrets_are_external_docker_secrets_read_through_file_variables(shared:
 
 
 def test_a_changed_password_renames_only_its_secret(shared: Settings, values: dict[str, str]) -> None:
-    before = swarm.secret_names(shared)
-    after = swarm.secret_names(validate(values | SHARED | {"MINIO_ROOT_PASSWORD": "another-Strong-Secret-9"}))
+    before = shared_server.secret_names(shared)
+    after = shared_server.secret_names(validate(values | SHARED | {"MINIO_ROOT_PASSWORD": "another-Strong-Secret-9"}))
     changed = {target for target in before if before[target] != after[target]}
     assert changed == {"minio_root_password"}
-    assert before == swarm.secret_names(shared)  # the same value, the same name: nothing rolls
+    assert before == shared_server.secret_names(shared)  # the same value, the same name: nothing rolls
     assert all(len(name) <= 64 for name in before.values())
 
 

@@ -8,13 +8,18 @@ from typing import Any
 
 import pytest
 
-from trackstack import deploy, doctor, engine, swarm, swarmstate, swarmviews
+from trackstack import doctor, engine
 from trackstack.engine import DockerError
 from trackstack.errors import TrackstackError
 from trackstack.problems import Problem
 from trackstack.project import Project
 from trackstack.settings import Settings
-from trackstack.swarmstate import Node, ServiceState
+from trackstack.targets.swarm import apply as deploy
+from trackstack.targets.swarm import checks as swarm_checks
+from trackstack.targets.swarm import render as swarm
+from trackstack.targets.swarm import state as swarmstate
+from trackstack.targets.swarm import views as swarmviews
+from trackstack.targets.swarm.state import Node, ServiceState
 from trackstack.validation import validate
 
 IMAGE = "registry.school.example:5000/trackstack-mlflow:3.17.2-0123456789ab"
@@ -112,7 +117,7 @@ DATA = Node("n1", "10.0.0.5", {"trackstack.data": "true"}, True)
 
 
 def test_doctor_on_a_healthy_swarm(project: Project) -> None:
-    checks = doctor.check_swarm([DATA, Node("n2", "10.0.0.6", {}, True)], _states(HEALTHY), project, [])
+    checks = swarm_checks.check_swarm([DATA, Node("n2", "10.0.0.6", {}, True)], _states(HEALTHY), project, [])
     assert [(c.name, c.level) for c in checks] == [("swarm nodes", "ok"), ("data node", "ok"), ("replicas", "ok")]
     assert "mlflow 2/2" in checks[2].detail
     assert doctor.next_command(checks) == "deploy"
@@ -121,7 +126,7 @@ def test_doctor_on_a_healthy_swarm(project: Project) -> None:
 
 def test_doctor_on_a_swarm_with_a_node_down_and_a_replica_short(project: Project) -> None:
     nodes = [DATA, Node("n2", "10.0.0.6", {}, False)]
-    checks = doctor.check_swarm(nodes, _states(HEALTHY | {"mlflow": (1, 2)}), project, [])
+    checks = swarm_checks.check_swarm(nodes, _states(HEALTHY | {"mlflow": (1, 2)}), project, [])
     levels = {c.name: c for c in checks}
     assert levels["swarm nodes"].level == "warn"
     assert "down: n2" in levels["swarm nodes"].detail
@@ -131,14 +136,16 @@ def test_doctor_on_a_swarm_with_a_node_down_and_a_replica_short(project: Project
 
 
 def test_doctor_blocks_on_a_data_node_down_an_unlabelled_swarm_or_a_bad_env(project: Project) -> None:
-    down = doctor.check_swarm([Node("n1", "a", {"trackstack.data": "true"}, False)], _states(HEALTHY), project, [])
+    down = swarm_checks.check_swarm(
+        [Node("n1", "a", {"trackstack.data": "true"}, False)], _states(HEALTHY), project, []
+    )
     assert [c.name for c in down if c.blocking] == ["data node"]
-    unlabelled = doctor.check_swarm([Node("n1", "a", {}, True)], _states(HEALTHY), project, [])
+    unlabelled = swarm_checks.check_swarm([Node("n1", "a", {}, True)], _states(HEALTHY), project, [])
     data = next(c for c in unlabelled if c.name == "data node")
     assert data.blocking
     assert "docker node update --label-add trackstack.data=true" in data.fix
     problem = Problem("MLFLOW_IMAGE_REPOSITORY", "''", "`invoke deploy` pushes there", "set it")
-    bad = doctor.check_swarm([DATA], _states(HEALTHY), project, [problem])
+    bad = swarm_checks.check_swarm([DATA], _states(HEALTHY), project, [problem])
     assert bad[-1].blocking
     assert "MLFLOW_IMAGE_REPOSITORY" in bad[-1].detail
 

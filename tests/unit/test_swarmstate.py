@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from trackstack import swarmstate
-from trackstack.swarmstate import DeployError, Node, ServiceState, Task
+from trackstack.targets.swarm import state as swarmstate
+from trackstack.targets.swarm.state import DeployError, Node, ServiceState, Task
 
 
 def test_replicas_as_docker_service_ls_prints_them() -> None:

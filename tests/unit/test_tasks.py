@@ -40,3 +40,10 @@ def test_the_env_file_variable_is_documented_in_the_configuration_section() -> N
     configuration = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     assert ENV_FILE_VARIABLE in configuration
     assert "INVOKE_TRACKSTACK_ENV_FILE" not in readme
+
+
+def test_the_tasks_do_not_choose_a_target_themselves() -> None:
+    """One function chooses the target (`targets.for_project`); a task that branched on it would bypass it."""
+    source = (ROOT / "src" / "trackstack" / "tasks.py").read_text(encoding="utf-8")
+    assert "deploy_target" not in source
+    assert "deployed(" not in source

@@ -2,7 +2,7 @@
 
 The cluster is the one kubectl talks to: KUBE_CONTEXT of the kubeconfig that KUBECONFIG names
 (else ~/.kube/config), or its current context. Every change is a server-side apply of what
-`kube.py` rendered; the Secret goes to kubectl's stdin and never to a file.
+`render.py` rendered; the Secret goes to kubectl's stdin and never to a file.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from trackstack import kube
 from trackstack.console import indent, relay, say, write_files
-from trackstack.deploy import build_image
 from trackstack.errors import TrackstackError
+from trackstack.mlflow_image import build_image
 from trackstack.project import Project
 from trackstack.services import MINIO, PGADMIN, POSTGRES
 from trackstack.settings import Settings
+from trackstack.targets.kubernetes import render as kube
 
 
 class KubeError(TrackstackError):
@@ -49,6 +49,14 @@ def run(args: Sequence[str], *, input_text: str | None = None, check: bool = Tru
     if check and result.returncode != 0:
         raise KubeError(f"`{' '.join(args[:6])} ...` failed:\n{indent(result.stderr.strip())}")
     return result
+
+
+def stream(args: Sequence[str]) -> None:
+    """Run kubectl with its output on this terminal (`kubectl logs`): what it says is for the user."""
+    try:
+        subprocess.run(list(args), check=False)
+    except FileNotFoundError:
+        raise KubeError(NO_KUBECTL) from None
 
 
 def apply(settings: Settings, text: str) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from trackstack import engine
 from trackstack.console import say
 from trackstack.errors import TrackstackError
-from trackstack.swarm import DATA_LABEL, PROJECT_LABEL, STACK_LABEL
+from trackstack.targets.swarm.render import DATA_LABEL, PROJECT_LABEL, STACK_LABEL
 
 
 class DeployError(TrackstackError):

@@ -17,10 +17,12 @@ from typing import Literal
 
 from trackstack import database, engine
 from trackstack.console import say
+from trackstack.containers import backend_store_uri
 from trackstack.errors import TrackstackError
 from trackstack.project import Project
-from trackstack.render import backend_store_uri
 from trackstack.services import POSTGRES
+from trackstack.targets.compose import backup
+from trackstack.targets.compose.state import wait_ready
 
 
 def route(key: str) -> str:
@@ -126,8 +128,6 @@ def before_start(project: Project) -> None:
     pending = _pending_upgrade(project)
     if pending is None:
         return
-    from trackstack import backup, stack
-
     found, revisions = pending
     say(
         f"MLflow's database is at schema revision {found}; MLflow {project.settings.mlflow_version} "
@@ -135,7 +135,7 @@ def before_start(project: Project) -> None:
     )
     # An older server may still be running on this data: it must not write while it moves.
     engine.compose(project, "stop", "mlflow", capture=True)
-    stack.wait_ready(project, services=("minio",))  # the backup copies the artifacts
+    wait_ready(project, services=("minio",))  # the backup copies the artifacts
     folder = backup.backup(project, project.root / "backups")
     say(f"backup written to {folder} (`invoke restore {folder}` with the old version goes back)")
     upgrade_schema(project, found, revisions)

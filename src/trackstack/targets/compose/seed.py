@@ -13,11 +13,11 @@ import shlex
 from typing import Any
 
 from trackstack import engine
-from trackstack.container_env import PGADMIN_PYTHON
+from trackstack.containers import PGADMIN_PYTHON, PGADMIN_SERVER_NAME, render_servers_json
 from trackstack.engine import DockerError
 from trackstack.project import Project
-from trackstack.render import PGADMIN_SERVER_NAME, render_servers_json
 from trackstack.settings import Settings
+from trackstack.storage import minio_client
 
 # Paths inside the pgAdmin image (dpage/pgadmin4): its setup script, its data.
 PGADMIN_SETUP = "/pgadmin4/setup.py"
@@ -37,18 +37,6 @@ rows = db.execute(
     ' WHERE lower(u.email) = lower(?)', (sys.argv[2],)).fetchall()
 print(json.dumps(rows))
 """
-
-
-def minio_client(settings: Settings) -> Any:
-    """An S3 client for the published MinIO API (imported lazily: `invoke --list` stays fast)."""
-    from minio import Minio
-
-    return Minio(
-        f"{settings.host}:{settings.ports['MINIO_API_PORT']}",
-        access_key=settings.minio_root_user,
-        secret_key=settings.minio_root_password.get_secret_value(),
-        secure=False,
-    )
 
 
 def seed_bucket(settings: Settings) -> bool:

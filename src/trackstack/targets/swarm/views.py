@@ -1,23 +1,14 @@
 """What `urls`, `open` and `logs` show of a stack deployed to Docker Swarm, pure: settings in, URLs
-and command lines out (`deploy.py` asks the swarm for the data node's address and runs them)."""
+and command lines out (`apply.py` asks the swarm for the data node's address and runs them)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from trackstack.errors import TrackstackError
 from trackstack.services import MLFLOW, PROXY, SWARM_SERVICES
 from trackstack.settings import Settings
-from trackstack.swarm import mlflow_url, published, service_name
-
-
-@dataclass(frozen=True)
-class Link:
-    title: str
-    url: str | None  # None: not published on Swarm
-    login: str
-    browser: bool  # opened by `invoke open`
-    publish_with: str = ""  # the .env key that publishes it, when it is not
+from trackstack.targets import base
+from trackstack.targets.base import Link
+from trackstack.targets.swarm.render import mlflow_url, published, service_name
 
 
 def links(settings: Settings, data_address: str) -> list[Link]:
@@ -39,7 +30,7 @@ def links(settings: Settings, data_address: str) -> list[Link]:
 
 def browser_urls(settings: Settings, data_address: str) -> dict[str, str]:
     """The web UIs `invoke open` opens: only those the stack publishes."""
-    return {link.title: link.url for link in links(settings, data_address) if link.browser and link.url}
+    return base.browser_urls(links(settings, data_address))
 
 
 def log_commands(settings: Settings, service: str, *, follow: bool, tail: int) -> list[list[str]]:

@@ -1,6 +1,6 @@
 """Kubernetes, pure: the manifests of a stack, the Secret's document and the deploy's names.
 
-Settings in, text out; `kubedeploy.py` applies them with kubectl. The same service table,
+Settings in, text out; `apply.py` applies them with kubectl. The same service table,
 templates and MLflow image as on Docker Swarm: a pod reads its secrets as files under
 /run/secrets (the images' *_FILE variables, the Swarm layout), so the entrypoint, the prepare
 script and pgAdmin's password command are the Swarm ones.
@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from trackstack import container_env, swarm
-from trackstack.paths import TEMPLATES
+from trackstack import containers, shared_server
+from trackstack.containers import allowed_hosts, auth_start, backend_store_uri
 from trackstack.problems import Problem
-from trackstack.render import AUTH_START, allowed_hosts, backend_store_uri, render_template
 from trackstack.services import MINIO, MLFLOW, PGADMIN, POSTGRES, SWARM_SECRET_KEYS
 from trackstack.settings import Settings
+from trackstack.templating import render_template, template_text
 
 MANIFEST_FILE = "kubernetes.yaml"
 SECRET = "trackstack-credentials"  # noqa: S105 - the Secret's name
@@ -33,7 +33,7 @@ PERIODIC_TASKS = "MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS"
 NODE_PORTS = range(30000, 32768)  # the API server's default --service-node-port-range
 MLFLOW_CONTAINER_PORT = MLFLOW.endpoints[0].container_port
 # The Host header of requests from inside the cluster: one MLflow always answers (render.allowed_hosts).
-MLFLOW_IN_CLUSTER_HOST = f"{MLFLOW.name}:{MLFLOW_CONTAINER_PORT}"
+MLFLOW_IN_CLUSTER_HOST = MLFLOW.address
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -120,7 +120,7 @@ def mlflow_workloads(settings: Settings) -> list[MlflowWorkload]:
     of its own, one pod replaced by Recreate, runs them: never two at once, and never none for longer
     than a restart. The Service does not select it: it serves no requests.
     """
-    environment = swarm.mlflow_environment(settings) | {"TRACKSTACK_AUTH_PREPARED": "true"}
+    environment = shared_server.mlflow_environment(settings) | {"TRACKSTACK_AUTH_PREPARED": "true"}
     if not settings.mlflow_job_execution:
         return [MlflowWorkload(MLFLOW.name, settings.mlflow_replicas, environment, rolling=True)]
     return [
@@ -163,7 +163,7 @@ def prepare_job_name(image: str) -> str:
 
 def credentials_version(settings: Settings) -> str:
     """Changes with any secret, so that pods roll when one does; a slow hash of the Swarm secrets' names."""
-    names = swarm.secret_names(settings)
+    names = shared_server.secret_names(settings)
     return hashlib.sha256(json.dumps(names, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -188,9 +188,7 @@ def mlflow_hosts(settings: Settings) -> list[str]:
 
 
 def mlflow_server_args(settings: Settings) -> list[str]:
-    args = swarm.mlflow_server_args(settings)
-    return [f"--allowed-hosts={','.join(mlflow_hosts(settings))}" if a.startswith("--allowed-hosts=") else a
-            for a in args]  # fmt: skip
+    return shared_server.mlflow_server_args(settings, hosts=mlflow_hosts(settings))
 
 
 def _context(settings: Settings, image: str) -> dict[str, object]:
@@ -200,20 +198,20 @@ def _context(settings: Settings, image: str) -> dict[str, object]:
         "namespace": namespace(settings),
         "labels": lambda name: labels(settings, name),
         "secret": SECRET,
-        "pgadmin_servers_path": container_env.PGADMIN_SERVERS_PATH,
+        "pgadmin_servers_path": containers.PGADMIN_SERVERS_PATH,
         "credentials_version": credentials_version(settings),
         "resources": resources(settings),
         "image": image,
         "job_name": prepare_job_name(image),
         "mlflow": MLFLOW,
-        "auth_start": (TEMPLATES / AUTH_START).read_text(encoding="utf-8"),
+        "auth_start": auth_start(),
     }
 
 
 def render_base(settings: Settings, image: str) -> str:
     """The namespace, pgAdmin's server list and the three StatefulSets with their Services."""
     return render_template(
-        "k8s/base.yaml.j2",
+        "kubernetes/base.yaml.j2",
         **_context(settings, image),
         data_services=DATA_SERVICES,
         images={POSTGRES.name: settings.postgres_image, MINIO.name: settings.minio_image,
@@ -223,27 +221,27 @@ def render_base(settings: Settings, image: str) -> str:
                             # A folder inside the claim: a fresh volume may hold lost+found.
                             "PGDATA": f"{POSTGRES.volume.mount}/pgdata" if POSTGRES.volume else ""},
             MINIO.name: {"MINIO_ROOT_USER": settings.minio_root_user},
-            PGADMIN.name: swarm.pgadmin_environment(settings),
+            PGADMIN.name: shared_server.pgadmin_environment(settings),
         },
         storage=storage(settings),
-        servers_json=swarm.render_servers_json(settings),
+        servers_json=shared_server.render_servers_json(settings),
     )  # fmt: skip
 
 
 def render_prepare(settings: Settings, image: str) -> str:
     return render_template(
-        "k8s/prepare.yaml.j2",
+        "kubernetes/prepare.yaml.j2",
         **_context(settings, image),
-        prepare_script=(TEMPLATES / swarm.PREPARE).read_text(encoding="utf-8"),
+        prepare_script=template_text(shared_server.PREPARE),
         prepare_args=[backend_store_uri(settings.postgres_user, settings.postgres_db), settings.mlflow_bucket],
         # The Job itself creates the logins database and admin (start_with_auth.py, not yet "prepared").
-        mlflow_environment=swarm.mlflow_environment(settings),
+        mlflow_environment=shared_server.mlflow_environment(settings),
     )
 
 
 def render_mlflow(settings: Settings, image: str) -> str:
     return render_template(
-        "k8s/mlflow.yaml.j2",
+        "kubernetes/mlflow.yaml.j2",
         **_context(settings, image),
         mlflow_server=mlflow_server_args(settings),
         workloads=mlflow_workloads(settings),
@@ -281,7 +279,7 @@ def mlflow_url(settings: Settings) -> str:
 
 def deploy_problems(values: Mapping[str, str]) -> list[Problem]:
     """What raw `.env` values lack for Kubernetes; reported with every other problem, before anything runs."""
-    problems = [p for p in swarm.deploy_problems(values) if p.key in ("MLFLOW_IMAGE_REPOSITORY", "MLFLOW_AUTH")]
+    problems = [p for p in shared_server.deploy_problems(values) if p.key in ("MLFLOW_IMAGE_REPOSITORY", "MLFLOW_AUTH")]
     if problems and problems[0].key == "MLFLOW_IMAGE_REPOSITORY":
         problems[0] = Problem(
             "MLFLOW_IMAGE_REPOSITORY",
@@ -313,10 +311,3 @@ def deploy_problems(values: Mapping[str, str]) -> list[Problem]:
                 )
             )
     return problems
-
-
-def target_problems(values: Mapping[str, str]) -> list[Problem]:
-    """`invoke deploy`'s own checks for the target `.env` names (DEPLOY_TARGET, default swarm)."""
-    if values.get("DEPLOY_TARGET", "swarm") == "kubernetes":
-        return deploy_problems(values)
-    return swarm.deploy_problems(values)

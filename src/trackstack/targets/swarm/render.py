@@ -1,31 +1,36 @@
 """Docker Swarm, pure: the stack file, the proxy's Caddyfile, names of secrets and the prepare job.
 
-Settings in, text and argument lists out; `deploy.py` writes the files and runs Docker. The
+Settings in, text and argument lists out; `apply.py` writes the files and runs Docker. The
 same service table and templates as compose: a service's ports, volume, probe and secrets come
 from `services.py`.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pydantic import TypeAdapter, ValidationError
-
-from trackstack import container_env, render
-from trackstack.paths import TEMPLATES
-from trackstack.problems import Problem
-from trackstack.render import AUTH_START, PGADMIN_SERVER_NAME, allowed_hosts, backend_store_uri, render_template
-from trackstack.services import MLFLOW, PROXY, SWARM_SECRET_KEYS, SWARM_SERVICES, SWARM_VOLUMES
+from trackstack import containers
+from trackstack.containers import PGADMIN_SERVER_NAME, auth_start, backend_store_uri
+from trackstack.services import MLFLOW, PROXY, SWARM_SERVICES, SWARM_VOLUMES
 from trackstack.settings import Settings
+from trackstack.shared_server import (
+    PREPARE,
+    deploy_problems,
+    mlflow_environment,
+    mlflow_server_args,
+    pgadmin_environment,
+    render_servers_json,
+    secret_names,
+)
+from trackstack.templating import render_template, template_text
+
+__all__ = ["deploy_problems"]  # `.env`'s checks for a deploy, as the target names them
 
 STACK_FILE = "stack.yaml"
 CADDYFILE = "Caddyfile"
 SWARM_SERVERS_FILE = "pgadmin-servers-swarm.json"
-PREPARE = "mlflow/prepare.py"
 # The node label that places Postgres, MinIO, pgAdmin, the proxy and their volumes.
 DATA_LABEL = "trackstack.data"
 DATA_CONSTRAINT = f"node.labels.{DATA_LABEL} == true"
@@ -35,30 +40,6 @@ PROJECT_LABEL = "org.trackstack.project"
 # On MLflow's service: what the last prepare job it runs after was made of (prepare_fingerprint).
 PREPARED_LABEL = "org.trackstack.prepared"
 STACK_LABEL = "com.docker.stack.namespace"  # what `docker stack rm` removes
-# Docker names secrets and services with at most 64 and 63 characters.
-MAX_PROJECT_NAME = 20
-SECRET_HASH_BYTES = 6
-
-
-@functools.lru_cache(maxsize=64)  # one deploy names each secret several times; scrypt is slow on purpose
-def secret_name(project: str, key: str, value: str) -> str:
-    """The Docker secret for `.env` key `key`: a new value is a new name, so services roll.
-
-    The version is a slow, salted hash (scrypt): the stack file and `docker secret ls` show it,
-    and guessing a password from it must cost as much as guessing it at the login.
-    """
-    salt = f"trackstack/{project}/{key}".encode()
-    digest = hashlib.scrypt(value.encode(), salt=salt, n=2**14, r=8, p=1, dklen=SECRET_HASH_BYTES)
-    return f"{project}_{key.lower()}_{digest.hex()}"
-
-
-def secret_names(settings: Settings) -> dict[str, str]:
-    """Docker secret names by their target in /run/secrets, for every secret a service reads."""
-    project = settings.compose_project_name
-    return {
-        key.lower(): secret_name(project, key, getattr(settings, key.lower()).get_secret_value())
-        for key in SWARM_SECRET_KEYS
-    }
 
 
 def content_name(project: str, kind: str, text: str) -> str:
@@ -66,66 +47,8 @@ def content_name(project: str, kind: str, text: str) -> str:
     return f"{project}_{kind}_{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
-def image_ref(settings: Settings, build_digest: str) -> str:
-    """The MLflow image in the registry: its tag says the MLflow version and what it was built from."""
-    return f"{settings.mlflow_image_repository}:{settings.mlflow_version}-{build_digest[:12]}"
-
-
 def service_name(settings: Settings, service: str) -> str:
     return f"{settings.compose_project_name}_{service}"
-
-
-def deploy_problems(values: Mapping[str, str]) -> list[Problem]:
-    """What raw `.env` values lack for a shared server: reported with every other problem, before anything runs."""
-    problems = []
-    if not values.get("MLFLOW_IMAGE_REPOSITORY", "").strip():
-        problems.append(
-            Problem(
-                "MLFLOW_IMAGE_REPOSITORY",
-                "''",
-                "`invoke deploy` pushes the MLflow image there, so that every node can pull it",
-                "set it to a repository every node can pull from, e.g. registry.school.example/trackstack-mlflow",
-            )
-        )
-    auth = values.get("MLFLOW_AUTH", "false")
-    if _is_bool(auth) and not TypeAdapter(bool).validate_python(auth):  # a non-boolean: the field check says so
-        problems.append(
-            Problem(
-                "MLFLOW_AUTH",
-                repr(auth),
-                "a shared server needs logins",
-                "set MLFLOW_AUTH=true with MLFLOW_ADMIN_PASSWORD and MLFLOW_FLASK_SERVER_SECRET_KEY "
-                "(`invoke init` writes them into a new .env)",
-            )
-        )
-    if not values.get("MLFLOW_PUBLIC_HOSTS", "").strip():
-        problems.append(
-            Problem(
-                "MLFLOW_PUBLIC_HOSTS",
-                "''",
-                "the proxy's TLS certificate is for these names, and students reach MLflow by the first",
-                "set the name (or address) of the node labelled trackstack.data=true, e.g. mlflow.school.example",
-            )
-        )
-    project = values.get("COMPOSE_PROJECT_NAME", "")
-    if len(project) > MAX_PROJECT_NAME:
-        problems.append(
-            Problem(
-                "COMPOSE_PROJECT_NAME",
-                repr(project),
-                f"longer than {MAX_PROJECT_NAME} characters: Docker's names of secrets and services would be too long",
-                f"choose at most {MAX_PROJECT_NAME} characters",
-            )
-        )
-    return problems
-
-
-def _is_bool(value: str) -> bool:
-    try:
-        TypeAdapter(bool).validate_python(value)
-    except ValidationError:
-        return False
-    return True
 
 
 def published(settings: Settings) -> dict[str, bool]:
@@ -141,49 +64,13 @@ def mlflow_url(settings: Settings) -> str:
     return f"https://{settings.public_hosts[0]}" + ("" if port == 443 else f":{port}")
 
 
-def mlflow_server_args(settings: Settings) -> list[str]:
-    return [
-        "mlflow",
-        "server",
-        "--host=0.0.0.0",
-        "--port=5000",
-        f"--workers={settings.mlflow_workers}",
-        f"--backend-store-uri={backend_store_uri(settings.postgres_user, settings.postgres_db)}",
-        "--serve-artifacts",
-        f"--artifacts-destination=s3://{settings.mlflow_bucket}",
-        f"--allowed-hosts={','.join(allowed_hosts(settings))}",
-        "--app-name=basic-auth",
-    ]
-
-
-def mlflow_environment(settings: Settings) -> dict[str, str]:
-    """MLflow's variables that are no secret (the secrets are *_FILE variables from the table)."""
-    return container_env.mlflow_environment(settings) | {
-        "AWS_ACCESS_KEY_ID": settings.minio_root_user,
-        "POSTGRES_USER": settings.postgres_user,
-        "POSTGRES_DB": settings.postgres_db,
-    }
-
-
-def pgadmin_environment(settings: Settings) -> dict[str, str]:
-    return {"PGADMIN_DEFAULT_EMAIL": settings.pgadmin_default_email} | container_env.pgadmin_environment()
-
-
 def render_caddyfile(settings: Settings) -> str:
     return render_template(
-        f"proxy/{CADDYFILE}.j2",
+        f"swarm/{CADDYFILE}.j2",
         default_sni=settings.public_hosts[0],
         sites=", ".join(f"https://{name}" for name in settings.public_hosts),
         mlflow_service=service_name(settings, MLFLOW.name),
         health_port=PROXY_HEALTH_PORT,
-    )
-
-
-def render_servers_json(settings: Settings) -> str:
-    """pgAdmin's server list; the password command reads the Postgres secret's file."""
-    return render.render_servers_json(
-        settings,
-        password_command="cat /run/secrets/postgres_password",  # noqa: S106 - names a file
     )
 
 
@@ -200,7 +87,7 @@ def render_stack(settings: Settings, *, image: str, mlflow_replicas: int, caddyf
         "pgadmin-servers": Config(content_name(project, "pgadmin_servers", servers_json), SWARM_SERVERS_FILE),
     }
     return render_template(
-        "stack.yaml.j2",
+        "swarm/stack.yaml.j2",
         s=settings,
         services={service.name: service for service in SWARM_SERVICES},
         published=published(settings),
@@ -216,9 +103,9 @@ def render_stack(settings: Settings, *, image: str, mlflow_replicas: int, caddyf
         mlflow_environment=mlflow_environment(settings)
         | {"TRACKSTACK_AUTH_PREPARED": "true", "TRACKSTACK_TASK_SLOT": "{{.Task.Slot}}"},
         pgadmin_environment=pgadmin_environment(settings),
-        auth_start=(TEMPLATES / AUTH_START).read_text(encoding="utf-8"),
+        auth_start=auth_start(),
         pgadmin_server_name=PGADMIN_SERVER_NAME,
-        pgadmin_servers_path=container_env.PGADMIN_SERVERS_PATH,
+        pgadmin_servers_path=containers.PGADMIN_SERVERS_PATH,
         configs=configs,
         secrets=secret_names(settings),
     )
@@ -251,10 +138,10 @@ def prepare_job_args(settings: Settings, *, image: str) -> list[str]:
         args += ["--env", f"{use.variable}_FILE=/run/secrets/{use.target}"]
     for variable, value in mlflow_environment(settings).items():
         args += ["--env", f"{variable}={value}"]
-    auth_start = (TEMPLATES / AUTH_START).read_text(encoding="utf-8")
+    login_script = auth_start()
     uri = backend_store_uri(settings.postgres_user, settings.postgres_db)
-    script = (TEMPLATES / PREPARE).read_text(encoding="utf-8")
-    return [*args, image, "python", "-c", script, uri, settings.mlflow_bucket, "python", "-c", auth_start, "true"]
+    script = template_text(PREPARE)
+    return [*args, image, "python", "-c", script, uri, settings.mlflow_bucket, "python", "-c", login_script, "true"]
 
 
 def prepare_fingerprint(settings: Settings, *, image: str) -> str:

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -23,8 +22,8 @@ from trackstack import database
 from trackstack.console import say
 from trackstack.errors import TrackstackError
 from trackstack.project import Project
-from trackstack.seed import minio_client
-from trackstack.storage import minio_errors
+from trackstack.storage import minio_client, minio_errors
+from trackstack.targets.base import Counts
 
 MANIFEST = "manifest.json"
 DUMP = "postgres.dump"
@@ -36,13 +35,6 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 class BackupError(TrackstackError):
     """A backup is missing, partial or corrupt: nothing was restored."""
-
-
-@dataclass(frozen=True)
-class Counts:
-    runs: int
-    experiments: int
-    objects: int
 
 
 def _sha256(path: Path) -> str:

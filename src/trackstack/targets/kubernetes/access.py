@@ -1,7 +1,7 @@
 """Reaching a stack deployed to Kubernetes from this machine: port-forwards, psql in the Postgres pod,
-MLflow for `invoke user.*`, and what `invoke urls` and `open` show (which links, `kubeviews.links`, is pure).
+MLflow for `invoke user.*`, and what `invoke urls` and `open` show (which links, `views.links`, is pure).
 
-Everything goes through kubectl (`kubedeploy.kubectl`): the context and namespace of `.env`.
+Everything goes through kubectl (`apply.kubectl`): the context and namespace of `.env`.
 """
 
 from __future__ import annotations
@@ -21,13 +21,15 @@ from contextlib import ExitStack, contextmanager
 from types import FrameType
 from typing import IO
 
-from trackstack import kube, kubeviews
 from trackstack.auth import Server
 from trackstack.console import indent, say
-from trackstack.kubedeploy import NO_KUBECTL, KubeError, kubectl, require_context, run
 from trackstack.project import Project
 from trackstack.services import MLFLOW, POSTGRES
 from trackstack.settings import Settings
+from trackstack.targets.base import Forward, browser_urls, open_in_browser, print_links
+from trackstack.targets.kubernetes import render as kube
+from trackstack.targets.kubernetes import views as kubeviews
+from trackstack.targets.kubernetes.apply import NO_KUBECTL, KubeError, kubectl, require_context, run
 
 # What kubectl port-forward prints once a local port listens (then one line per connection).
 _FORWARDING = re.compile(r"^Forwarding from 127\.0\.0\.1:(\d+) -> (\d+)$")
@@ -54,7 +56,7 @@ def _pump(stream: IO[str], put: Callable[[str], None], done: Callable[[], None])
     done()
 
 
-def _forward(settings: Settings, service: str, forwards: Sequence[kubeviews.Forward], state: Forwarding,
+def _forward(settings: Settings, service: str, forwards: Sequence[Forward], state: Forwarding,
              stack: ExitStack, *, timeout: float) -> None:  # fmt: skip
     args = kubectl(settings, "port-forward", f"service/{service}", *(forward.spec for forward in forwards))
     try:
@@ -108,12 +110,10 @@ def _stop(process: subprocess.Popen[str]) -> None:
 
 
 @contextmanager
-def port_forwards(
-    settings: Settings, forwards: Iterable[kubeviews.Forward], *, timeout: float = 60
-) -> Iterator[Forwarding]:
+def port_forwards(settings: Settings, forwards: Iterable[Forward], *, timeout: float = 60) -> Iterator[Forwarding]:
     """`kubectl port-forward` of each Service (one kubectl per Service) while the block runs, listening on
     127.0.0.1; a local port 0 is one kubectl picks (`Forwarding.local`)."""
-    by_service: dict[str, list[kubeviews.Forward]] = {}
+    by_service: dict[str, list[Forward]] = {}
     for forward in forwards:
         by_service.setdefault(forward.service, []).append(forward)
     state = Forwarding()
@@ -138,23 +138,20 @@ def server(project: Project) -> Iterator[Server]:
     settings = project.settings
     require_context(settings)
     port = kube.mlflow_service_port(settings)
-    with port_forwards(settings, [kubeviews.Forward(MLFLOW.name, 0, port)]) as forwarding:
+    with port_forwards(settings, [Forward(MLFLOW.name, 0, port)]) as forwarding:
         local = forwarding.local[(MLFLOW.name, port)]
         yield Server(f"http://127.0.0.1:{local}", psql=psql, host=kube.MLFLOW_IN_CLUSTER_HOST,
                      login_url=kube.mlflow_url(settings), apply="invoke deploy")  # fmt: skip
 
 
-def forward_command(settings: Settings, forward: kubeviews.Forward) -> str:
+def forward_command(settings: Settings, forward: Forward) -> str:
     return shlex.join(kubectl(settings, "port-forward", f"service/{forward.service}", forward.spec))
 
 
 def print_urls(project: Project) -> None:
     settings = project.settings
     found = kubeviews.links(settings)
-    width = max(len(link.title) for link in found)
-    url_width = max(len(link.url) for link in found)
-    for link in found:
-        print(f"  {link.title:<{width}}  {link.url:<{url_width}}  {link.login}", flush=True)
+    print_links(found)
     forwarded = [link.forward for link in found if link.forward]
     if forwarded:
         print("  the 127.0.0.1 addresses after (`invoke open` runs those of the web UIs):", flush=True)
@@ -189,10 +186,7 @@ def open_uis(project: Project, *, open_url: Callable[[str], bool] = webbrowser.o
     forwards = [link.forward for link in shown if link.forward]
     try:
         with _ended_by_signals(), port_forwards(settings, forwards) as forwarding:
-            for link in shown:
-                say(f"opening {link.title}: {link.url}")
-                if not open_url(link.url):
-                    say(f"no browser found here; open {link.url} yourself")
+            open_in_browser(browser_urls(shown), open_url)
             if forwards:
                 say("port-forwards run until Ctrl-C")
                 forwarding.wait()

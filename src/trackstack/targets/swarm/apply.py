@@ -1,7 +1,7 @@
 """`invoke deploy`, `undeploy` and swarm `status`: the side effects of a shared server on Docker Swarm.
 
 The engine is the one the docker CLI talks to (`DOCKER_HOST` or the current Docker context); it
-must be a swarm manager. Rendering is `swarm.py`'s, reading the swarm's state `swarmstate.py`'s.
+must be a swarm manager. Rendering is `render.py`'s, reading the swarm's state `state.py`'s.
 """
 
 from __future__ import annotations
@@ -10,16 +10,18 @@ import functools
 import time
 from pathlib import Path
 
-from trackstack import engine, swarm, swarmstate, swarmviews
+from trackstack import engine, shared_server
 from trackstack.auth import Server
 from trackstack.console import concurrently, indent, relay, say, write_files
 from trackstack.engine import DockerError
+from trackstack.mlflow_image import build_image
 from trackstack.project import Project
-from trackstack.render import DOCKERFILE, DOCKERFILE_LABEL, build_digest, render_dockerfile
 from trackstack.services import MLFLOW, SWARM_SERVICES
-
-__all__ = ["say"]
-from trackstack.swarmstate import DeployError
+from trackstack.targets.base import print_links
+from trackstack.targets.swarm import render as swarm
+from trackstack.targets.swarm import state as swarmstate
+from trackstack.targets.swarm import views as swarmviews
+from trackstack.targets.swarm.state import DeployError
 
 
 def deploy(project: Project, *, timeout: float = 600) -> None:
@@ -52,44 +54,11 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
     say(f"deployed in {time.monotonic() - started:.0f}s; the proxy's CA certificate: {ca.name}")
 
 
-def build_image(project: Project, *, push: bool = True) -> str:
-    """Write the MLflow Dockerfile, build the image it describes (push it, unless told not to); its reference."""
-    dockerfile = render_dockerfile(project.settings)
-    write_files(project.root, {DOCKERFILE: dockerfile})
-    digest = build_digest(project.settings, dockerfile)
-    image = swarm.image_ref(project.settings, digest)
-    build_and_push(project, image, digest, push=push)
-    return image
-
-
-def build_and_push(project: Project, image: str, digest: str, *, push: bool = True) -> None:
-    """Build the MLflow image on the target engine unless it is there, then push it for every node."""
-    if engine.image_id(image) is not None:
-        say(f"image {image} is built")
-    elif engine.run(["docker", "pull", "--quiet", image], capture=True, check=False).returncode == 0:
-        say(f"image {image} is in the registry")  # its tag names what it is built from
-    else:
-        say(f"building {image} (a first build downloads MLflow: a few minutes)")
-        engine.run(["docker", "build", "--file", str(project.root / DOCKERFILE), "--tag", image,
-                    "--label", f"{DOCKERFILE_LABEL}={digest}", str(project.root)])  # fmt: skip
-    if not push:
-        say(f"not pushing {image} (MLFLOW_IMAGE_PUSH=false: the nodes have it)")
-        return
-    result = engine.run(["docker", "push", image], capture=True, check=False)
-    if result.returncode != 0:
-        raise DeployError(
-            f"`docker push {image}` failed:\n{indent(result.stderr.strip())}\n"
-            "Fix: check MLFLOW_IMAGE_REPOSITORY in .env; the registry must accept pushes from here "
-            "(`docker login REGISTRY`; a registry without TLS must be in the engine's insecure-registries)."
-        )
-    say(f"pushed {image}")
-
-
 def ensure_secrets(project: Project) -> None:
     """Create the Docker secrets that do not exist yet; their values go through stdin, never a file."""
     settings = project.settings
     existing = swarmstate.project_secrets(settings.compose_project_name)
-    for target, name in swarm.secret_names(settings).items():
+    for target, name in shared_server.secret_names(settings).items():
         if name in existing:
             continue
         value = getattr(settings, target).get_secret_value()
@@ -101,7 +70,7 @@ def ensure_secrets(project: Project) -> None:
 def remove_unused_secrets(project: Project) -> None:
     """Secrets of older values: removed once no service uses them (Docker refuses while one does)."""
     settings = project.settings
-    wanted = set(swarm.secret_names(settings).values())
+    wanted = set(shared_server.secret_names(settings).values())
     for name in sorted(swarmstate.project_secrets(settings.compose_project_name) - wanted):
         if engine.run(["docker", "secret", "rm", name], capture=True, check=False).returncode == 0:
             say(f"removed secret {name} (a value .env no longer has)")
@@ -181,10 +150,8 @@ def psql(project: Project, sql: str, *, database: str | None = None) -> str:
     return logs
 
 
-def server(project: Project) -> Server | None:
-    """MLflow as `invoke user.*` reaches it when this project is deployed to the swarm in use; else None."""
-    if not deployed(project):
-        return None
+def server(project: Project) -> Server:
+    """MLflow as `invoke user.*` reaches it on the deployed stack: through the proxy, trusting its CA."""
     return Server(swarm.mlflow_url(project.settings), str(project.root / swarm.ca_file(project.settings)), psql,
                   apply="invoke deploy")  # fmt: skip
 
@@ -199,11 +166,7 @@ def undeploy(project: Project, *, timeout: float = 120) -> None:
 
 def print_urls(project: Project) -> None:
     settings = project.settings
-    found = swarmviews.links(settings, swarmstate.data_node().address)
-    width = max(len(link.title) for link in found)
-    for link in found:
-        where = link.url or f"not published ({link.publish_with}=0.0.0.0 publishes it on the data node)"
-        print(f"  {link.title:<{width}}  {where}", flush=True)
+    print_links(swarmviews.links(settings, swarmstate.data_node().address), hints=False)
     print(f"  logins: MLFLOW_ADMIN_USER / MLFLOW_ADMIN_PASSWORD from .env; students: `invoke user.add NAME`\n"
           f"  clients: MLFLOW_TRACKING_URI={swarm.mlflow_url(settings)} and MLFLOW_TRACKING_SERVER_CERT_PATH="
           f"{swarm.ca_file(settings)} (the proxy's CA: give students that file)", flush=True)  # fmt: skip

@@ -17,10 +17,10 @@ import hashlib
 import secrets
 
 from trackstack import engine
-from trackstack.container_env import PGADMIN_PYTHON
+from trackstack.containers import PGADMIN_PYTHON
 from trackstack.errors import TrackstackError
 from trackstack.project import Project
-from trackstack.seed import PGADMIN_SETUP
+from trackstack.targets.compose.seed import PGADMIN_SETUP
 
 FINGERPRINT = "/var/lib/pgadmin/trackstack-login"
 # Runs in the pgAdmin container: stdin holds the e-mail, a newline, the password.

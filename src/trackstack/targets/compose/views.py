@@ -2,30 +2,36 @@
 
 from __future__ import annotations
 
-from trackstack import engine, stack
+from trackstack import engine
 from trackstack.project import Project
 from trackstack.services import ENDPOINTS, SERVICES
+from trackstack.targets import base
+from trackstack.targets.base import Link
+from trackstack.targets.compose import apply as stack
+
+
+def links(project: Project) -> list[Link]:
+    """Every endpoint in the order of the service table, with its login hint."""
+    auth = project.settings.mlflow_auth
+    return [
+        Link(e.title, project.settings.url(e.port_key), e.login_with_auth if auth and e.login_with_auth else e.login,
+             e.browser)
+        for e in ENDPOINTS
+    ]  # fmt: skip
 
 
 def urls(project: Project) -> dict[str, str]:
     """Every endpoint's URL by its title, in the order of the service table."""
-    return {endpoint.title: project.settings.url(endpoint.port_key) for endpoint in ENDPOINTS}
+    return {link.title: link.url for link in links(project) if link.url}
 
 
 def browser_urls(project: Project) -> dict[str, str]:
     """The web UIs that `invoke open` opens."""
-    return {endpoint.title: project.settings.url(endpoint.port_key) for endpoint in ENDPOINTS if endpoint.browser}
+    return base.browser_urls(links(project))
 
 
 def print_urls(project: Project, *, hints: bool = True) -> None:
-    links = urls(project)
-    auth = project.settings.mlflow_auth
-    logins = {e.title: (e.login_with_auth if auth and e.login_with_auth else e.login) for e in ENDPOINTS}
-    width = max(len(name) for name in links)
-    url_width = max(len(url) for url in links.values())
-    for name, url in links.items():
-        hint = f"  {logins[name]}" if hints else ""
-        print(f"  {name:<{width}}  {url:<{url_width}}{hint}".rstrip(), flush=True)
+    base.print_links(links(project), hints=hints)
 
 
 STATUS_HEADER = ("SERVICE", "STATE", "HEALTH", "URL", "VOLUME")

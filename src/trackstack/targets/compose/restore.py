@@ -17,24 +17,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trackstack import database, engine, migrate, stack
-from trackstack.backup import (
+from trackstack import database, engine
+from trackstack.console import say
+from trackstack.errors import TrackstackError
+from trackstack.project import Project
+from trackstack.settings import Settings
+from trackstack.storage import explain, is_storage_failure, minio_client, minio_errors
+from trackstack.targets.base import Counts
+from trackstack.targets.compose import migrate
+from trackstack.targets.compose.backup import (
     ARTIFACTS,
     DUMP,
     BackupError,
-    Counts,
     counts,
     make_private,
     private_folder,
     safe_key_path,
     verify,
 )
-from trackstack.console import say
-from trackstack.errors import TrackstackError
-from trackstack.project import Project
-from trackstack.seed import minio_client
-from trackstack.settings import Settings
-from trackstack.storage import explain, is_storage_failure, minio_errors
+from trackstack.targets.compose.state import require_running, wait_ready
 
 # How long MLflow may take to become healthy on the restored (or the old) data.
 MLFLOW_TIMEOUT = 180
@@ -179,7 +180,7 @@ class Restore:
     def _start_mlflow(self) -> None:
         self.action = "starting MLflow on the restored data"
         engine.compose(self.project, "up", "--detach", "--no-recreate", "mlflow", capture=True)
-        stack.wait_ready(self.project, services=("mlflow",), timeout=MLFLOW_TIMEOUT)
+        wait_ready(self.project, services=("mlflow",), timeout=MLFLOW_TIMEOUT)
         self.mlflow_stopped = False
 
     def _clean_up(self) -> None:
@@ -228,7 +229,7 @@ class Restore:
 
     def _services_back(self) -> None:
         engine.compose(self.project, "up", "--detach", "--no-recreate", "postgres", "minio", capture=True)
-        stack.wait_ready(self.project, services=("postgres", "minio"), timeout=MLFLOW_TIMEOUT)
+        wait_ready(self.project, services=("postgres", "minio"), timeout=MLFLOW_TIMEOUT)
 
     def _database_back(self) -> None:
         db = self.settings.postgres_db
@@ -265,5 +266,5 @@ def restore(project: Project, folder: Path) -> Counts:
     """Bring the running stack back to the state in `folder`, or leave it exactly as it was."""
     manifest = verify(folder)
     check_compatible(manifest, project.settings)
-    stack.require_running(project)
+    require_running(project)
     return Restore(project, folder, manifest).run()

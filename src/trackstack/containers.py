@@ -1,0 +1,129 @@
+"""What the containers are told, the same on every target: the MLflow server's command and
+environment, pgAdmin's environment and server list, the in-stack addresses.
+
+Compose (`templates/compose.yaml.j2`), Swarm and Kubernetes all write these; they differ only in
+how credentials arrive (Compose: `${KEY}` references to `.env`; Swarm and Kubernetes: files under
+/run/secrets through `*_FILE` variables, `shared_server.py`), which each renderer adds itself.
+A variable added to `mlflow_environment` reaches all three targets.
+"""
+
+from __future__ import annotations
+
+from trackstack.services import MINIO, MLFLOW, POSTGRES
+from trackstack.settings import Settings
+from trackstack.templating import render_template, template_text
+
+# The pgAdmin image loads this file when it creates its configuration database, so the server
+# `localhost` is in pgAdmin's tree from its first start (the renderers mount it there).
+PGADMIN_SERVERS_PATH = "/trackstack/servers.json"
+# The pgAdmin image's interpreter (dpage/pgadmin4 keeps pgAdmin in a virtualenv).
+PGADMIN_PYTHON = "/venv/bin/python3"
+
+
+def mlflow_environment(settings: Settings) -> dict[str, str]:
+    """The MLflow server's variables that carry no credential."""
+    environment = {
+        "MLFLOW_S3_ENDPOINT_URL": f"http://{MINIO.address}",
+        # The image's entrypoint waits for these before the server starts (docker/mlflow-entrypoint.py).
+        "TRACKSTACK_WAIT_FOR": f"{POSTGRES.address} {MINIO.address}",
+        # A course stack reports nothing home.
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        # MLflow's background job runner (GenAI scorers, evaluation, prompt optimization): a
+        # dozen more processes and about 1 GiB more memory per server when on (MLFLOW_JOB_EXECUTION).
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true" if settings.mlflow_job_execution else "false",
+    }
+    if settings.mlflow_auth:
+        environment |= {
+            "MLFLOW_AUTH_DB": settings.mlflow_auth_db,
+            "MLFLOW_ADMIN_USER": settings.mlflow_admin_user,
+            "MLFLOW_DEFAULT_PERMISSION": settings.mlflow_default_permission,
+        }
+    return environment
+
+
+def pgadmin_environment(*, compiled_image: bool = False) -> dict[str, str]:
+    """pgAdmin's variables that carry no credential.
+
+    `compiled_image`: the container runs the image Compose builds with pgAdmin's bytecode in it
+    (templates/Dockerfile.pgadmin.j2), not PGADMIN_IMAGE as it is (Swarm, Kubernetes).
+    """
+    environment = {
+        "PGADMIN_DISABLE_POSTFIX": "true",
+        # Offline-friendly and private: no update check, no Gravatar lookup of the login e-mail.
+        "PGADMIN_CONFIG_UPGRADE_CHECK_ENABLED": "False",
+        "PGADMIN_CONFIG_SHOW_GRAVATAR_IMAGE": "False",
+        "PGADMIN_SERVER_JSON_FILE": PGADMIN_SERVERS_PATH,
+        # The server entry holds no password, only a command that reads it in the container.
+        "PGADMIN_CONFIG_ENABLE_SERVER_PASS_EXEC_CMD": "True",
+    }
+    if not compiled_image:
+        # The image ships no bytecode and its user may not write next to the code, so each start
+        # and each `setup.py` run compiled all of pgAdmin again (seconds of CPU): keep the
+        # compiled files in the data volume (Python checks them against the sources). Not with
+        # the compiled image: Python would then look for bytecode only here, not beside the code.
+        environment["PYTHONPYCACHEPREFIX"] = "/var/lib/pgadmin/pycache"
+    return environment
+
+
+# Run in the MLflow container before the server when MLFLOW_AUTH=true; Python, not a template.
+AUTH_START = "mlflow/start_with_auth.py"
+# pgAdmin's registration: the server name students know from the course, and the command
+# pgAdmin runs for its password (the variable is set in the pgAdmin block of the compose template).
+PGADMIN_SERVER_NAME = "localhost"
+PGADMIN_PASSWORD_COMMAND = "printenv TRACKSTACK_POSTGRES_PASSWORD"  # noqa: S105 - names a variable
+
+
+def auth_start() -> str:
+    """The script that prepares MLflow's logins, then runs the server command after it."""
+    return template_text(AUTH_START)
+
+
+def backend_store_uri(user: str, database: str) -> str:
+    """MLflow's backend store inside the stack, without a password (MLflow gets PGPASSWORD).
+
+    The driver is named: SQLAlchemy 2.1 (MLflow 3.9 and later) reads a bare postgresql:// as
+    psycopg 3, but the image installs psycopg2, which every MLflow version can use.
+    """
+    return f"postgresql+psycopg2://{user}@{POSTGRES.address}/{database}"
+
+
+def allowed_hosts(settings: Settings) -> list[str]:
+    """The Host headers MLflow answers: this machine's names, the stack's own, and MLFLOW_PUBLIC_HOSTS.
+
+    A public name is allowed bare (behind a proxy on port 80) and with MLflow's published port.
+    """
+    port = settings.ports["MLFLOW_PORT"]
+    names = {f"localhost:{port}", f"127.0.0.1:{port}", f"{settings.host}:{port}", MLFLOW.address, MLFLOW.name}
+    for name in settings.public_hosts:
+        names |= {name, f"{name}:{port}"}
+    return sorted(names)
+
+
+def mlflow_server_args(settings: Settings, *, user: str, database: str, hosts: list[str], logins: bool) -> list[str]:
+    """`mlflow server` as every target runs it; `user` and `database` as the target spells them
+    (Compose: references to .env), `logins`: MLflow's basic-auth app."""
+    return [
+        "mlflow",
+        "server",
+        "--host=0.0.0.0",
+        f"--port={MLFLOW.port}",
+        f"--workers={settings.mlflow_workers}",
+        f"--backend-store-uri={backend_store_uri(user, database)}",
+        "--serve-artifacts",
+        f"--artifacts-destination=s3://{settings.mlflow_bucket}",
+        f"--allowed-hosts={','.join(hosts)}",
+        *(["--app-name=basic-auth"] if logins else []),
+    ]
+
+
+def render_servers_json(settings: Settings, password_command: str = PGADMIN_PASSWORD_COMMAND) -> str:
+    """pgAdmin's server list: no password, only the command that reads it (from the container's
+    environment on Compose; Swarm and Kubernetes pass one that reads its secret's file)."""
+    return render_template(
+        "pgadmin/servers.json.j2",
+        name=PGADMIN_SERVER_NAME,
+        maintenance_db=settings.postgres_db,
+        username=settings.postgres_user,
+        password_command=password_command,
+    )

@@ -1,0 +1,127 @@
+"""What a shared server is on either orchestrator (Swarm, Kubernetes): `.env`'s checks for it,
+credentials read as files under /run/secrets (the images' `*_FILE` variables) and their names,
+the MLflow server with logins, and the one-shot script that prepares its database and bucket."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections.abc import Mapping
+
+from pydantic import TypeAdapter, ValidationError
+
+from trackstack import containers
+from trackstack.problems import Problem
+from trackstack.services import SWARM_SECRET_KEYS
+from trackstack.settings import Settings
+
+# Creates or upgrades MLflow's tables and its bucket, once per image (a Swarm job, a Kubernetes Job).
+PREPARE = "mlflow/prepare.py"
+# Docker names secrets and services with at most 64 and 63 characters.
+MAX_PROJECT_NAME = 20
+SECRET_HASH_BYTES = 6
+# pgAdmin's password command on a shared server: the Postgres secret's file.
+SECRET_FILE_PASSWORD_COMMAND = "cat /run/secrets/postgres_password"  # noqa: S105 - names a file
+
+
+@functools.lru_cache(maxsize=64)  # one deploy names each secret several times; scrypt is slow on purpose
+def secret_name(project: str, key: str, value: str) -> str:
+    """The Docker secret for `.env` key `key`: a new value is a new name, so services roll.
+
+    The version is a slow, salted hash (scrypt): the stack file and `docker secret ls` show it,
+    and guessing a password from it must cost as much as guessing it at the login.
+    """
+    salt = f"trackstack/{project}/{key}".encode()
+    digest = hashlib.scrypt(value.encode(), salt=salt, n=2**14, r=8, p=1, dklen=SECRET_HASH_BYTES)
+    return f"{project}_{key.lower()}_{digest.hex()}"
+
+
+def secret_names(settings: Settings) -> dict[str, str]:
+    """Docker secret names by their target in /run/secrets, for every secret a service reads."""
+    project = settings.compose_project_name
+    return {
+        key.lower(): secret_name(project, key, getattr(settings, key.lower()).get_secret_value())
+        for key in SWARM_SECRET_KEYS
+    }
+
+
+def deploy_problems(values: Mapping[str, str]) -> list[Problem]:
+    """What raw `.env` values lack for a shared server: reported with every other problem, before anything runs."""
+    problems = []
+    if not values.get("MLFLOW_IMAGE_REPOSITORY", "").strip():
+        problems.append(
+            Problem(
+                "MLFLOW_IMAGE_REPOSITORY",
+                "''",
+                "`invoke deploy` pushes the MLflow image there, so that every node can pull it",
+                "set it to a repository every node can pull from, e.g. registry.school.example/trackstack-mlflow",
+            )
+        )
+    auth = values.get("MLFLOW_AUTH", "false")
+    if _is_bool(auth) and not TypeAdapter(bool).validate_python(auth):  # a non-boolean: the field check says so
+        problems.append(
+            Problem(
+                "MLFLOW_AUTH",
+                repr(auth),
+                "a shared server needs logins",
+                "set MLFLOW_AUTH=true with MLFLOW_ADMIN_PASSWORD and MLFLOW_FLASK_SERVER_SECRET_KEY "
+                "(`invoke init` writes them into a new .env)",
+            )
+        )
+    if not values.get("MLFLOW_PUBLIC_HOSTS", "").strip():
+        problems.append(
+            Problem(
+                "MLFLOW_PUBLIC_HOSTS",
+                "''",
+                "the proxy's TLS certificate is for these names, and students reach MLflow by the first",
+                "set the name (or address) of the node labelled trackstack.data=true, e.g. mlflow.school.example",
+            )
+        )
+    project = values.get("COMPOSE_PROJECT_NAME", "")
+    if len(project) > MAX_PROJECT_NAME:
+        problems.append(
+            Problem(
+                "COMPOSE_PROJECT_NAME",
+                repr(project),
+                f"longer than {MAX_PROJECT_NAME} characters: Docker's names of secrets and services would be too long",
+                f"choose at most {MAX_PROJECT_NAME} characters",
+            )
+        )
+    return problems
+
+
+def _is_bool(value: str) -> bool:
+    try:
+        TypeAdapter(bool).validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def mlflow_server_args(settings: Settings, hosts: list[str] | None = None) -> list[str]:
+    """The MLflow server of a shared server: always with logins (`deploy_problems` insists on them)."""
+    return containers.mlflow_server_args(
+        settings,
+        user=settings.postgres_user,
+        database=settings.postgres_db,
+        hosts=containers.allowed_hosts(settings) if hosts is None else hosts,
+        logins=True,
+    )
+
+
+def mlflow_environment(settings: Settings) -> dict[str, str]:
+    """MLflow's variables that are no secret (the secrets are *_FILE variables from the table)."""
+    return containers.mlflow_environment(settings) | {
+        "AWS_ACCESS_KEY_ID": settings.minio_root_user,
+        "POSTGRES_USER": settings.postgres_user,
+        "POSTGRES_DB": settings.postgres_db,
+    }
+
+
+def pgadmin_environment(settings: Settings) -> dict[str, str]:
+    return {"PGADMIN_DEFAULT_EMAIL": settings.pgadmin_default_email} | containers.pgadmin_environment()
+
+
+def render_servers_json(settings: Settings) -> str:
+    """pgAdmin's server list; the password command reads the Postgres secret's file."""
+    return containers.render_servers_json(settings, password_command=SECRET_FILE_PASSWORD_COMMAND)

@@ -1,0 +1,85 @@
+"""Docker Compose, pure: settings in, the compose file, the compiled pgAdmin image's Dockerfile and
+pgAdmin's server list out. Nothing here touches the disk or Docker.
+
+Jinja owns structure, versions and ports; credentials stay `${VAR}` references that
+Docker Compose fills in from `.env` at run time, so no generated file holds a secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from trackstack import containers
+from trackstack.containers import PGADMIN_SERVER_NAME, auth_start, render_servers_json
+from trackstack.engine import EngineFeatures
+from trackstack.mlflow_image import DOCKERFILE, DOCKERFILE_LABEL, build_digest, render_dockerfile
+from trackstack.paths import COMPOSE_FILE
+from trackstack.services import BY_NAME, MLFLOW, VOLUMES
+from trackstack.settings import Settings
+from trackstack.templating import render_template
+
+# PGADMIN_IMAGE with its Python code compiled, for Compose (Swarm and Kubernetes run PGADMIN_IMAGE).
+PGADMIN_DOCKERFILE = "Dockerfile.pgadmin"
+# The user the pgAdmin image runs as (its Dockerfile: USER 5050), restored after compiling as root.
+PGADMIN_USER = str(BY_NAME["pgadmin"].fs_group)
+# pgAdmin's server list, mounted into its container (a Compose config): no secret in it.
+SERVERS_FILE = "pgadmin-servers.json"
+
+
+def render_pgadmin_dockerfile(settings: Settings) -> str:
+    return render_template(
+        f"{PGADMIN_DOCKERFILE}.j2",
+        base_image=settings.pgadmin_image,
+        python=containers.PGADMIN_PYTHON,
+        user=PGADMIN_USER,
+    )
+
+
+def pgadmin_build_digest(dockerfile: str) -> str:
+    """What the compiled pgAdmin image is built from: its Dockerfile alone (no file is copied in)."""
+    return hashlib.sha256(dockerfile.encode()).hexdigest()
+
+
+def mlflow_server_args(settings: Settings) -> list[str]:
+    """The MLflow server as Compose runs it: Postgres's names are references to `.env`."""
+    return containers.mlflow_server_args(
+        settings,
+        user="${POSTGRES_USER}",
+        database="${POSTGRES_DB}",
+        hosts=containers.allowed_hosts(settings),
+        logins=settings.mlflow_auth,
+    )
+
+
+def render_compose(settings: Settings, engine: EngineFeatures, dockerfile: str, pgadmin_dockerfile: str) -> str:
+    return render_template(
+        f"{COMPOSE_FILE}.j2",
+        s=settings,
+        engine=engine,
+        services=BY_NAME,
+        volumes=VOLUMES,
+        auth_start=auth_start(),
+        mlflow_server=mlflow_server_args(settings),
+        mlflow_port=MLFLOW.port,
+        dockerfile=DOCKERFILE,
+        dockerfile_label=DOCKERFILE_LABEL,
+        dockerfile_digest=build_digest(settings, dockerfile),
+        pgadmin_dockerfile=PGADMIN_DOCKERFILE,
+        pgadmin_dockerfile_digest=pgadmin_build_digest(pgadmin_dockerfile),
+        servers_file=SERVERS_FILE,
+        pgadmin_server_name=PGADMIN_SERVER_NAME,
+        mlflow_environment=containers.mlflow_environment(settings),
+        pgadmin_environment=containers.pgadmin_environment(compiled_image=True),
+        pgadmin_servers_path=containers.PGADMIN_SERVERS_PATH,
+    )
+
+
+def render_all(settings: Settings, engine: EngineFeatures) -> dict[str, str]:
+    """Every generated project file, by its name relative to the project root."""
+    dockerfile, pgadmin_dockerfile = render_dockerfile(settings), render_pgadmin_dockerfile(settings)
+    return {
+        COMPOSE_FILE: render_compose(settings, engine, dockerfile, pgadmin_dockerfile),
+        DOCKERFILE: dockerfile,
+        PGADMIN_DOCKERFILE: pgadmin_dockerfile,
+        SERVERS_FILE: render_servers_json(settings),
+    }

@@ -1,0 +1,65 @@
+"""A shared server on Docker Swarm (`invoke deploy`), as one `Target`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from trackstack.auth import Server
+from trackstack.console import say
+from trackstack.doctor import Check
+from trackstack.project import Project
+from trackstack.targets.base import Counts, Link, Status, open_in_browser, unsupported
+from trackstack.targets.swarm import apply, checks, state, views
+
+# Where the data of a deployed stack is, for the tasks Swarm cannot do yet.
+_DATA = "its data is in the stack's volumes on the node labelled trackstack.data=true"
+
+
+@dataclass(frozen=True)
+class SwarmTarget:
+    """The project's stack deployed to the swarm of the Docker engine in use."""
+
+    project: Project
+    name: str = "swarm"
+
+    def up(self, *, timeout: float) -> None:
+        apply.deploy(self.project, timeout=timeout)
+        say("ready:")
+        apply.print_urls(self.project)
+
+    def down(self) -> None:
+        apply.undeploy(self.project)
+
+    def status(self) -> Status:
+        return Status(apply.STATUS_HEADER, apply.status_rows(self.project) or [])
+
+    def links(self) -> list[Link]:
+        return views.links(self.project.settings, state.data_node().address)
+
+    def print_urls(self) -> None:
+        apply.print_urls(self.project)
+
+    def open_uis(self) -> None:
+        open_in_browser(apply.browser_urls(self.project))
+
+    def logs(self, service: str, *, follow: bool, tail: int) -> None:
+        apply.logs(self.project, service, follow=follow, tail=tail)
+
+    @contextmanager
+    def mlflow_server(self) -> Iterator[Server]:
+        yield apply.server(self.project)
+
+    def psql(self, sql: str, *, database: str | None = None) -> str:
+        return apply.psql(self.project, sql, database=database)
+
+    def doctor_checks(self) -> list[Check]:
+        return checks.swarm_checks(self.project)
+
+    def backup(self, into: Path) -> Path:
+        raise unsupported(self.name, "backup", f"{_DATA}; `invoke backup` backs up the local Compose stack only")
+
+    def restore(self, path: Path) -> Counts:
+        raise unsupported(self.name, "restore", f"{_DATA}; `invoke restore` restores into the local Compose stack only")
