@@ -25,6 +25,8 @@ def lint(session: nox.Session) -> None:
     # os.killpg...) must sit behind a sys.platform check.
     for platform in ("win32", "darwin"):
         session.run("mypy", "--platform", platform)
+    # The layers (tasks -> targets -> shared core) and the targets' independence: pyproject.toml.
+    session.run("lint-imports")
 
 
 @nox.session(python=PYTHON, tags=["ci"])

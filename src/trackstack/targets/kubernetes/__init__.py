@@ -1,0 +1,1 @@
+"""A shared server on Kubernetes: `invoke deploy` with DEPLOY_TARGET=kubernetes."""

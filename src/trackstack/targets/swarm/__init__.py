@@ -1,0 +1,1 @@
+"""A shared server on Docker Swarm: `invoke deploy` with DEPLOY_TARGET unset or swarm."""
