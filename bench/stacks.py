@@ -119,7 +119,10 @@ class Trackstack:
             run_tool([sys.executable, "-m", "bench.start", str(out)], self.env_file)
             command = time.monotonic() - launched
             if not out.is_file():
-                raise BenchError("`invoke up` succeeded without calling trackstack.stack.start: update bench/start.py")
+                raise BenchError(
+                    "`invoke up` succeeded without calling trackstack.targets.compose.apply.start"
+                    ": update bench/start.py"
+                )
             report = json.loads(out.read_text(encoding="utf-8"))
         offset = report["called"] - launched
         # Every service answered at the last of `answered` (empty when nothing had to start).
