@@ -15,7 +15,7 @@ from trackstack.auth import Server
 from trackstack.engine import DockerError, Project
 from trackstack.render import DOCKERFILE, DOCKERFILE_LABEL, build_digest, render_dockerfile
 from trackstack.services import MLFLOW, SWARM_SERVICES
-from trackstack.stack import concurrently, indent, relay, say, write_files
+from trackstack.stack import concurrently, indent, relay, say, warn_of_artifact_downloads, write_files
 
 __all__ = ["say"]
 from trackstack.swarmstate import DeployError
@@ -53,6 +53,7 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
 
 def build_image(project: Project, *, push: bool = True) -> str:
     """Write the MLflow Dockerfile, build the image it describes (push it, unless told not to); its reference."""
+    warn_of_artifact_downloads(project.settings)
     dockerfile = render_dockerfile(project.settings)
     write_files(project.root, {DOCKERFILE: dockerfile})
     digest = build_digest(project.settings, dockerfile)

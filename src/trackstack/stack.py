@@ -28,7 +28,7 @@ from trackstack.render import (
     render_all,
 )
 from trackstack.services import BY_NAME, SERVICE_NAMES
-from trackstack.settings import Settings
+from trackstack.settings import Settings, artifact_download_warning
 
 
 def say(message: str) -> None:
@@ -164,7 +164,15 @@ def preflight(project: Project) -> tuple[EngineFeatures, set[str]]:
     if blockers:
         raise TrackstackError("\n".join(f"{c.name}: {c.detail}. Fix: {c.fix}." for c in blockers))
     check_ports(project, running)
+    warn_of_artifact_downloads(project.settings)
     return features, running
+
+
+def warn_of_artifact_downloads(settings: Settings) -> None:
+    """Say so when the pinned MLflow server would send clients to download from inside the stack."""
+    warning = artifact_download_warning(settings.mlflow_version)
+    if warning:
+        say(f"warning: {warning}")
 
 
 @dataclass(frozen=True)
