@@ -23,13 +23,14 @@ import uuid
 from pathlib import Path
 from types import FrameType
 
-
-class Hung(Exception):
-    pass
+_downloading = ""
 
 
 def _alarm(signum: int, frame: FrameType | None) -> None:
-    raise Hung
+    # Exit at once: an exception raised here would land in MLflow's own retry loop, which catches all.
+    sys.stderr.write(f"download of {_downloading} did not end within the limit: it hangs\n")
+    sys.stderr.flush()
+    os._exit(3)
 
 
 def main() -> None:
@@ -66,17 +67,15 @@ def main() -> None:
             mlflow.log_artifact(str(path))
             report["uploads"][name] = round(time.monotonic() - started, 2)  # type: ignore[index]
             path.unlink()
+        global _downloading
         for name, digest in digests.items():
             started = time.monotonic()
+            _downloading = f"{name} ({args.download_limit} s)"
             signal.alarm(args.download_limit)
-            try:
-                local = mlflow.artifacts.download_artifacts(
-                    run_id=run.info.run_id, artifact_path=name, dst_path=str(folder / "down")
-                )
-            except Hung:
-                sys.exit(f"download of {name} did not end within {args.download_limit} s: it hangs")
-            finally:
-                signal.alarm(0)
+            local = mlflow.artifacts.download_artifacts(
+                run_id=run.info.run_id, artifact_path=name, dst_path=str(folder / "down")
+            )
+            signal.alarm(0)
             report["downloads"][name] = round(time.monotonic() - started, 2)  # type: ignore[index]
             if hashlib.sha256(Path(local).read_bytes()).hexdigest() != digest:
                 sys.exit(f"the downloaded {name} differs from what was logged")
