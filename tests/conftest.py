@@ -72,9 +72,6 @@ def bed_unavailable(variable: str, reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-# MLflow 3.10+ servers offer presigned downloads straight from the S3 store, at the address the
-# server knows (http://minio:9000), which this machine cannot reach: download through the server.
-os.environ.setdefault("MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD", "false")
 LIVE_SUITES = ("live", "browser", "lifecycle")
 
 

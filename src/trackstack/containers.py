@@ -32,6 +32,13 @@ def mlflow_environment(settings: Settings) -> dict[str, str]:
         # MLflow's background job runner (GenAI scorers, evaluation, prompt optimization): a
         # dozen more processes and about 1 GiB more memory per server when on (MLFLOW_JOB_EXECUTION).
         "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "true" if settings.mlflow_job_execution else "false",
+        # Artifacts go through this server (--serve-artifacts). MLflow 3.18+ offers clients presigned
+        # transfers straight to the store only when these are on; they would be URLs at the store's
+        # in-stack address (MLFLOW_S3_ENDPOINT_URL), which no student's machine resolves. Off, said
+        # here rather than left to MLflow's default. (3.15-3.17 offer them regardless:
+        # settings.artifact_download_warning.)
+        "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
+        "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false",
     }
     if settings.mlflow_auth:
         environment |= {

@@ -13,6 +13,7 @@ from trackstack import engine
 from trackstack.ports import busy_ports
 from trackstack.problems import SettingsError
 from trackstack.project import Project
+from trackstack.settings import artifact_download_warning
 from trackstack.validation import load_settings
 
 Level = Literal["ok", "warn", "fail"]
@@ -147,6 +148,15 @@ def check_mlflow_client(server_version: str, client_version: str | None) -> Chec
     )
 
 
+def check_artifact_downloads(server_version: str) -> Check:
+    """Whether the pinned MLflow server sends clients to download artifacts where they cannot reach."""
+    warning = artifact_download_warning(server_version)
+    if warning is None:
+        return Check("artifact downloads", "ok", "clients download artifacts through the MLflow server")
+    detail, _, fix = warning.partition(" Fix: ")
+    return Check("artifact downloads", "warn", detail, fix)
+
+
 def installed_mlflow() -> str | None:
     """The version of the MLflow client installed beside trackstack (mlflow, else mlflow-skinny)."""
 
@@ -171,7 +181,7 @@ def run_checks(env_file: Path, target_checks: Callable[[Project], list[Check]]) 
         checks += target_checks(project)
     if project is not None:
         client = check_mlflow_client(project.settings.mlflow_version, installed_mlflow())
-        checks += [client] if client else []
+        checks += [check_artifact_downloads(project.settings.mlflow_version), *([client] if client else [])]
     return checks
 
 

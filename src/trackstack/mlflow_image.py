@@ -10,7 +10,7 @@ from trackstack.console import indent, say, write_files
 from trackstack.errors import TrackstackError
 from trackstack.paths import PROJECT_FILES, constraints_file
 from trackstack.project import Project
-from trackstack.settings import Settings
+from trackstack.settings import Settings, artifact_download_warning
 from trackstack.templating import render_template
 
 # The MLflow image's Python dependencies besides MLflow itself, pinned for repeatable builds.
@@ -70,8 +70,16 @@ def image_ref(settings: Settings, build_digest: str) -> str:
     return f"{settings.mlflow_image_repository}:{settings.mlflow_version}-{build_digest[:12]}"
 
 
+def warn_of_artifact_downloads(settings: Settings) -> None:
+    """Say so when the pinned MLflow server would send clients to download from inside the stack."""
+    warning = artifact_download_warning(settings.mlflow_version)
+    if warning:
+        say(f"warning: {warning}")
+
+
 def build_image(project: Project, *, push: bool = True) -> str:
     """Write the MLflow Dockerfile, build the image it describes (push it, unless told not to); its reference."""
+    warn_of_artifact_downloads(project.settings)
     dockerfile = render_dockerfile(project.settings)
     write_files(project.root, {DOCKERFILE: dockerfile})
     digest = build_digest(project.settings, dockerfile)

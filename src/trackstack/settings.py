@@ -101,7 +101,7 @@ class Settings(BaseModel):
     minio_image: str = Field(description="a pinned image, e.g. quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z")
     pgadmin_image: str = Field(description="a pinned image, e.g. dpage/pgadmin4:9.18")
     mlflow_base_image: str = Field(description="a pinned Python image, e.g. python:3.13-slim-trixie")
-    mlflow_version: str = Field(description="an exact MLflow release, 3.5 or later, e.g. 3.17.2")
+    mlflow_version: str = Field(description="an exact MLflow release, 3.5 or later, e.g. 3.18.0")
     mlflow_workers: int = Field(ge=1, le=16, description="uvicorn worker processes, 1-16 (e.g. 2)")
     # Optional: a `.env` from before it existed keeps working.
     mlflow_job_execution: bool = Field(
@@ -396,6 +396,26 @@ def release_problem(value: str) -> str | None:
     if (int(match[1]), int(match[2])) < (3, 5):
         return "MLflow before 3.5 has no --allowed-hosts"
     return None
+
+
+# MLflow servers from 3.15 to 3.17 tell every client (3.15 or later) that downloads may go straight
+# to the artifact store, and presign them at the store's in-stack address, which students' machines
+# cannot resolve: `download_artifacts` and `load_model` then retry for minutes and fail. 3.18 makes
+# that offer an opt-in of the server's, which trackstack leaves off (containers.py).
+_PRESIGNS_UNASKED = ((3, 15), (3, 18))
+
+
+def artifact_download_warning(version: str) -> str | None:
+    """A warning for MLflow server releases that send today's clients to an address they cannot reach."""
+    match = re.fullmatch(r"(\d+)\.(\d+)\.\d+", version)
+    if not match or not _PRESIGNS_UNASKED[0] <= (int(match[1]), int(match[2])) < _PRESIGNS_UNASKED[1]:
+        return None
+    return (
+        f"MLflow {version}'s server sends clients of MLflow 3.15 or later to download artifacts from "
+        "http://minio:9000, an address inside the stack: their downloads and model loads hang. "
+        "Fix: set MLFLOW_VERSION=3.18.0 (or later) in .env, or have every client set "
+        "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD=false"
+    )
 
 
 def _looks_like_ip(value: str) -> bool:

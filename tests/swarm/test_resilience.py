@@ -184,7 +184,6 @@ def log_under(deployed: Deployed, disturb: Callable[[], None], *, after: float) 
 
     os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = deployed.admin
     os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"] = deployed.ca
-    os.environ["MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD"] = "false"
     client = MlflowClient(tracking_uri=deployed.url)
     experiment = client.create_experiment(f"swarm-load-{uuid.uuid4().hex[:8]}")
     clients = [Stored() for _ in range(CLIENTS)]

@@ -45,3 +45,21 @@ def test_swarm_tells_each_mlflow_task_its_slot(values: dict[str, str]) -> None:
     """The entrypoint runs MLflow's periodic jobs in slot 1 only; Swarm fills in the template."""
     stack = stack_of(validate(values | SHARED))["services"]
     assert stack["mlflow"]["environment"]["TRACKSTACK_TASK_SLOT"] == "{{.Task.Slot}}"
+
+
+PRESIGNED_OFFERS = {"MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false", "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false"}
+
+
+def test_no_target_lets_mlflow_offer_presigned_transfers_at_the_in_stack_address(values: dict[str, str]) -> None:
+    """MLflow would presign at http://minio:9000, which no student's machine resolves (issue 24)."""
+    from tests.unit.test_kube import KUBERNETES, pod_specs
+
+    settings = validate(values | SHARED | {"MLFLOW_AUTH": "true"})
+    kubernetes = pod_specs(validate(values | KUBERNETES))["mlflow"]["containers"][0]["env"]
+    variables = [
+        compose_of(settings)["services"]["mlflow"]["environment"],
+        stack_of(settings)["services"]["mlflow"]["environment"],
+        {item["name"]: item.get("value") for item in kubernetes},
+    ]
+    for environment in variables:
+        assert PRESIGNED_OFFERS.items() <= environment.items()

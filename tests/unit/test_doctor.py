@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from trackstack.doctor import Check, check_docker, check_env, check_mlflow_client, report
+from trackstack.doctor import Check, check_artifact_downloads, check_docker, check_env, check_mlflow_client, report
 from trackstack.engine import DockerProbe
 
 
@@ -68,3 +68,14 @@ def test_a_client_as_old_as_the_server_is_fine(client: str) -> None:
 
 def test_no_local_client_no_check() -> None:
     assert check_mlflow_client("3.8.1", None) is None
+
+
+@pytest.mark.parametrize(("server", "level"), [("3.8.1", "ok"), ("3.14.0", "ok"), ("3.15.0", "warn"),
+                                               ("3.17.2", "warn"), ("3.18.0", "ok"), ("4.0.0", "ok")])  # fmt: skip
+def test_servers_that_presign_at_the_in_stack_address_are_a_warning_naming_the_way_out(server: str, level: str) -> None:
+    check = check_artifact_downloads(server)
+    assert check.level == level
+    if level == "warn":
+        assert "http://minio:9000" in check.detail
+        assert "MLFLOW_VERSION=3.18.0" in check.fix
+        assert "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD=false" in check.fix

@@ -134,8 +134,8 @@ def test_a_malformed_manifest_is_one_message_not_a_traceback(
 # (manifest, refused with)
 INCOMPATIBLE = [
     ({"bucket": "other", "mlflow_version": "3.8.1"}, "Fix: set MLFLOW_BUCKET=other"),
-    ({"bucket": "mlflow", "mlflow_version": "3.18.0"}, "Fix: set MLFLOW_VERSION=3.18.0"),
-    ({"bucket": "mlflow", "mlflow_version": "4.0.0"}, "newer than this stack's 3.17.2"),
+    ({"bucket": "mlflow", "mlflow_version": "3.19.0"}, "Fix: set MLFLOW_VERSION=3.19.0"),
+    ({"bucket": "mlflow", "mlflow_version": "4.0.0"}, "newer than this stack's 3.18.0"),
 ]
 
 

@@ -14,7 +14,7 @@ from trackstack import database, engine, probes
 from trackstack.console import concurrently, indent, say, write_files
 from trackstack.engine import DockerError, EngineFeatures
 from trackstack.errors import TrackstackError
-from trackstack.mlflow_image import DOCKERFILE, DOCKERFILE_LABEL, build_digest
+from trackstack.mlflow_image import DOCKERFILE, DOCKERFILE_LABEL, build_digest, warn_of_artifact_downloads
 from trackstack.ports import busy_ports
 from trackstack.problems import SettingsError
 from trackstack.project import Project
@@ -127,6 +127,7 @@ def preflight(project: Project) -> tuple[EngineFeatures, set[str]]:
     if blockers:
         raise TrackstackError("\n".join(f"{c.name}: {c.detail}. Fix: {c.fix}." for c in blockers))
     check_ports(project, running)
+    warn_of_artifact_downloads(project.settings)
     return features, running
 
 
