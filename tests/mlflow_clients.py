@@ -17,6 +17,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
+
 from tests.conftest import progress
 
 SCRIPT = Path(__file__).with_name("client_script.py")
@@ -35,15 +37,11 @@ PASSED = ("PATH", "HOME", "LANG", "TMPDIR")
 
 
 def newest_mlflow() -> str:
-    """The newest MLflow release that PyPI serves today (what `pip install mlflow` gives)."""
-    found = subprocess.run(
-        [sys.executable, "-m", "pip", "index", "versions", "mlflow", "--disable-pip-version-check"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
-    return found.split("(", 1)[1].split(")", 1)[0]
+    """The newest MLflow release that PyPI serves today (what `pip install mlflow` gives), from its JSON API."""
+    response = requests.get("https://pypi.org/pypi/mlflow/json", timeout=60)
+    response.raise_for_status()
+    version: str = response.json()["info"]["version"]
+    return version
 
 
 def client_python(version: str) -> Path:
