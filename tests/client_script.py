@@ -15,20 +15,18 @@ import argparse
 import hashlib
 import json
 import os
-import signal
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
-from types import FrameType
-
-_downloading = ""
 
 
-def _alarm(signum: int, frame: FrameType | None) -> None:
-    # Exit at once: an exception raised here would land in MLflow's own retry loop, which catches all.
-    sys.stderr.write(f"download of {_downloading} did not end within the limit: it hangs\n")
+def _hangs(what: str) -> None:
+    # Exit at once from the watchdog's thread: an exception in the download would only land in
+    # MLflow's own retry loop, which catches every one.
+    sys.stderr.write(f"download of {what} did not end within the limit: it hangs\n")
     sys.stderr.flush()
     os._exit(3)
 
@@ -45,7 +43,6 @@ def main() -> None:
 
     report: dict[str, object] = {"client": mlflow.__version__, "downloads": {}, "uploads": {}}
     mlflow.set_experiment(f"client-matrix-{mlflow.__version__}-{uuid.uuid4().hex[:8]}")
-    signal.signal(signal.SIGALRM, _alarm)
     with tempfile.TemporaryDirectory() as tmp, mlflow.start_run() as run:
         folder = Path(tmp)
         mlflow.log_params({"client": mlflow.__version__, "lr": 0.01})
@@ -67,15 +64,14 @@ def main() -> None:
             mlflow.log_artifact(str(path))
             report["uploads"][name] = round(time.monotonic() - started, 2)  # type: ignore[index]
             path.unlink()
-        global _downloading
         for name, digest in digests.items():
             started = time.monotonic()
-            _downloading = f"{name} ({args.download_limit} s)"
-            signal.alarm(args.download_limit)
+            watchdog = threading.Timer(args.download_limit, _hangs, [f"{name} ({args.download_limit} s)"])
+            watchdog.start()
             local = mlflow.artifacts.download_artifacts(
                 run_id=run.info.run_id, artifact_path=name, dst_path=str(folder / "down")
             )
-            signal.alarm(0)
+            watchdog.cancel()
             report["downloads"][name] = round(time.monotonic() - started, 2)  # type: ignore[index]
             if hashlib.sha256(Path(local).read_bytes()).hexdigest() != digest:
                 sys.exit(f"the downloaded {name} differs from what was logged")

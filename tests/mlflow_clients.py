@@ -8,7 +8,6 @@ from its cache; pip when uv is missing).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
+from filelock import FileLock
 
 from tests.conftest import progress
 
@@ -49,8 +49,7 @@ def client_python(version: str) -> Path:
     venv = CACHE / f"mlflow-{version}"
     python = venv / "bin" / "python"
     CACHE.mkdir(parents=True, exist_ok=True)
-    with (CACHE / ".lock").open("a") as lock:  # two suites may ask for one client at once
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with FileLock(CACHE / ".lock"):  # two suites may ask for one client at once
         if (venv / "ready").exists():
             return python
         shutil.rmtree(venv, ignore_errors=True)
