@@ -71,7 +71,7 @@ def test_swarm_and_kubernetes_say_in_one_line_that_they_cannot_back_up(
     for extra, name in ((SHARED, "swarm"), (SHARED | KUBERNETES, "kubernetes")):
         target = targets.for_project(project_of(validate(values | extra), tmp_path))
         with pytest.raises(TrackstackError) as raised:
-            target.backup(tmp_path) if task == "backup" else target.restore(tmp_path)
+            target.backup(tmp_path) if task == "backup" else target.restore(tmp_path, yes=True)
         message = str(raised.value)
         assert message.startswith(f"`invoke {task}` is not available on {name} yet:")
         assert "\n" not in message

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trackstack.auth import Server
+from trackstack.backup_format import Counts
 from trackstack.console import say
 from trackstack.doctor import KUBERNETES_CONTEXT, Check
 from trackstack.envfile import read_env_file
 from trackstack.project import Project
 from trackstack.services import SERVICE_NAMES
-from trackstack.targets.base import Counts, Link, Status, unsupported
+from trackstack.targets.base import Link, Status, unsupported
 from trackstack.targets.kubernetes import access, apply, render, views
 from trackstack.targets.kubernetes.apply import KubeError, kubectl
 
@@ -63,7 +64,7 @@ class KubernetesTarget:
         raise unsupported(self.name, "backup", f"its data is in the volume claims of namespace {self._namespace}; "
                           "`invoke backup` backs up the local Compose stack only")  # fmt: skip
 
-    def restore(self, path: Path) -> Counts:
+    def restore(self, path: Path, *, yes: bool) -> Counts:
         raise unsupported(self.name, "restore", f"its data is in the volume claims of namespace {self._namespace}; "
                           "`invoke restore` restores into the local Compose stack only")  # fmt: skip
 

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from trackstack.auth import Server
+from trackstack.backup_format import Counts
 from trackstack.console import say
 from trackstack.doctor import Check
 from trackstack.project import Project
-from trackstack.targets.base import Counts, Link, Status, open_in_browser, unsupported
+from trackstack.targets.base import Link, Status, open_in_browser, unsupported
 from trackstack.targets.swarm import apply, checks, state, views
 
 # Where the data of a deployed stack is, for the tasks Swarm cannot do yet.
@@ -61,5 +62,5 @@ class SwarmTarget:
     def backup(self, into: Path) -> Path:
         raise unsupported(self.name, "backup", f"{_DATA}; `invoke backup` backs up the local Compose stack only")
 
-    def restore(self, path: Path) -> Counts:
+    def restore(self, path: Path, *, yes: bool) -> Counts:
         raise unsupported(self.name, "restore", f"{_DATA}; `invoke restore` restores into the local Compose stack only")
