@@ -65,10 +65,10 @@ def test_nothing_deployed_means_compose_and_deploy_means_swarm(
 
 
 @pytest.mark.parametrize("task", ["backup", "restore"])
-def test_swarm_and_kubernetes_say_in_one_line_that_they_cannot_back_up(
+def test_swarm_says_in_one_line_that_it_cannot_back_up(
     values: dict[str, str], tmp_path: Path, swarm_deployed: None, task: str
 ) -> None:
-    for extra, name in ((SHARED, "swarm"), (SHARED | KUBERNETES, "kubernetes")):
+    for extra, name in ((SHARED, "swarm"),):
         target = targets.for_project(project_of(validate(values | extra), tmp_path))
         with pytest.raises(TrackstackError) as raised:
             target.backup(tmp_path) if task == "backup" else target.restore(tmp_path, yes=True)
