@@ -15,14 +15,19 @@ import pytest
 
 from tests.unit.fake_stack import FakeBucket, FakeStack
 from tests.unit.test_kube import KUBERNETES
-from trackstack import backups
+from tests.unit.test_targets import SHARED
+from trackstack import backups, engine
 from trackstack.backup_format import verify
+from trackstack.errors import TrackstackError
 from trackstack.project import Project
 from trackstack.settings import Settings
 from trackstack.targets.kubernetes import access as kube_access
 from trackstack.targets.kubernetes import apply as kube_apply
 from trackstack.targets.kubernetes import backup as kube_backup
 from trackstack.targets.kubernetes.target import KubernetesTarget
+from trackstack.targets.swarm import apply as swarm_apply
+from trackstack.targets.swarm import state as swarm_state
+from trackstack.targets.swarm.target import SwarmTarget
 from trackstack.validation import validate
 
 IMAGE = "registry.school.example/trackstack-mlflow:3.18.0-0123abcd"
@@ -166,3 +171,130 @@ def test_a_compose_backup_restores_on_kubernetes(kube: FakeKubectl, kube_setting
     assert verify(folder)["target"] == "compose"
     KubernetesTarget(Project(tmp_path, tmp_path / ".env", kube_settings)).restore(folder, yes=True)
     assert kube.stack.databases[kube_settings.postgres_db] == "runs of the laptop"
+
+
+class FakeEngine:
+    """The Docker engine of the data node in front of a `FakeStack`: docker exec runs psql, pg_dump, pg_restore
+    and mc on it; `docker service scale` moves its MLflow."""
+
+    def __init__(self, stack: FakeStack) -> None:
+        self.stack = stack
+        self.ran: list[list[str]] = []
+        self.inputs: list[str] = []
+
+    def _mc(self, args: list[str]) -> list[str]:
+        return args[args.index("--config-dir") + 2 :] if "mc" in args else []
+
+    def run(self, args: list[str], *, capture: bool = False, check: bool = True, input_text: str | None = None,
+            **kwargs: Any) -> Any:  # fmt: skip
+        args = list(args)
+        self.ran.append(args)
+        self.inputs.append(input_text or "")
+        out = ""
+        mc = self._mc(args)
+        if args[:2] == ["docker", "ps"]:
+            out = "postgres-task\n" if "postgres" in " ".join(args) else "minio-task\n"
+        elif "psql" in args:
+            out = self.stack.psql(input_text or "", database=_option(args, "-d"))
+        elif mc[:2] == ["--json", "ls"]:
+            out = "".join(json.dumps({"status": "success", "type": "file", "key": key, "etag": etag}) + "\n"
+                          for key, etag in FakeBucket(self.stack.objects).listing().items())  # fmt: skip
+        elif mc[:1] == ["rm"]:
+            self.stack.objects.pop(mc[1].split("/", 2)[2])
+        elif args[:3] == ["docker", "service", "scale"]:
+            replicas = int(args[-1].rpartition("=")[2])
+            self.stack.events.append(f"scale {args[-1]}")
+            self.stack.mlflow_running = replicas > 0
+        elif args[:3] == ["docker", "service", "inspect"]:
+            out = IMAGE + "\n"
+        return subprocess.CompletedProcess(args, 0, stdout=out, stderr="")
+
+    def stream(self, args: list[str], *, stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> None:
+        args = list(args)
+        self.ran.append(args)
+        self.inputs.append("")  # binary: a dump or an object
+        mc = self._mc(args)
+        if "pg_dump" in args:
+            assert stdout is not None
+            self.stack.dump(_option(args, "-d"), stdout)
+        elif "pg_restore" in args:
+            assert stdin is not None
+            self.stack.load(stdin, database=_option(args, "-d"))
+        elif mc[:1] == ["cat"]:
+            assert stdout is not None
+            stdout.write(self.stack.objects[mc[1].split("/", 2)[2]])
+        elif mc[:1] == ["pipe"]:
+            assert stdin is not None
+            self.stack.objects[mc[1].split("/", 2)[2]] = stdin.read()
+
+
+@pytest.fixture
+def swarm_settings(values: dict[str, str]) -> Settings:
+    return validate(values | SHARED)
+
+
+@pytest.fixture
+def docker(swarm_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> FakeEngine:
+    fake = FakeEngine(stack_of(swarm_settings))
+    monkeypatch.setattr(engine, "run", fake.run)
+    monkeypatch.setattr(engine, "stream", fake.stream)
+    monkeypatch.setattr(swarm_state, "wait_converged", lambda *args, **kwargs: None)
+    monkeypatch.setattr(swarm_state, "desired_replicas", lambda name: 2)
+    monkeypatch.setattr(swarm_apply, "prepare", lambda project, image: fake.stack.events.append(f"prepare {image}"))
+    return fake
+
+
+def test_swarm_backs_up_through_docker_exec_in_the_data_nodes_task_containers(
+    docker: FakeEngine, swarm_settings: Settings, tmp_path: Path
+) -> None:
+    folder = SwarmTarget(Project(tmp_path, tmp_path / ".env", swarm_settings)).backup(tmp_path / "backups")
+    manifest = verify(folder)
+    assert manifest["target"] == "swarm"
+    assert set(manifest["files"]) == {"postgres.dump", "auth.dump", "artifacts/1/a/artifacts/model.bin"}
+    assert (folder / "artifacts/1/a/artifacts/model.bin").read_bytes() == b"weights"
+    dumps = [args for args in docker.ran if "pg_dump" in args]
+    assert [args[:4] for args in dumps] == [["docker", "exec", "-i", "postgres-task"]] * 2
+    secret = swarm_settings.minio_root_password.get_secret_value()
+    assert not [args for args in docker.ran if secret in " ".join(args)]  # MinIO's login only on stdin
+    imported = docker.inputs[next(i for i, args in enumerate(docker.ran) if "import" in args)]
+    assert json.loads(imported)["secretKey"] == secret
+    assert docker.ran[-1][:3] == ["docker", "exec", "minio-task"]  # mc's login removed again
+    assert docker.ran[-1][3:5] == ["rm", "-rf"]
+
+
+def test_swarm_restores_with_mlflow_scaled_to_0_and_prepares_the_restored_data(
+    docker: FakeEngine, swarm_settings: Settings, tmp_path: Path
+) -> None:
+    target = SwarmTarget(Project(tmp_path, tmp_path / ".env", swarm_settings))
+    folder = target.backup(tmp_path / "backups")
+    stack = docker.stack
+    stack.databases |= {swarm_settings.postgres_db: "runs v2", swarm_settings.mlflow_auth_db: "users: admin"}
+    stack.objects |= {"1/a/artifacts/model.bin": b"retrained", "2/b/artifacts/new.txt": b"new"}
+    stack.events.clear()
+
+    target.restore(folder, yes=True)
+
+    assert stack.databases[swarm_settings.mlflow_auth_db] == "users: admin, ann"
+    assert stack.objects == {"1/a/artifacts/model.bin": b"weights"}
+    rename = next(e for e in stack.events if e.startswith("rename"))
+    mlflow = f"{swarm_settings.compose_project_name}_mlflow"
+    assert stack.events == [f"scale {mlflow}=0", rename, f"prepare {IMAGE}", f"scale {mlflow}=2"]
+
+
+def test_swarm_says_where_to_run_when_the_data_node_is_another_engine(
+    docker: FakeEngine, swarm_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = docker.run
+
+    def elsewhere(args: list[str], **kwargs: Any) -> Any:
+        return (
+            subprocess.CompletedProcess(args, 0, stdout="", stderr="")
+            if args[:2] == ["docker", "ps"]
+            else real(args, **kwargs)
+        )
+
+    monkeypatch.setattr(engine, "run", elsewhere)
+    with pytest.raises(TrackstackError, match="point DOCKER_HOST at its engine") as raised:
+        SwarmTarget(Project(tmp_path, tmp_path / ".env", swarm_settings)).backup(tmp_path / "backups")
+    assert "trackstack.data=true" in str(raised.value)
+    assert not (tmp_path / "backups").exists() or not list((tmp_path / "backups").iterdir())
