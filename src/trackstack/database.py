@@ -6,6 +6,7 @@ password is needed and none reaches a command line; SQL and dumps travel on stdi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import IO
 
 from trackstack import engine
@@ -36,15 +37,21 @@ def psql(project: Project, sql: str, *, database: str | None = None) -> str:
     return result.stdout.strip()
 
 
-def dump(project: Project, out: IO[bytes]) -> None:
-    """pg_dump of MLflow's database in the custom format."""
-    engine.compose_stream(project, *tool_args(project, "pg_dump", "--format=custom"), stdout=out)
+# pg_dump and pg_restore as every target runs them: a custom-format dump, restored all or nothing and owned
+# by whoever restores it (a backup of one stack restores into another, whose POSTGRES_USER may differ).
+DUMP_OPTIONS = ("--format=custom",)
+RESTORE_OPTIONS = ("--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction")
+
+
+def dump(project: Project, out: IO[bytes], *, database: str | None = None) -> None:
+    """pg_dump of MLflow's database (or `database`) in the custom format."""
+    engine.compose_stream(project, *tool_args(project, "pg_dump", *DUMP_OPTIONS, database=database), stdout=out)
 
 
 def load(project: Project, dump_file: IO[bytes], *, database: str) -> None:
     """pg_restore a custom-format dump into `database`, all or nothing."""
-    options = ("--no-owner", "--exit-on-error", "--single-transaction")
-    engine.compose_stream(project, *tool_args(project, "pg_restore", *options, database=database), stdin=dump_file)
+    engine.compose_stream(project, *tool_args(project, "pg_restore", *RESTORE_OPTIONS, database=database),
+                          stdin=dump_file)  # fmt: skip
 
 
 def literal(value: str) -> str:
@@ -69,16 +76,24 @@ def identifier(name: str) -> str:
 # database a session is connected to. The image always creates it.
 MAINTENANCE_DB = "postgres"
 
-
-def create_database(project: Project, name: str) -> None:
-    psql(project, f"CREATE DATABASE {identifier(name)};\n", database=MAINTENANCE_DB)
-
-
-def drop_database(project: Project, name: str) -> None:
-    psql(project, f"DROP DATABASE IF EXISTS {identifier(name)} WITH (FORCE);\n", database=MAINTENANCE_DB)
+# How a caller runs SQL in a stack's Postgres, whichever way it reaches it: (sql, database=...) -> output.
+RunSql = Callable[..., str]
 
 
-def rename_databases(project: Project, *renames: tuple[str, str]) -> None:
+def create_database(run_sql: RunSql, name: str) -> None:
+    run_sql(f"CREATE DATABASE {identifier(name)};\n", database=MAINTENANCE_DB)
+
+
+def drop_database(run_sql: RunSql, name: str) -> None:
+    run_sql(f"DROP DATABASE IF EXISTS {identifier(name)} WITH (FORCE);\n", database=MAINTENANCE_DB)
+
+
+def database_exists(run_sql: RunSql, name: str) -> bool:
+    query = f"SELECT 1 FROM pg_database WHERE datname = {literal(name)};\n"  # noqa: S608 - a literal()-quoted name
+    return bool(run_sql(query, database=MAINTENANCE_DB))
+
+
+def rename_databases(run_sql: RunSql, *renames: tuple[str, str]) -> None:
     """Rename databases in one transaction: all renames happen, or none.
 
     Sessions still connected to a renamed database (pgAdmin's, say) are ended first:
@@ -92,4 +107,4 @@ def rename_databases(project: Project, *renames: tuple[str, str]) -> None:
         *(f"ALTER DATABASE {identifier(old)} RENAME TO {identifier(new)};" for old, new in renames),
         "COMMIT;",
     ]
-    psql(project, "\n".join(statements) + "\n", database=MAINTENANCE_DB)
+    run_sql("\n".join(statements) + "\n", database=MAINTENANCE_DB)

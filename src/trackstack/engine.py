@@ -151,12 +151,19 @@ def compose_stream(
     project: Project, *args: str, stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None
 ) -> None:
     """Run `docker compose ARGS` with binary data on stdin or stdout (dumps, archives)."""
-    result = subprocess.run(
-        compose_args(project, *args), stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=docker_env(), check=False
-    )
+    stream(compose_args(project, *args), stdin=stdin, stdout=stdout)
+
+
+def stream(args: Sequence[str], *, stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> None:
+    """Run a docker command with binary data on stdin or stdout (dumps, objects through `docker exec`)."""
+    try:
+        result = subprocess.run(list(args), stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, env=docker_env(),
+                                check=False)  # fmt: skip
+    except FileNotFoundError:
+        raise DockerError(f"{args[0]} is not installed or not on PATH. Fix: install Docker, then retry.") from None
     if result.returncode != 0:
         detail = result.stderr.decode(errors="replace").strip()
-        raise DockerError(failure(compose_args(project, *args), result.returncode, detail))
+        raise DockerError(failure(args, result.returncode, detail))
 
 
 @dataclass(frozen=True)

@@ -68,13 +68,47 @@ def minio_errors(action: str) -> Iterator[None]:
         raise StorageError(explain(error, action)) from None
 
 
-def minio_client(settings: Settings) -> Any:
-    """An S3 client for the published MinIO API (imported lazily: `invoke --list` stays fast)."""
+def minio_client(settings: Settings, endpoint: str | None = None) -> Any:
+    """An S3 client for the published MinIO API, or `endpoint` (host:port); imported lazily: `invoke --list`
+    stays fast."""
     from minio import Minio
 
     return Minio(
-        f"{settings.host}:{settings.ports['MINIO_API_PORT']}",
+        endpoint or f"{settings.host}:{settings.ports['MINIO_API_PORT']}",
         access_key=settings.minio_root_user,
         secret_key=settings.minio_root_password.get_secret_value(),
         secure=False,
     )
+
+
+class MinioBucket:
+    """The stack's bucket through the MinIO SDK (the `Bucket` a backup and a restore use), at `endpoint`:
+    MinIO's published API on Compose, a port-forward of its Service on Kubernetes."""
+
+    def __init__(self, settings: Settings, endpoint: str | None = None) -> None:
+        self.name = settings.mlflow_bucket
+        self.client = minio_client(settings, endpoint)
+
+    def listing(self) -> dict[str, str]:
+        """Every object's key and ETag; empty when the bucket does not exist."""
+        with minio_errors(f"listing the objects of bucket {self.name}"):
+            if not self.client.bucket_exists(self.name):
+                return {}
+            return {obj.object_name: obj.etag for obj in self.client.list_objects(self.name, recursive=True)}
+
+    def ensure(self) -> None:
+        with minio_errors(f"creating bucket {self.name}"):
+            if not self.client.bucket_exists(self.name):
+                self.client.make_bucket(self.name)
+
+    def download(self, key: str, path: str) -> None:
+        with minio_errors(f"copying {key} out of bucket {self.name}"):
+            self.client.fget_object(self.name, key, path)
+
+    def upload(self, key: str, path: str) -> None:
+        with minio_errors(f"uploading {key} into bucket {self.name}"):
+            self.client.fput_object(self.name, key, path)
+
+    def remove(self, key: str) -> None:
+        with minio_errors(f"removing {key} from bucket {self.name}"):
+            self.client.remove_object(self.name, key)

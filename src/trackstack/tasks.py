@@ -238,7 +238,7 @@ def reset(
 @reports_errors
 @changes_state
 def backup(c: Context, into: str = "") -> None:
-    """Back up MLflow's database and artifacts of the running stack.
+    """Back up MLflow's database, its logins and artifacts of the running stack.
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
@@ -249,19 +249,24 @@ def backup(c: Context, into: str = "") -> None:
     say(f"backup written to {folder}")
 
 
-@task(help={"path": "a backup folder written by `invoke backup`"})
+@task(
+    help={
+        "path": "a backup folder written by `invoke backup` (on any target)",
+        "yes": "replace a stack that holds data without asking (required when not on a terminal)",
+    }
+)
 @reports_errors
 @changes_state
-def restore(c: Context, path: str) -> None:
-    """Restore a backup into the running stack (checked first).
+def restore(c: Context, path: str, yes: bool = False) -> None:
+    """Restore a backup into the running stack (checked first; asks before replacing data).
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
     from trackstack import targets
     from trackstack.console import say
 
-    held = targets.for_project(_relaxed(c)).restore(Path(path))
-    say(f"restored {held.experiments} experiments, {held.runs} runs, {held.objects} artifact objects")
+    held = targets.for_project(_relaxed(c)).restore(Path(path), yes=yes)
+    say(f"restored {held.text()}")
 
 
 def _backups_dir(c: Context) -> Path:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import re
 import shutil
+import uuid
 from pathlib import Path
 
 import pytest
+import requests
 
+from tests.conftest import AuthStack
 from tests.lifecycle.helpers import (
     Invoke,
     Logged,
@@ -93,3 +96,42 @@ def test_reset_backs_up_empties_every_volume_and_restore_brings_everything_back(
     assert "restored" in result.stdout
     assert_intact(project, logged, tmp_path)
     assert bucket_objects(project) == objects
+
+
+def test_a_students_login_and_permission_survive_backup_reset_and_restore(
+    auth_stack: AuthStack, invoke: Invoke, tmp_path: Path
+) -> None:
+    """user.add, backup, reset --yes, restore: the student logs in again and still manages their experiment."""
+    url = auth_stack.project.settings.mlflow_url
+    name = f"student-{uuid.uuid4().hex[:8]}"
+    added = invoke("user.add", name, check=False, env_file=auth_stack.project.env_file)
+    assert added.returncode == 0, added.stderr
+    match = re.search(r"its password \(shown only now\): (\S+)", added.stdout)
+    assert match, added.stdout
+    student = (name, match[1])
+    created = requests.post(f"{url}/api/2.0/mlflow/experiments/create", json={"name": f"own-{name}"}, auth=student,
+                            timeout=30)  # fmt: skip
+    assert created.status_code == 200, created.text
+    experiment_id = created.json()["experiment_id"]
+    auth_stack.experiments.append(experiment_id)
+    permission = f"{url}/api/2.0/mlflow/experiments/permissions/get"
+    asked = {"experiment_id": experiment_id, "username": name}
+
+    written = invoke("backup", "--into", str(tmp_path), check=False, env_file=auth_stack.project.env_file)
+    assert written.returncode == 0, written.stderr
+    folder = _written_backup(written.stdout)
+    assert (folder / "auth.dump").read_bytes()[:5] == b"PGDMP"
+    reset = invoke("reset", "--yes", check=False, env_file=auth_stack.project.env_file)
+    assert reset.returncode == 0, reset.stderr
+    search = f"{url}/api/2.0/mlflow/experiments/search"
+    assert requests.get(search, params={"max_results": 1}, auth=student, timeout=30).status_code == 401  # gone
+
+    # An empty stack: no --yes needed.
+    restored = invoke("restore", str(folder), check=False, env_file=auth_stack.project.env_file)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+
+    assert requests.get(search, params={"max_results": 1}, auth=student, timeout=30).status_code == 200
+    kept = requests.get(permission, params=asked, auth=auth_stack.admin, timeout=30)
+    assert kept.status_code == 200, kept.text
+    assert kept.json()["experiment_permission"]["permission"] == "MANAGE"
+    assert requests.get(search, params={"max_results": 1}, auth=auth_stack.admin, timeout=30).status_code == 200

@@ -12,17 +12,17 @@ from typing import Any
 import pytest
 
 from tests.lifecycle.helpers import Invoke, bucket_objects, experiment_names, log_runs
-from trackstack import database, engine
+from trackstack import backups, database, engine
+from trackstack.backup_format import BackupError
 from trackstack.project import Project
-from trackstack.storage import minio_client
-from trackstack.targets.compose import restore as restoring
-from trackstack.targets.compose.backup import BackupError, counts
+from trackstack.storage import MinioBucket, minio_client
+from trackstack.targets.compose.backup import ComposeData
 
 
 def _snapshot(project: Project) -> tuple[Any, ...]:
     """Everything a restore may change: experiments, runs, every object's bytes, the databases."""
     databases = database.psql(project, "SELECT datname FROM pg_database ORDER BY 1;\n", database="postgres")
-    return experiment_names(project), counts(project), bucket_objects(project), databases.split()
+    return experiment_names(project), backups.counts(ComposeData(project)), bucket_objects(project), databases.split()
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_a_dump_that_passes_its_checksum_but_fails_to_load_changes_nothing(
     (broken / "manifest.json").write_text(json.dumps(manifest))
     before = _snapshot(project)
 
-    result = invoke("restore", str(broken), check=False)
+    result = invoke("restore", "--yes", str(broken), check=False)
 
     assert result.returncode == 1
     first = result.stderr.splitlines()[0]
@@ -77,19 +77,19 @@ def test_minio_stopped_half_way_through_a_restore_changes_nothing(
     project: Project, backup_folder: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     uploaded: list[str] = []
-    real_upload = restoring.upload
+    real_upload = MinioBucket.upload
 
-    def upload_then_stop_minio(client: Any, bucket: str, key: str, path: Path) -> None:
-        real_upload(client, bucket, key, path)
+    def upload_then_stop_minio(bucket: MinioBucket, key: str, path: str) -> None:
+        real_upload(bucket, key, path)
         uploaded.append(key)
         if len(uploaded) == 1:
             engine.compose(project, "stop", "minio", capture=True)
 
-    monkeypatch.setattr(restoring, "upload", upload_then_stop_minio)
+    monkeypatch.setattr(MinioBucket, "upload", upload_then_stop_minio)
     before = _snapshot(project)
 
     with pytest.raises(BackupError, match="the stack is as it was before") as info:
-        restoring.restore(project, backup_folder)
+        backups.restore(ComposeData(project), backup_folder, yes=True)
 
     assert "MinIO did not answer" in str(info.value)
     assert _snapshot(project) == before

@@ -168,7 +168,7 @@ def test_a_new_client_logs_registers_and_loads_a_model(upgraded: Upgrade, projec
 
 def test_restoring_the_old_backup_upgrades_it_again(upgraded: Upgrade, project: Project, invoke: Invoke,
                                                     tmp_path: Path) -> None:  # fmt: skip
-    result = invoke("restore", str(upgraded.backup))
+    result = invoke("restore", "--yes", str(upgraded.backup))  # the stack holds the upgraded data
     assert f"the restored database is at schema revision {upgraded.old_revision}" in result.stdout
     assert database_revision(project) == image_revisions(project).head
     assert_intact(project, upgraded.logged, tmp_path)

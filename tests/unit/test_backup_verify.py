@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from trackstack.targets.compose.backup import BackupError, safe_key_path, verify
+from trackstack.backup_format import BackupError, safe_key_path, verify
 
 
 def _write_backup(folder: Path, files: dict[str, bytes]) -> None:

@@ -15,11 +15,10 @@ from invoke.exceptions import Exit
 from minio.error import S3Error
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
+from trackstack.backup_format import BackupError, check_compatible, verify
 from trackstack.engine import DockerError, run
 from trackstack.settings import Settings
 from trackstack.storage import StorageError, minio_errors
-from trackstack.targets.compose.backup import BackupError, verify
-from trackstack.targets.compose.restore import check_compatible
 from trackstack.task_lock import BusyError, project_lock
 from trackstack.tasks import reports_errors
 
@@ -113,7 +112,7 @@ def _manifest(folder: Path, **overrides: Any) -> Path:
 MALFORMED = [
     ({"raw": "{not json"}, "is unreadable (JSONDecodeError)"),
     ({"raw": "[1, 2]"}, "not a JSON object"),
-    ({"format": 2}, "its format is 2"),
+    ({"format": 3}, "its format is 3, not one of 1, 2"),
     ({"bucket": None}, "'bucket' is missing"),
     ({"mlflow_version": "latest"}, "not a release number"),
     ({"files": []}, "'files' is missing"),

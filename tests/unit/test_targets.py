@@ -64,20 +64,6 @@ def test_nothing_deployed_means_compose_and_deploy_means_swarm(
     assert targets.for_project(project, "shared").name == "swarm"
 
 
-@pytest.mark.parametrize("task", ["backup", "restore"])
-def test_swarm_and_kubernetes_say_in_one_line_that_they_cannot_back_up(
-    values: dict[str, str], tmp_path: Path, swarm_deployed: None, task: str
-) -> None:
-    for extra, name in ((SHARED, "swarm"), (SHARED | KUBERNETES, "kubernetes")):
-        target = targets.for_project(project_of(validate(values | extra), tmp_path))
-        with pytest.raises(TrackstackError) as raised:
-            target.backup(tmp_path) if task == "backup" else target.restore(tmp_path)
-        message = str(raised.value)
-        assert message.startswith(f"`invoke {task}` is not available on {name} yet:")
-        assert "\n" not in message
-        assert "invoke up" not in message
-
-
 def test_compose_logs_run_docker_compose_logs(values: dict[str, str], tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     ran: list[tuple[str, ...]] = []

@@ -1,5 +1,5 @@
 """The interface every target implements (Compose, Swarm, Kubernetes), and the shapes they share:
-a status table, links to the services, a port-forward.
+a status table, links to the services, a port-forward (and `Counts`, from the backup format).
 
 A new capability is one method here and one per target, in that target's package; a target that
 cannot do it yet raises `unsupported(...)`: one line naming the target and what to do instead.
@@ -15,19 +15,11 @@ from pathlib import Path
 from typing import Protocol
 
 from trackstack.auth import Server
+from trackstack.backup_format import Counts
 from trackstack.console import say, table
 from trackstack.doctor import Check
 from trackstack.errors import TrackstackError
 from trackstack.project import Project
-
-
-@dataclass(frozen=True)
-class Counts:
-    """What a backup holds, or a restore put back."""
-
-    runs: int
-    experiments: int
-    objects: int
 
 
 @dataclass(frozen=True)
@@ -134,9 +126,14 @@ class Target(Protocol):
 
     def doctor_checks(self) -> list[Check]: ...
 
-    def backup(self, into: Path) -> Path: ...
+    def backup(self, into: Path) -> Path:
+        """Write a backup folder (`trackstack.backup_format`) of the running stack under `into`."""
+        ...
 
-    def restore(self, path: Path) -> Counts: ...
+    def restore(self, path: Path, *, yes: bool) -> Counts:
+        """Replace the stack's data with a backup's, all or nothing; a stack with data only with `yes` or
+        a yes on the terminal."""
+        ...
 
 
 def server_of(server: Server) -> Iterator[Server]:

@@ -20,7 +20,7 @@ from trackstack.problems import SettingsError
 from trackstack.project import Project
 from trackstack.services import BY_NAME, SERVICE_NAMES
 from trackstack.settings import Settings
-from trackstack.targets.compose import migrate, seed
+from trackstack.targets.compose import backup, migrate, seed
 from trackstack.targets.compose.credentials import apply_pgadmin_login
 from trackstack.targets.compose.render import PGADMIN_DOCKERFILE, pgadmin_build_digest, render_all
 from trackstack.targets.compose.state import raise_unhealthy, wait_ready
@@ -204,7 +204,7 @@ def start(project: Project, *, timeout: float = 300) -> StartReport:
         later.add("mlflow")  # its container may still be the one an earlier `stop` left exited
 
         def start_mlflow() -> None:
-            migrate.before_start(project)  # an older MLflow schema: back up, upgrade once, then start
+            migrate.before_start(project, backup.write)  # an older MLflow schema: back up, upgrade once, then start
             _compose_up(project, "mlflow")
             later.discard("mlflow")
 

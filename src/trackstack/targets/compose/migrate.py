@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -21,7 +22,6 @@ from trackstack.containers import backend_store_uri
 from trackstack.errors import TrackstackError
 from trackstack.project import Project
 from trackstack.services import POSTGRES
-from trackstack.targets.compose import backup
 from trackstack.targets.compose.state import wait_ready
 
 
@@ -123,8 +123,9 @@ def _pending_upgrade(project: Project) -> tuple[str, Revisions] | None:
     return (found, revisions) if needed == "upgrade" else None
 
 
-def before_start(project: Project) -> None:
-    """With Postgres healthy and MLflow not yet started: upgrade an older schema, refuse a newer one."""
+def before_start(project: Project, back_up: Callable[[Project, Path], Path]) -> None:
+    """With Postgres healthy and MLflow not yet started: upgrade an older schema (after `back_up` wrote a
+    backup), refuse a newer one."""
     pending = _pending_upgrade(project)
     if pending is None:
         return
@@ -136,7 +137,7 @@ def before_start(project: Project) -> None:
     # An older server may still be running on this data: it must not write while it moves.
     engine.compose(project, "stop", "mlflow", capture=True)
     wait_ready(project, services=("minio",))  # the backup copies the artifacts
-    folder = backup.backup(project, project.root / "backups")
+    folder = back_up(project, project.root / "backups")
     say(f"backup written to {folder} (`invoke restore {folder}` with the old version goes back)")
     upgrade_schema(project, found, revisions)
 

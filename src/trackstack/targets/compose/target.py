@@ -7,14 +7,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from trackstack import auth, database, doctor, engine
+from trackstack import auth, backups, database, doctor, engine
 from trackstack.auth import Server
+from trackstack.backup_format import Counts
 from trackstack.console import say
 from trackstack.doctor import Check
 from trackstack.errors import TrackstackError
 from trackstack.project import Project
-from trackstack.targets.base import Counts, Link, Status, open_in_browser
-from trackstack.targets.compose import apply, backup, restore, seed, state, views
+from trackstack.targets.base import Link, Status, open_in_browser
+from trackstack.targets.compose import apply, backup, seed, state, views
 
 
 @dataclass(frozen=True)
@@ -63,10 +64,11 @@ class ComposeTarget:
 
     def backup(self, into: Path) -> Path:
         state.require_running(self.project)
-        return backup.backup(self.project, into)
+        return backup.write(self.project, into)
 
-    def restore(self, path: Path) -> Counts:
-        return restore.restore(self.project, path)
+    def restore(self, path: Path, *, yes: bool) -> Counts:
+        state.require_running(self.project)
+        return backups.restore(backup.ComposeData(self.project), path, yes=yes)
 
     # -- what only the local stack does ----------------------------------------------------
     def render(self) -> None:
@@ -90,15 +92,14 @@ class ComposeTarget:
         apply.render(project)
         running = engine.running_services(project) >= {"postgres", "minio"}
         if running:
-            held = backup.counts(project)
-            summary = f"{held.experiments} experiments, {held.runs} runs, {held.objects} artifact objects"
+            summary = backups.counts(backup.ComposeData(project)).text()
         else:
             summary = "contents unknown (the stack is not running)"
         apply.confirm_reset(project, yes=yes, summary=summary)
         if backup_into is not None:
             if not running:
                 raise TrackstackError("--backup needs the running stack: run `invoke up` first; nothing was deleted.")
-            say(f"backup written to {backup.backup(project, backup_into)}")
+            say(f"backup written to {backup.write(project, backup_into)}")
         deleted = apply.delete_volumes(project)
         say(f"deleted {len(deleted)} volumes: {', '.join(deleted) or '-'}")
         self.up(timeout=timeout, ready="ready (empty):")

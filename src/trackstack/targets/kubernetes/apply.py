@@ -11,7 +11,7 @@ import json
 import subprocess
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any
 
 from trackstack.console import indent, relay, say, write_files
 from trackstack.errors import TrackstackError
@@ -49,6 +49,17 @@ def run(args: Sequence[str], *, input_text: str | None = None, check: bool = Tru
     if check and result.returncode != 0:
         raise KubeError(f"`{' '.join(args[:6])} ...` failed:\n{indent(result.stderr.strip())}")
     return result
+
+
+def run_binary(args: Sequence[str], *, stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> None:
+    """Run kubectl with binary data on stdin or stdout (a dump through `kubectl exec`)."""
+    try:
+        result = subprocess.run(list(args), stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, check=False)
+    except FileNotFoundError:
+        raise KubeError(NO_KUBECTL) from None
+    if result.returncode != 0:
+        said = result.stderr.decode(errors="replace").strip()
+        raise KubeError(f"`{' '.join(args[:6])} ...` failed:\n{indent(said)}")
 
 
 def stream(args: Sequence[str]) -> None:

@@ -7,15 +7,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from trackstack import backups
 from trackstack.auth import Server
+from trackstack.backup_format import Counts
 from trackstack.console import say
 from trackstack.doctor import KUBERNETES_CONTEXT, Check
 from trackstack.envfile import read_env_file
 from trackstack.project import Project
 from trackstack.services import SERVICE_NAMES
-from trackstack.targets.base import Counts, Link, Status, unsupported
+from trackstack.targets.base import Link, Status
 from trackstack.targets.kubernetes import access, apply, render, views
 from trackstack.targets.kubernetes.apply import KubeError, kubectl
+from trackstack.targets.kubernetes.backup import KubernetesData
 
 
 @dataclass(frozen=True)
@@ -60,16 +63,12 @@ class KubernetesTarget:
         return context_checks(self.project)
 
     def backup(self, into: Path) -> Path:
-        raise unsupported(self.name, "backup", f"its data is in the volume claims of namespace {self._namespace}; "
-                          "`invoke backup` backs up the local Compose stack only")  # fmt: skip
+        apply.require_context(self.project.settings)
+        return backups.backup(KubernetesData(self.project), into)
 
-    def restore(self, path: Path) -> Counts:
-        raise unsupported(self.name, "restore", f"its data is in the volume claims of namespace {self._namespace}; "
-                          "`invoke restore` restores into the local Compose stack only")  # fmt: skip
-
-    @property
-    def _namespace(self) -> str:
-        return render.namespace(self.project.settings)
+    def restore(self, path: Path, *, yes: bool) -> Counts:
+        apply.require_context(self.project.settings)
+        return backups.restore(KubernetesData(self.project), path, yes=yes)
 
 
 def log_command(project: Project, service: str, *, follow: bool, tail: int) -> list[str]:

@@ -7,15 +7,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from trackstack import backups
 from trackstack.auth import Server
+from trackstack.backup_format import Counts
 from trackstack.console import say
 from trackstack.doctor import Check
 from trackstack.project import Project
-from trackstack.targets.base import Counts, Link, Status, open_in_browser, unsupported
+from trackstack.targets.base import Link, Status, open_in_browser
 from trackstack.targets.swarm import apply, checks, state, views
-
-# Where the data of a deployed stack is, for the tasks Swarm cannot do yet.
-_DATA = "its data is in the stack's volumes on the node labelled trackstack.data=true"
+from trackstack.targets.swarm.backup import SwarmData
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class SwarmTarget:
         return checks.swarm_checks(self.project)
 
     def backup(self, into: Path) -> Path:
-        raise unsupported(self.name, "backup", f"{_DATA}; `invoke backup` backs up the local Compose stack only")
+        return backups.backup(SwarmData(self.project), into)
 
-    def restore(self, path: Path) -> Counts:
-        raise unsupported(self.name, "restore", f"{_DATA}; `invoke restore` restores into the local Compose stack only")
+    def restore(self, path: Path, *, yes: bool) -> Counts:
+        return backups.restore(SwarmData(self.project), path, yes=yes)
