@@ -27,7 +27,6 @@ import pytest
 
 from trackstack.paths import ENV_FILE_VARIABLE, env_file
 from trackstack.project import Project
-from trackstack.services import BY_NAME
 from trackstack.settings import Settings
 from trackstack.validation import RELAXED, load_settings
 
@@ -85,7 +84,7 @@ def answers(host: str, port: int) -> bool:
 
 def health_port(settings: Settings, service: str) -> int:
     """The host port on which `service` shows it is alive (its health endpoint, else its first)."""
-    endpoints = BY_NAME[service].endpoints
+    endpoints = settings.service(service).endpoints
     endpoint = next((e for e in endpoints if e.health_path), endpoints[0])
     return settings.ports[endpoint.port_key]
 

@@ -9,7 +9,7 @@ A variable added to `mlflow_environment` reaches all three targets.
 
 from __future__ import annotations
 
-from trackstack.services import MINIO, MLFLOW, POSTGRES
+from trackstack.services import MLFLOW, POSTGRES
 from trackstack.settings import Settings
 from trackstack.templating import render_template, template_text
 
@@ -23,9 +23,10 @@ PGADMIN_PYTHON = "/venv/bin/python3"
 def mlflow_environment(settings: Settings) -> dict[str, str]:
     """The MLflow server's variables that carry no credential."""
     environment = {
-        "MLFLOW_S3_ENDPOINT_URL": f"http://{MINIO.address}",
+        # The artifact store's S3 API in the stack: http://minio:9000 (MinIO) or http://minio:8333 (SeaweedFS).
+        "MLFLOW_S3_ENDPOINT_URL": f"http://{settings.store.address}",
         # The image's entrypoint waits for these before the server starts (docker/mlflow-entrypoint.py).
-        "TRACKSTACK_WAIT_FOR": f"{POSTGRES.address} {MINIO.address}",
+        "TRACKSTACK_WAIT_FOR": f"{POSTGRES.address} {settings.store.address}",
         # A course stack reports nothing home.
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "true",
@@ -46,6 +47,16 @@ def mlflow_environment(settings: Settings) -> dict[str, str]:
             "MLFLOW_ADMIN_USER": settings.mlflow_admin_user,
             "MLFLOW_DEFAULT_PERMISSION": settings.mlflow_default_permission,
         }
+    return environment
+
+
+def store_environment(settings: Settings) -> dict[str, str]:
+    """The artifact store's variables that carry no credential (its credentials: `Service.credentials`)."""
+    store = settings.store
+    environment = dict(store.environment)
+    if store.public_url_variable:
+        # Where this machine reaches its web UI (MinIO's console redirects its logins there).
+        environment[store.public_url_variable] = settings.url(store.endpoints[0].port_key)
     return environment
 
 

@@ -13,7 +13,7 @@ from trackstack import engine
 from trackstack.ports import busy_ports
 from trackstack.problems import SettingsError
 from trackstack.project import Project
-from trackstack.settings import artifact_download_warning
+from trackstack.settings import Settings, artifact_download_warning
 from trackstack.validation import load_settings
 
 Level = Literal["ok", "warn", "fail"]
@@ -157,6 +157,25 @@ def check_artifact_downloads(server_version: str) -> Check:
     return Check("artifact downloads", "warn", detail, fix)
 
 
+# MinIO's community edition: its repository was archived in 2026 and its last image has a High
+# advisory that no release fixes (GHSA-jjjj-jwhf-8rgr).
+MINIO_ADVISORY = "CVE-2025-62506 / GHSA-jjjj-jwhf-8rgr"
+
+
+def check_artifact_store(settings: Settings) -> Check:
+    """Warn while the artifact store is MinIO: unmaintained, with an unfixed advisory. Not a blocker."""
+    if settings.artifact_store != "minio":
+        return Check("artifact store", "ok", f"{settings.store.product} ({settings.image(settings.store)})")
+    return Check(
+        "artifact store",
+        "warn",
+        "MinIO's community edition is unmaintained (its repository was archived in 2026); the last image, "
+        f"{settings.minio_image}, has an unfixed High advisory ({MINIO_ADVISORY})",
+        "move to SeaweedFS, which is maintained: ARTIFACT_STORE=seaweedfs in .env (docs/artifact-stores.md: "
+        "it starts with an empty store of its own; MinIO's volume stays, and ARTIFACT_STORE=minio goes back)",
+    )
+
+
 def installed_mlflow() -> str | None:
     """The version of the MLflow client installed beside trackstack (mlflow, else mlflow-skinny)."""
 
@@ -181,7 +200,11 @@ def run_checks(env_file: Path, target_checks: Callable[[Project], list[Check]]) 
         checks += target_checks(project)
     if project is not None:
         client = check_mlflow_client(project.settings.mlflow_version, installed_mlflow())
-        checks += [check_artifact_downloads(project.settings.mlflow_version), *([client] if client else [])]
+        checks += [
+            check_artifact_store(project.settings),
+            check_artifact_downloads(project.settings.mlflow_version),
+            *([client] if client else []),
+        ]
     return checks
 
 

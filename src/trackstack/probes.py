@@ -12,7 +12,7 @@ import enum
 import http.client
 from typing import Any
 
-from trackstack.services import BY_NAME, Service
+from trackstack.services import Service
 from trackstack.settings import Settings
 
 
@@ -66,7 +66,7 @@ def postgres_readiness(settings: Settings, timeout: float = 2.0) -> Readiness:
 
 def readiness(settings: Settings, service: Service | str) -> Readiness:
     """Whether `service` answers on its health endpoint (Postgres: a real login)."""
-    service = BY_NAME[service] if isinstance(service, str) else service
+    service = settings.service(service) if isinstance(service, str) else service
     if service.probe.tool == "pg_isready":
         return postgres_readiness(settings)
     endpoint = next(e for e in service.endpoints if e.health_path)

@@ -6,6 +6,11 @@ login hints. Adding a service is one entry here plus its block in `templates/com
 (a unit test fails when the two disagree). On Docker Swarm (`invoke deploy`) a fifth service,
 the TLS proxy in front of MLflow's replicas, joins them (`SWARM_SERVICES`), and the table
 also says which secrets each service reads and which run on the node labelled for data.
+
+The artifact store is one of two entries, chosen by ARTIFACT_STORE (`STORES`, `stack`): MinIO
+(the course's) or SeaweedFS. Both are the service `minio`, the stack's S3 host name, on the same
+`.env` ports and keys, so MLflow, seeding, backups and the port check need not know which runs;
+what differs (image, command, container ports, volume, probe, variables) is in its entry.
 """
 
 from __future__ import annotations
@@ -78,6 +83,14 @@ class SecretUse:
 
 
 @dataclass(frozen=True)
+class Credential:
+    """A container variable that Compose fills from a `.env` key (`${KEY}`): no secret in a template."""
+
+    variable: str  # what the image reads, e.g. AWS_SECRET_ACCESS_KEY
+    key: str  # the `.env` key, e.g. MINIO_ROOT_PASSWORD
+
+
+@dataclass(frozen=True)
 class Service:
     name: str
     image_key: str | None  # `.env` key of its pinned image; None for the image trackstack builds
@@ -99,6 +112,13 @@ class Service:
     stop_grace_period: int | None = None
     fs_group: int | None = None
     reads_servers_list: bool = False
+    # What users call the software (messages such as "MinIO: created bucket mlflow"), its
+    # credentials from `.env`, its variables that are no secret, and the variable that tells it
+    # the URL its web UI is published at (containers.store_environment fills it in).
+    product: str = ""
+    credentials: tuple[Credential, ...] = ()
+    environment: tuple[tuple[str, str], ...] = ()
+    public_url_variable: str = ""
 
     @property
     def port(self) -> int:
@@ -154,6 +174,67 @@ MINIO = Service(
     secrets=(SecretUse("MINIO_ROOT_PASSWORD", "MINIO_ROOT_PASSWORD"),),
     data_node=True,
     command=("server", "/data", "--address", ":9000", "--console-address", ":9001"),
+    product="MinIO",
+    credentials=(
+        Credential("MINIO_ROOT_USER", "MINIO_ROOT_USER"),
+        Credential("MINIO_ROOT_PASSWORD", "MINIO_ROOT_PASSWORD"),
+    ),
+    public_url_variable="MINIO_BROWSER_REDIRECT_URL",
+)
+# SeaweedFS's all-in-one server (`weed mini`: master, volume server, filer, S3 gateway and admin UI
+# in one process), the image's default command, on the ports and keys MinIO has: MINIO_ROOT_USER /
+# MINIO_ROOT_PASSWORD are its S3 keys (an admin identity made from AWS_* at every start, never
+# stored, so a new .env password applies on `invoke up`) and the admin UI's login. Its own volume:
+# MinIO's data is no SeaweedFS data (and the image would chown it), so switching keeps both.
+SEAWEEDFS_S3_PORT = 8333
+SEAWEEDFS_ADMIN_PORT = 12535
+SEAWEEDFS = Service(
+    name="minio",
+    image_key="SEAWEEDFS_IMAGE",
+    endpoints=(
+        Endpoint(
+            "SeaweedFS admin UI",
+            "MINIO_CONSOLE_PORT",
+            SEAWEEDFS_ADMIN_PORT,
+            9001,
+            "log in with MINIO_ROOT_USER / MINIO_ROOT_PASSWORD from .env",
+            browser=True,
+        ),
+        Endpoint(
+            "SeaweedFS S3 API",
+            "MINIO_API_PORT",
+            SEAWEEDFS_S3_PORT,
+            9000,
+            "keys MINIO_ROOT_USER / MINIO_ROOT_PASSWORD (MLflow clients need none)",
+            health_path="/healthz",
+        ),
+    ),
+    probe=Probe("curl", SEAWEEDFS_S3_PORT, "/healthz"),
+    start_period=30,
+    volume=Volume("seaweedfs-data", "/data"),
+    data_node=True,
+    # -ip: its parts find each other on loopback, not at the container's address of the day.
+    # Off what the stack does not use: WebDAV, the Iceberg and Lance catalogs, the admin UI's
+    # second (pre-4.x) port.
+    command=(
+        "mini",
+        "-dir=/data",
+        "-ip=127.0.0.1",
+        "-ip.bind=0.0.0.0",
+        f"-s3.port={SEAWEEDFS_S3_PORT}",
+        f"-admin.port={SEAWEEDFS_ADMIN_PORT}",
+        "-admin.port.legacy=0",
+        "-webdav=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+    ),
+    product="SeaweedFS",
+    credentials=(
+        Credential("AWS_ACCESS_KEY_ID", "MINIO_ROOT_USER"),
+        Credential("AWS_SECRET_ACCESS_KEY", "MINIO_ROOT_PASSWORD"),
+        Credential("WEED_ADMIN_USER", "MINIO_ROOT_USER"),
+        Credential("WEED_ADMIN_PASSWORD", "MINIO_ROOT_PASSWORD"),
+    ),
 )
 MLFLOW = Service(
     name="mlflow",
@@ -230,8 +311,18 @@ PROXY = Service(
     swarm_published="always",
 )
 
-# In the order users meet them (`urls`, `status`, `.env.example`).
-SERVICES: tuple[Service, ...] = (MLFLOW, PGADMIN, MINIO, POSTGRES)
+# The artifact stores by their ARTIFACT_STORE value; the first is the default.
+STORES: dict[str, Service] = {"minio": MINIO, "seaweedfs": SEAWEEDFS}
+
+
+def stack(store: str) -> tuple[Service, ...]:
+    """The services of a stack whose artifact store is `store`, in the order users meet them."""
+    return (MLFLOW, PGADMIN, STORES[store], POSTGRES)
+
+
+# With MinIO, in the order users meet them (`urls`, `status`, `.env.example`). Every store has the
+# same service names and port keys; what depends on the store asks `Settings.services`.
+SERVICES: tuple[Service, ...] = stack("minio")
 SERVICE_NAMES: tuple[str, ...] = tuple(service.name for service in SERVICES)
 BY_NAME = {service.name: service for service in SERVICES}
 ENDPOINTS: tuple[Endpoint, ...] = tuple(endpoint for service in SERVICES for endpoint in service.endpoints)

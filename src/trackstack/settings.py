@@ -23,7 +23,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from trackstack.paths import constraints_file, supported_mlflow_versions
-from trackstack.services import ENDPOINT_OF_PORT, PORT_KEYS, SERVICE_OF_PORT
+from trackstack.services import ENDPOINT_OF_PORT, PORT_KEYS, SERVICE_OF_PORT, STORES, Service, stack
 
 Port = Annotated[int, Field(ge=1, le=65535, strict=False)]
 
@@ -91,6 +91,10 @@ class Settings(BaseModel):
     pgadmin_default_password: SecretStr = Field(
         description=f"at least {PGADMIN_MIN_PASSWORD} characters; `invoke init` generates one"
     )
+    # Optional, as SEAWEEDFS_IMAGE: a `.env` from before they existed keeps MinIO.
+    artifact_store: Literal["minio", "seaweedfs"] = Field(
+        default="minio", description="minio (the course's) or seaweedfs: the S3 store of MLflow's artifacts"
+    )
     minio_root_user: str = Field(description="at least 3 characters, e.g. trackstack")
     minio_root_password: SecretStr = Field(description="at least 8 characters; `invoke init` generates one")
     mlflow_bucket: str = Field(
@@ -99,6 +103,9 @@ class Settings(BaseModel):
 
     postgres_image: str = Field(description="a pinned image, e.g. postgres:17-trixie")
     minio_image: str = Field(description="a pinned image, e.g. quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z")
+    seaweedfs_image: str = Field(
+        default="chrislusf/seaweedfs:4.53", description="a pinned image, e.g. chrislusf/seaweedfs:4.53"
+    )
     pgadmin_image: str = Field(description="a pinned image, e.g. dpage/pgadmin4:9.18")
     mlflow_base_image: str = Field(description="a pinned Python image, e.g. python:3.13-slim-trixie")
     mlflow_version: str = Field(description="an exact MLflow release, 3.5 or later, e.g. 3.18.0")
@@ -286,7 +293,9 @@ class Settings(BaseModel):
             raise ValueError("not a valid S3 bucket name")
         return value
 
-    @field_validator("postgres_image", "minio_image", "pgadmin_image", "mlflow_base_image", "proxy_image")
+    @field_validator(
+        "postgres_image", "minio_image", "seaweedfs_image", "pgadmin_image", "mlflow_base_image", "proxy_image"
+    )
     @classmethod
     def _image(cls, value: str, info: ValidationInfo) -> str:
         match = _PINNED_REF.fullmatch(value)
@@ -326,6 +335,23 @@ class Settings(BaseModel):
     def mlflow_auth_db(self) -> str:
         """The database of MLflow's logins and permissions, beside MLflow's own."""
         return f"{self.postgres_db[:58]}_auth"
+
+    @property
+    def store(self) -> Service:
+        """The artifact store's entry of the service table (ARTIFACT_STORE); its name is always `minio`."""
+        return STORES[self.artifact_store]
+
+    @property
+    def services(self) -> tuple[Service, ...]:
+        """The stack's services, with its artifact store, in the order users meet them."""
+        return stack(self.artifact_store)
+
+    def service(self, name: str) -> Service:
+        return next(service for service in self.services if service.name == name)
+
+    def image(self, service: Service) -> str:
+        """The pinned image `service` runs (its image key's value)."""
+        return str(getattr(self, str(service.image_key).lower()))
 
     def bind(self, service: str) -> str:
         """The host address `service` is published on: MLflow's is BIND_ADDRESS, each other's its own key."""

@@ -77,6 +77,16 @@ def deploy_problems(values: Mapping[str, str]) -> list[Problem]:
                 "set the name (or address) of the node labelled trackstack.data=true, e.g. mlflow.school.example",
             )
         )
+    store = values.get("ARTIFACT_STORE", "minio")
+    if store != "minio":
+        problems.append(
+            Problem(
+                "ARTIFACT_STORE",
+                repr(store),
+                "a shared server (Swarm, Kubernetes) runs MinIO only so far; SeaweedFS runs with `invoke up`",
+                "set ARTIFACT_STORE=minio for `invoke deploy`",
+            )
+        )
     project = values.get("COMPOSE_PROJECT_NAME", "")
     if len(project) > MAX_PROJECT_NAME:
         problems.append(

@@ -7,7 +7,7 @@
 # finds its pinned references already present in the local image store.
 #
 # Usage: tests/upstream-images/build.sh [--force] [--verbose] [--list]
-#   --force    rebuild the Debian base and all five stand-ins even if present
+#   --force    rebuild the Debian base and all six stand-ins even if present
 #   --verbose  stream `docker build` output instead of writing it to a log file
 #   --list     print the image references the stand-ins are tagged with; build nothing
 set -euo pipefail
@@ -35,6 +35,16 @@ minio_pins() {
   esac
 }
 
+# SeaweedFS's release tags (4.53) are no semver either, and go.mod's replace
+# directives keep `go install` away: go-binary.sh builds weed inside the module
+# at the pseudo-version of the release commit. One row per supported tag.
+seaweedfs_pins() {
+  case $1 in
+    4.53) echo "v0.0.0-20261109003541-7506e5f91cd6 7506e5f91cd6" ;;
+    *) return 1 ;;
+  esac
+}
+
 force=0
 verbose=0
 list_only=0
@@ -57,6 +67,8 @@ die() { printf '[upstream-images] ERROR: %s\n' "$*" >&2; exit 1; }
 # at the time of writing and only apply when it is absent or lacks a key.
 POSTGRES_IMAGE=postgres:17-trixie
 MINIO_IMAGE=quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z
+# ARTIFACT_STORE=seaweedfs (issue 28).
+SEAWEEDFS_IMAGE=chrislusf/seaweedfs:4.53
 PGADMIN_IMAGE=dpage/pgadmin4:9.18
 MLFLOW_BASE_IMAGE=python:3.13-slim-trixie
 # The reverse proxy of the Swarm deployment (issue 13); the swarm test bed
@@ -77,7 +89,7 @@ read_env_key() { # KEY -> value of the last KEY=VALUE line, quotes/comments stri
   [[ -n $val ]] && printf '%s' "$val"
 }
 if [[ -f $env_file ]]; then
-  for key in POSTGRES_IMAGE MINIO_IMAGE PGADMIN_IMAGE MLFLOW_BASE_IMAGE CADDY_IMAGE; do
+  for key in POSTGRES_IMAGE MINIO_IMAGE SEAWEEDFS_IMAGE PGADMIN_IMAGE MLFLOW_BASE_IMAGE CADDY_IMAGE; do
     if val=$(read_env_key "$key"); then printf -v "$key" '%s' "$val"; fi
   done
   log "image references from ${env_file#"$repo_root"/}"
@@ -101,6 +113,7 @@ py_tag=$(tag_of "$MLFLOW_BASE_IMAGE")
 PYTHON_MINOR=${BASH_REMATCH[1]}
 PGADMIN_VERSION=$(tag_of "$PGADMIN_IMAGE")
 MINIO_RELEASE=$(tag_of "$MINIO_IMAGE")
+SEAWEEDFS_RELEASE=$(tag_of "$SEAWEEDFS_IMAGE")
 CADDY_VERSION=$(tag_of "$CADDY_IMAGE")
 [[ $CADDY_VERSION =~ ^[0-9]+\.[0-9]+\.[0-9]+$ ]] \
   || die "cannot derive a Caddy release (X.Y.Z) from '$CADDY_IMAGE'"
@@ -116,7 +129,8 @@ have_image() { docker image inspect "$1" >/dev/null 2>&1; }
 # label differs (a stand-in edited since) is built again, so a warm CI never tests an old one.
 standin_digest() {
   { (cd "$here/$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum)
-    printf '%s\n' "$BASE_REF" "$PGADMIN_VERSION" "$PG_MAJOR" "$PYTHON_MINOR" "$MINIO_RELEASE" "$CADDY_VERSION"
+    printf '%s\n' "$BASE_REF" "$PGADMIN_VERSION" "$PG_MAJOR" "$PYTHON_MINOR" "$MINIO_RELEASE" "$CADDY_VERSION" \
+      "$SEAWEEDFS_RELEASE"
   } | sha256sum | cut -c1-16
 }
 standin_label() { docker image inspect -f '{{ index .Config.Labels "org.trackstack.standin.digest" }}' "$1" 2>/dev/null || true; }
@@ -310,6 +324,16 @@ build_standin() {
       go_binary mc github.com/minio/mc "$mc_pseudo" "$mc_release" "$mc_commit"
       install -m 755 "$BIN_DIR/minio" "$BIN_DIR/mc" "$ctx/"
       docker_build "$ref" "$ctx" --build-arg "MINIO_RELEASE=$MINIO_RELEASE" ;;
+    seaweedfs)
+      local weed_pins weed_pseudo weed_commit weed_bin
+      weed_pins=$(seaweedfs_pins "$SEAWEEDFS_RELEASE") \
+        || die "no Go pseudo-version known for SeaweedFS $SEAWEEDFS_RELEASE; add a row to seaweedfs_pins in $0"
+      read -r weed_pseudo weed_commit <<<"$weed_pins"
+      # `weed version` names the commit as the release image's does.
+      weed_bin=$("$here/go-binary.sh" weed github.com/seaweedfs/seaweedfs/weed "$weed_pseudo" \
+        "github.com/seaweedfs/seaweedfs/weed/util/version.COMMIT=${weed_commit:0:8}")
+      install -m 755 "$weed_bin" "$ctx/weed"
+      docker_build "$ref" "$ctx" --build-arg "SEAWEEDFS_RELEASE=$SEAWEEDFS_RELEASE" ;;
     caddy)
       local caddy_bin
       # Built as the main module, Caddy cannot find its own version in the
@@ -327,7 +351,7 @@ build_standin() {
 }
 
 if ((list_only)); then
-  printf '%s\n' "$MLFLOW_BASE_IMAGE" "$POSTGRES_IMAGE" "$MINIO_IMAGE" "$PGADMIN_IMAGE" "$CADDY_IMAGE"
+  printf '%s\n' "$MLFLOW_BASE_IMAGE" "$POSTGRES_IMAGE" "$MINIO_IMAGE" "$SEAWEEDFS_IMAGE" "$PGADMIN_IMAGE" "$CADDY_IMAGE"
   exit 0
 fi
 
@@ -343,6 +367,7 @@ fi
 build_standin "$MLFLOW_BASE_IMAGE" python
 build_standin "$POSTGRES_IMAGE" postgres
 build_standin "$MINIO_IMAGE" minio
+build_standin "$SEAWEEDFS_IMAGE" seaweedfs
 build_standin "$PGADMIN_IMAGE" pgadmin
 build_standin "$CADDY_IMAGE" caddy
 # A replaced base can only go once nothing is built on it any more.

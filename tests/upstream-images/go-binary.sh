@@ -11,9 +11,15 @@
 # A binary already there is kept when its embedded build information (what
 # `go version -m` reads) names that package at that version, so a second run
 # builds nothing. Prints the binary's path on stdout; progress goes to stderr.
+#
+# `go install PACKAGE@VERSION` refuses a module whose go.mod has replace
+# directives (SeaweedFS's does): then the package is built inside the module
+# as the proxy serves it, as its main module (so the replacements apply), and
+# NAME.from beside the binary records "PACKAGE VERSION", which its build
+# information cannot (it says "(devel)").
 set -euo pipefail
 
-[[ $# -ge 3 ]] || { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+[[ $# -ge 3 ]] || { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 name=$1 pkg=$2 version=$3
 shift 3
 ldflags='-s -w'
@@ -31,8 +37,10 @@ die() { printf '[go-binary] ERROR: %s\n' "$*" >&2; exit 1; }
 
 command -v go >/dev/null 2>&1 || die "go is needed to build $name (Go >= 1.24)"
 
-built_from() { # BIN -> "package version" from its build information
-  go version -m "$1" 2>/dev/null | awk -F'\t' '$2 == "path" {p = $3} $2 == "mod" {v = $4} END {print p, v}'
+built_from() { # BIN -> "package version" from its build information, else from BIN.from
+  local info
+  info=$(go version -m "$1" 2>/dev/null | awk -F'\t' '$2 == "path" {p = $3} $2 == "mod" {v = $4} END {print p, v}')
+  if [[ $info == *" (devel)" && -f $1.from ]]; then cat "$1.from"; else printf '%s\n' "$info"; fi
 }
 is_current() { [[ -x $bin && $(built_from "$bin") == "$pkg $version" ]]; }
 
@@ -49,12 +57,30 @@ log "go install $pkg@$version; the first build takes a few minutes"
 tmp_bin=$(mktemp -d "$BIN_DIR/.$name.XXXXXX")
 trap 'rm -rf "$tmp_bin"' EXIT
 # Static (no cgo), no local paths in the binary, the toolchain that is here.
+stamp=
 if ! CGO_ENABLED=0 GOTOOLCHAIN=local GOBIN=$tmp_bin \
      go install -trimpath -ldflags "$ldflags" "$pkg@$version" >"$glog" 2>&1; then
-  tail -n 30 "$glog" >&2
-  die "go install $pkg@$version failed (log: $glog)"
+  # "... (in MODULE@VERSION): The go.mod file ... contains one or more replace directives"
+  module=$(sed -n 's/.*(in \([^@ ]*\)@[^)]*):$/\1/p' "$glog" | head -n 1)
+  if ! grep -q 'replace directives' "$glog" || [[ -z $module ]]; then
+    tail -n 30 "$glog" >&2
+    die "go install $pkg@$version failed (log: $glog)"
+  fi
+  log "$module has replace directives: building $pkg inside the module"
+  dir=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  [[ -n $dir ]] || die "cannot download $module@$version (log: $glog)"
+  main=.; [[ $pkg == "$module" ]] || main=./${pkg#"$module"/}
+  # The module cache is read-only; only the binary is written, into $tmp_bin.
+  if ! (cd "$dir" && CGO_ENABLED=0 GOTOOLCHAIN=local \
+        go build -trimpath -ldflags "$ldflags" -o "$tmp_bin/${pkg##*/}" "$main") >>"$glog" 2>&1; then
+    tail -n 30 "$glog" >&2
+    die "go build of $pkg in $module@$version failed (log: $glog)"
+  fi
+  stamp="$pkg $version"
 fi
+rm -f "$bin.from"
 mv -f "$tmp_bin/${pkg##*/}" "$bin"
+[[ -z $stamp ]] || printf '%s\n' "$stamp" >"$bin.from"
 is_current || die "$bin does not report $pkg $version after the build"
 log "built $bin in $((SECONDS - t_start))s"
 printf '%s\n' "$bin"

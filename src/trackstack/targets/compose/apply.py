@@ -18,7 +18,7 @@ from trackstack.mlflow_image import DOCKERFILE, DOCKERFILE_LABEL, build_digest, 
 from trackstack.ports import busy_ports
 from trackstack.problems import SettingsError
 from trackstack.project import Project
-from trackstack.services import BY_NAME, SERVICE_NAMES
+from trackstack.services import SERVICE_NAMES
 from trackstack.settings import Settings
 from trackstack.targets.compose import backup, migrate, seed
 from trackstack.targets.compose.credentials import apply_pgadmin_login
@@ -144,7 +144,7 @@ class StartReport:
 def start(project: Project, *, timeout: float = 300) -> StartReport:
     """All of `invoke up` but printing the URLs: render, build, start, wait until ready, seed.
 
-    Seeding runs the moment its service answers: the bucket as soon as MinIO does, pgAdmin's
+    Seeding runs the moment its service answers: the bucket as soon as the artifact store does, pgAdmin's
     check when pgAdmin does, while the others are still starting.
     """
 
@@ -186,7 +186,7 @@ def start(project: Project, *, timeout: float = 300) -> StartReport:
     existing = engine.volumes(project)
     new_volume = {
         service.name: f"{project.name}_{service.volume.name}" not in existing
-        for service in BY_NAME.values()
+        for service in project.settings.services
         if service.volume
     }
     new_pgadmin_volume = new_volume["pgadmin"]
@@ -198,7 +198,7 @@ def start(project: Project, *, timeout: float = 300) -> StartReport:
         _compose_up(project, *SERVICE_NAMES)
     else:
         # MLflow needs Postgres to accept the .env password (an older volume may hold another) and
-        # its schema at MLflow's version; MinIO and pgAdmin need nothing, so they start with
+        # its schema at MLflow's version; the artifact store and pgAdmin need nothing, so they start with
         # Postgres and MLflow follows the moment Postgres answers.
         _compose_up(project, "postgres", "minio", "pgadmin")
         later.add("mlflow")  # its container may still be the one an earlier `stop` left exited

@@ -14,7 +14,7 @@ from trackstack.containers import PGADMIN_SERVER_NAME, auth_start, render_server
 from trackstack.engine import EngineFeatures
 from trackstack.mlflow_image import DOCKERFILE, DOCKERFILE_LABEL, build_digest, render_dockerfile
 from trackstack.paths import COMPOSE_FILE
-from trackstack.services import BY_NAME, MLFLOW, VOLUMES
+from trackstack.services import BY_NAME, MLFLOW
 from trackstack.settings import Settings
 from trackstack.templating import render_template
 
@@ -56,8 +56,9 @@ def render_compose(settings: Settings, engine: EngineFeatures, dockerfile: str, 
         f"{COMPOSE_FILE}.j2",
         s=settings,
         engine=engine,
-        services=BY_NAME,
-        volumes=VOLUMES,
+        services={service.name: service for service in settings.services},
+        volumes=[service.volume for service in settings.services if service.volume],
+        store_environment=containers.store_environment(settings),
         auth_start=auth_start(),
         mlflow_server=mlflow_server_args(settings),
         mlflow_port=MLFLOW.port,

@@ -146,7 +146,8 @@ def seed_pgadmin(project: Project, listed: list[dict[str, Any]] | None = None) -
 def bucket_line(settings: Settings) -> str:
     created = seed_bucket(settings)
     bucket = settings.mlflow_bucket
-    return f"MinIO: created bucket {bucket}" if created else f"MinIO: bucket {bucket} already exists"
+    store = settings.store.product
+    return f"{store}: created bucket {bucket}" if created else f"{store}: bucket {bucket} already exists"
 
 
 def seed(project: Project) -> list[str]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from trackstack import engine
 from trackstack.project import Project
-from trackstack.services import ENDPOINTS, SERVICES
 from trackstack.targets import base
 from trackstack.targets.base import Link
 from trackstack.targets.compose import apply as stack
@@ -16,7 +15,8 @@ def links(project: Project) -> list[Link]:
     return [
         Link(e.title, project.settings.url(e.port_key), e.login_with_auth if auth and e.login_with_auth else e.login,
              e.browser)
-        for e in ENDPOINTS
+        for service in project.settings.services
+        for e in service.endpoints
     ]  # fmt: skip
 
 
@@ -43,7 +43,7 @@ def status_rows(project: Project) -> list[tuple[str, ...]]:
     by_service = {state.service: state for state in engine.ps(project)}
     sizes = engine.volume_sizes(project)
     rows: list[tuple[str, ...]] = []
-    for service in SERVICES:
+    for service in project.settings.services:
         state = by_service.get(service.name)
         size = sizes.get(f"{project.name}_{service.volume.name}", "-") if service.volume else "-"
         rows.append(

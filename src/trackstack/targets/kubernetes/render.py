@@ -279,7 +279,11 @@ def mlflow_url(settings: Settings) -> str:
 
 def deploy_problems(values: Mapping[str, str]) -> list[Problem]:
     """What raw `.env` values lack for Kubernetes; reported with every other problem, before anything runs."""
-    problems = [p for p in shared_server.deploy_problems(values) if p.key in ("MLFLOW_IMAGE_REPOSITORY", "MLFLOW_AUTH")]
+    problems = [
+        p
+        for p in shared_server.deploy_problems(values)
+        if p.key in ("MLFLOW_IMAGE_REPOSITORY", "MLFLOW_AUTH", "ARTIFACT_STORE")
+    ]
     if problems and problems[0].key == "MLFLOW_IMAGE_REPOSITORY":
         problems[0] = Problem(
             "MLFLOW_IMAGE_REPOSITORY",
