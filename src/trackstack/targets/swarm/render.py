@@ -67,8 +67,7 @@ def mlflow_url(settings: Settings) -> str:
 def render_caddyfile(settings: Settings) -> str:
     return render_template(
         f"swarm/{CADDYFILE}.j2",
-        default_sni=settings.public_hosts[0],
-        sites=", ".join(f"https://{name}" for name in settings.public_hosts),
+        public_hosts=settings.public_hosts,
         mlflow_service=service_name(settings, MLFLOW.name),
         health_port=PROXY_HEALTH_PORT,
     )
