@@ -43,7 +43,7 @@ def test_the_api_server_accepts_every_rendered_object(settings: Settings) -> Non
     applied = [line.split()[0] for line in result.stdout.splitlines()]
     expected = {"namespace/ts-dry-run", "configmap/pgadmin-servers", "service/postgres", "statefulset.apps/postgres",
                 "service/minio", "statefulset.apps/minio", "service/pgadmin", "statefulset.apps/pgadmin",
-                f"job.batch/{kube.prepare_job_name(IMAGE)}", "deployment.apps/mlflow",
+                f"job.batch/{kube.prepare_job_name(settings, IMAGE)}", "deployment.apps/mlflow",
                 f"deployment.apps/{kube.PERIODIC}", "service/mlflow", "ingress.networking.k8s.io/mlflow"}  # fmt: skip
     assert set(applied) == expected
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 import yaml
 
-from trackstack import targets
+from trackstack import shared_server, targets
 from trackstack.problems import SettingsError
 from trackstack.services import SWARM_SECRET_KEYS
 from trackstack.settings import Settings
 from trackstack.targets.kubernetes import apply as kubedeploy
 from trackstack.targets.kubernetes import render as kube
+from trackstack.targets.swarm import render as swarm
 from trackstack.validation import validate
 
 IMAGE = "registry.school.example/trackstack-mlflow:3.17.2-0123456789ab"
@@ -153,9 +155,43 @@ def test_bad_kubernetes_keys_are_named(kube_values: dict[str, str], key: str, ba
     assert [p.key for p in caught.value.problems] == [key]
 
 
-def test_the_prepare_job_is_named_for_the_image() -> None:
-    assert kube.prepare_job_name(IMAGE) == "mlflow-prepare-3-17-2-0123456789ab"
-    assert kube.prepare_job_name(IMAGE.replace("3.17.2", "3.18.0")) != kube.prepare_job_name(IMAGE)
+def test_the_prepare_job_is_named_for_the_image_and_what_it_prepares(kube_settings: Settings) -> None:
+    name = kube.prepare_job_name(kube_settings, IMAGE)
+    assert re.fullmatch(rf"mlflow-prepare-{kube_settings.mlflow_version.replace('.', '-')}-[0-9a-f]{{12}}", name)
+    assert len(name) <= 63
+    assert kube.prepare_job_name(kube_settings, IMAGE.replace("3.17.2", "3.18.0")) != name
+    assert name in by_kind(kube_settings, "Job")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "runs_again"),
+    [("MLFLOW_ADMIN_PASSWORD", "another-Strong-Secret-4716", True), ("MLFLOW_BUCKET", "other-bucket", True),
+     ("MLFLOW_ADMIN_USER", "teacher", True), ("POSTGRES_PASSWORD", "another-Strong-Secret-4717", True),
+     ("MLFLOW_REPLICAS", "5", False), ("PGADMIN_DEFAULT_PASSWORD", "another-Strong-Secret-4718", False),
+     ("PGADMIN_DEFAULT_EMAIL", "teacher@example.com", False), ("KUBE_INGRESS_HOST", "mlflow.school.example", False),
+     ("KUBE_MINIO_STORAGE", "80Gi", False)],
+)  # fmt: skip
+def test_the_prepare_job_runs_again_when_what_it_prepares_changes(
+    kube_values: dict[str, str], key: str, value: str, runs_again: bool
+) -> None:
+    before = kube.prepare_job_name(validate(kube_values), IMAGE)
+    after = kube.prepare_job_name(validate(kube_values | {key: value}), IMAGE)
+    assert (after != before) is runs_again
+    assert value not in after or not key.endswith("PASSWORD")
+
+
+def test_both_orchestrators_prepare_again_for_the_same_changes(kube_values: dict[str, str]) -> None:
+    """Swarm's fingerprint hashes its job's command line; it holds what the shared one hashes."""
+    shared = kube_values | {"MLFLOW_PUBLIC_HOSTS": "mlflow.school.example"}
+    for change in ({"MLFLOW_ADMIN_PASSWORD": "another-Strong-Secret-4716"}, {"MLFLOW_BUCKET": "other-bucket"},
+                   {"MLFLOW_REPLICAS": "5"}):  # fmt: skip
+        swarm_changed = swarm.prepare_fingerprint(validate(shared | change), image=IMAGE) != swarm.prepare_fingerprint(
+            validate(shared), image=IMAGE
+        )
+        kube_changed = shared_server.prepare_fingerprint(
+            validate(shared | change), image=IMAGE
+        ) != shared_server.prepare_fingerprint(validate(shared), image=IMAGE)
+        assert swarm_changed == kube_changed, change
 
 
 def test_kubectl_names_the_context_and_namespace(kube_values: dict[str, str]) -> None:
@@ -169,7 +205,7 @@ def test_kubectl_names_the_context_and_namespace(kube_values: dict[str, str]) ->
 def test_the_job_prepares_the_logins_and_the_replicas_only_read_them(kube_settings: Settings) -> None:
     specs = pod_specs(kube_settings)
     env = {name: {e["name"]: e.get("value") for e in spec["containers"][0]["env"]} for name, spec in specs.items()}
-    job = kube.prepare_job_name(IMAGE)
+    job = kube.prepare_job_name(kube_settings, IMAGE)
     assert "TRACKSTACK_AUTH_PREPARED" not in env[job]
     assert env["mlflow"]["TRACKSTACK_AUTH_PREPARED"] == "true"
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from trackstack import containers, shared_server
-from trackstack.containers import allowed_hosts, auth_start, backend_store_uri
+from trackstack.containers import allowed_hosts, auth_start
 from trackstack.problems import Problem
 from trackstack.services import MINIO, MLFLOW, PGADMIN, POSTGRES, SWARM_SECRET_KEYS
 from trackstack.settings import Settings
-from trackstack.templating import render_template, template_text
+from trackstack.templating import render_template
 
 MANIFEST_FILE = "kubernetes.yaml"
 SECRET = "trackstack-credentials"  # noqa: S105 - the Secret's name
@@ -155,10 +155,14 @@ def selector(settings: Settings) -> str:
     return f"app.kubernetes.io/part-of=trackstack,app.kubernetes.io/instance={settings.compose_project_name}"
 
 
-def prepare_job_name(image: str) -> str:
-    """The prepare Job of an image: its tag (MLflow version and build digest) in the name, so it runs once per image."""
-    tag = image.rpartition(":")[2]
-    return f"mlflow-prepare-{re.sub(r'[^a-z0-9]+', '-', tag.lower()).strip('-')}"[:63].rstrip("-")
+PREPARE_JOB_PREFIX = "mlflow-prepare-"
+
+
+def prepare_job_name(settings: Settings, image: str) -> str:
+    """The prepare Job: MLflow's version and the job's fingerprint (image, scripts, database, bucket, admin,
+    hashes of MLflow's secrets) in its name, so that it runs again when any of them changes, and only then."""
+    version = settings.mlflow_version.replace(".", "-")
+    return f"{PREPARE_JOB_PREFIX}{version}-{shared_server.prepare_fingerprint(settings, image=image)}"
 
 
 def credentials_version(settings: Settings) -> str:
@@ -202,7 +206,7 @@ def _context(settings: Settings, image: str) -> dict[str, object]:
         "credentials_version": credentials_version(settings),
         "resources": resources(settings),
         "image": image,
-        "job_name": prepare_job_name(image),
+        "job_name": prepare_job_name(settings, image),
         "mlflow": MLFLOW,
         "auth_start": auth_start(),
     }
@@ -232,8 +236,7 @@ def render_prepare(settings: Settings, image: str) -> str:
     return render_template(
         "kubernetes/prepare.yaml.j2",
         **_context(settings, image),
-        prepare_script=template_text(shared_server.PREPARE),
-        prepare_args=[backend_store_uri(settings.postgres_user, settings.postgres_db), settings.mlflow_bucket],
+        prepare_command=shared_server.prepare_command(settings),
         # The Job itself creates the logins database and admin (start_with_auth.py, not yet "prepared").
         mlflow_environment=shared_server.mlflow_environment(settings),
     )
