@@ -54,6 +54,33 @@ RESOURCES = {
 }
 
 
+@dataclass(frozen=True)
+class PodUser:
+    """Who a pod's processes are (Pod Security "restricted": never root) and what else its image needs."""
+
+    uid: int
+    fs_group: int | None = None  # the group its volume is made writable for
+    # A port below 1024 as that user: the kernel's namespaced sysctl, one that "restricted" allows (with
+    # no_new_privs the file capability an image sets on its server for it is not granted).
+    low_ports: bool = False
+    # That file capability must still be in the bounding set, or the kernel refuses to run the file at
+    # all; NET_BIND_SERVICE is the one capability "restricted" lets a container add.
+    capabilities: tuple[str, ...] = ()
+
+
+# The uid each image runs its server as: MLflow's image's own user (Dockerfile.mlflow.j2); pgAdmin's
+# (its USER 5050, on port 80); postgres (the official image runs as uid 999 when started as it, with
+# PGDATA writable, and skips its root-only steps); MinIO (any uid, given a writable /data).
+POD_USERS = {
+    MLFLOW.name: PodUser(10001),
+    POSTGRES.name: PodUser(999, fs_group=999),
+    MINIO.name: PodUser(1000, fs_group=1000),
+    PGADMIN.name: PodUser(5050, fs_group=PGADMIN.fs_group, low_ports=True, capabilities=("NET_BIND_SERVICE",)),
+}
+# The prepare Job's pods, by app.kubernetes.io/name (what the NetworkPolicies select them by).
+PREPARE_LABEL = f"{MLFLOW.name}-prepare"
+
+
 def storage(settings: Settings) -> dict[str, str]:
     """The size each data service's claim asks for, by service."""
     return {service.name: getattr(settings, f"kube_{service.name}_storage") for service in DATA_SERVICES}
@@ -209,6 +236,8 @@ def _context(settings: Settings, image: str) -> dict[str, object]:
         "job_name": prepare_job_name(settings, image),
         "mlflow": MLFLOW,
         "auth_start": auth_start(),
+        "users": POD_USERS,
+        "prepare_label": PREPARE_LABEL,
     }
 
 
@@ -230,6 +259,19 @@ def render_base(settings: Settings, image: str) -> str:
         storage=storage(settings),
         servers_json=shared_server.render_servers_json(settings),
     )  # fmt: skip
+
+
+def render_network(settings: Settings, image: str) -> str:
+    """Who may reach which pod: nothing but what the stack needs (NetworkPolicies)."""
+    return render_template(
+        "kubernetes/network.yaml.j2",
+        **_context(settings, image),
+        postgres=POSTGRES,
+        minio=MINIO,
+        pgadmin=PGADMIN,
+        database_clients=[MLFLOW.name, PERIODIC, PREPARE_LABEL, PGADMIN.name],
+        store_clients=[MLFLOW.name, PERIODIC, PREPARE_LABEL],
+    )
 
 
 def render_prepare(settings: Settings, image: str) -> str:
@@ -260,7 +302,7 @@ def mlflow_service_port(settings: Settings) -> int:
 def render_kube(settings: Settings, image: str) -> dict[str, str]:
     """The manifests in the order `invoke deploy` applies them: base, the prepare Job, MLflow."""
     return {
-        "base": render_base(settings, image),
+        "base": render_base(settings, image) + "---\n" + render_network(settings, image),
         "prepare": render_prepare(settings, image),
         "mlflow": render_mlflow(settings, image),
     }
