@@ -31,8 +31,13 @@ _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _PG_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 # S3 bucket naming rules (AWS "General purpose bucket naming rules").
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-# pgAdmin validates the login with email_validator; this catches what users get wrong.
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+# pgAdmin validates the login with email_validator. This is the plain address everybody uses:
+# no quotes, spaces, braces or other characters that mean something in the files it goes into.
+_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}$")
+# MinIO's root user is the S3 access key: it goes into request signatures and plain config.
+_ACCESS_KEY = re.compile(r"^[A-Za-z0-9._@+-]+$")
+# A kubeconfig context: cloud tools name them with ':', '/', '@' (arn:aws:eks:...:cluster/name).
+_KUBE_CONTEXT = re.compile(r"^[A-Za-z0-9._:/@+=-]*$")
 _PINNED_REF = re.compile(
     r"^(?P<name>[a-z0-9][a-z0-9._/:-]*?)"  # registry/repository (a registry may carry a :port)
     r"(?::(?P<tag>[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}))?"
@@ -95,7 +100,7 @@ class Settings(BaseModel):
     artifact_store: Literal["minio", "seaweedfs"] = Field(
         default="minio", description="minio (the course's) or seaweedfs: the S3 store of MLflow's artifacts"
     )
-    minio_root_user: str = Field(description="at least 3 characters, e.g. trackstack")
+    minio_root_user: str = Field(description="at least 3 letters, digits or '.', '_', '@', '+', '-', e.g. trackstack")
     minio_root_password: SecretStr = Field(description="at least 8 characters; `invoke init` generates one")
     mlflow_bucket: str = Field(
         description="an S3 bucket name: 3-63 lower-case letters, digits, '.' or '-', e.g. mlflow"
@@ -155,7 +160,9 @@ class Settings(BaseModel):
         description="true or false: `invoke deploy` pushes the MLflow image (false when the nodes already have it)",
     )
     kube_context: str = Field(
-        default="", description="a context of your kubeconfig (`kubectl config get-contexts`); empty: the current one"
+        default="",
+        description="a context of your kubeconfig (`kubectl config get-contexts`: letters, digits and "
+        "'.', '_', ':', '/', '@', '+', '=', '-'); empty: the current one",
     )
     kube_namespace: str = Field(
         default="",
@@ -189,6 +196,16 @@ class Settings(BaseModel):
         return data
 
     # -- field checks -------------------------------------------------------------
+    @field_validator("*", mode="before")
+    @classmethod
+    def _printable(cls, value: object) -> object:
+        """No value holds a line break or another character that is not printable (U+2028 and
+        U+0085 split lines too): it would break the `.env` line, the generated files and the
+        secret files that the images' `*_FILE` variables read."""
+        if isinstance(value, str) and not value.isprintable():
+            raise ValueError("contains a control character (a line break, a tab?) or another invisible character")
+        return value
+
     @field_validator(*_NAME_RULES)
     @classmethod
     def _name(cls, value: str, info: ValidationInfo) -> str:
@@ -221,6 +238,8 @@ class Settings(BaseModel):
     def _minio_user(cls, value: str) -> str:
         if len(value) < 3:
             raise ValueError("MinIO needs at least 3 characters")
+        if not _ACCESS_KEY.fullmatch(value):
+            raise ValueError("not a plain access key (letters, digits and . _ @ + - only)")
         return value
 
     @field_validator("postgres_password", "pgadmin_default_password", "minio_root_password")
@@ -234,13 +253,6 @@ class Settings(BaseModel):
             raise ValueError("the image refuses to start with an empty password")
         if len(secret) < minimum:
             raise ValueError(f"the image needs at least {minimum} characters")
-        _no_control_characters(secret)
-        return value
-
-    @field_validator("mlflow_admin_password", "mlflow_flask_server_secret_key")
-    @classmethod
-    def _optional_secret(cls, value: SecretStr) -> SecretStr:
-        _no_control_characters(value.get_secret_value())
         return value
 
     @field_validator("mlflow_public_hosts")
@@ -277,6 +289,8 @@ class Settings(BaseModel):
     def _kube_context(cls, value: str) -> str:
         if any(char.isspace() for char in value):
             raise ValueError("contains white space; copy the name from `kubectl config get-contexts`")
+        if not _KUBE_CONTEXT.fullmatch(value):
+            raise ValueError("holds a quote or another character trackstack does not pass on")
         return value
 
     @field_validator("kube_ingress_host")
@@ -398,11 +412,6 @@ class Settings(BaseModel):
             for value in (getattr(self, key.lower()) for key in sorted(SECRET_KEYS))
             if value.get_secret_value()
         ]
-
-
-def _no_control_characters(secret: str) -> None:
-    if any(ord(char) < 32 or ord(char) == 127 for char in secret):
-        raise ValueError("contains a control character (a line break?), which would split the files it goes into")
 
 
 def _split(names: str) -> list[str]:

@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections.abc import Mapping
 
 from pydantic import TypeAdapter, ValidationError
 
 from trackstack import containers
 from trackstack.problems import Problem
-from trackstack.services import SWARM_SECRET_KEYS
+from trackstack.services import MLFLOW, SWARM_SECRET_KEYS
 from trackstack.settings import Settings
+from trackstack.templating import template_text
 
-# Creates or upgrades MLflow's tables and its bucket, once per image (a Swarm job, a Kubernetes Job).
+# Creates or upgrades MLflow's tables and its bucket (a Swarm job, a Kubernetes Job), again whenever
+# its fingerprint changes (prepare_fingerprint).
 PREPARE = "mlflow/prepare.py"
+FINGERPRINT_CHARS = 12
 # Docker names secrets and services with at most 64 and 63 characters.
 MAX_PROJECT_NAME = 20
 SECRET_HASH_BYTES = 6
@@ -130,6 +134,35 @@ def mlflow_environment(settings: Settings) -> dict[str, str]:
 
 def pgadmin_environment(settings: Settings) -> dict[str, str]:
     return {"PGADMIN_DEFAULT_EMAIL": settings.pgadmin_default_email} | containers.pgadmin_environment()
+
+
+def fingerprint(parts: object) -> str:
+    """A short hash of `parts` (anything JSON can write): equal parts, equal fingerprints."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:FINGERPRINT_CHARS]
+
+
+def prepare_command(settings: Settings) -> list[str]:
+    """What the prepare job runs in the MLflow image: the tables and the bucket, then the logins
+    database and the admin (start_with_auth.py, which runs `true` after it instead of a server)."""
+    uri = containers.backend_store_uri(settings.postgres_user, settings.postgres_db)
+    return ["python", "-c", template_text(PREPARE), uri, settings.mlflow_bucket,
+            "python", "-c", containers.auth_start(), "true"]  # fmt: skip
+
+
+def prepare_fingerprint(settings: Settings, *, image: str) -> str:
+    """What the prepare job is made of: its image (MLflow's version, so the schema), its command (the
+    scripts, the database and the bucket), its environment (the admin's name among it) and the names
+    of MLflow's secrets, which are slow salted hashes of their values: a changed admin password
+    changes it, and no secret is in it. Equal fingerprints mean the job would do nothing new."""
+    secrets = secret_names(settings)
+    return fingerprint(
+        {
+            "image": image,
+            "command": prepare_command(settings),
+            "environment": mlflow_environment(settings),
+            "secrets": {use.target: secrets[use.target] for use in MLFLOW.secrets},
+        }
+    )
 
 
 def render_servers_json(settings: Settings) -> str:

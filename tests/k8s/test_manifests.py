@@ -43,8 +43,11 @@ def test_the_api_server_accepts_every_rendered_object(settings: Settings) -> Non
     applied = [line.split()[0] for line in result.stdout.splitlines()]
     expected = {"namespace/ts-dry-run", "configmap/pgadmin-servers", "service/postgres", "statefulset.apps/postgres",
                 "service/minio", "statefulset.apps/minio", "service/pgadmin", "statefulset.apps/pgadmin",
-                f"job.batch/{kube.prepare_job_name(IMAGE)}", "deployment.apps/mlflow",
-                f"deployment.apps/{kube.PERIODIC}", "service/mlflow", "ingress.networking.k8s.io/mlflow"}  # fmt: skip
+                f"job.batch/{kube.prepare_job_name(settings, IMAGE)}", "deployment.apps/mlflow",
+                f"deployment.apps/{kube.PERIODIC}", "service/mlflow", "ingress.networking.k8s.io/mlflow",
+                *(f"networkpolicy.networking.k8s.io/{name}" for name in ("default-deny-ingress", "allow-mlflow",
+                                                                         "allow-pgadmin", "allow-postgres",
+                                                                         "allow-minio"))}  # fmt: skip
     assert set(applied) == expected
 
 

@@ -58,14 +58,16 @@ def test_an_upgrade_runs_the_migration_job_once_and_keeps_the_runs(cluster: None
     upgrade = invoke("deploy", env_file=env_file)
     assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
     # The new image's Job ran (its output names the schema it left), before the new replica rolled.
-    assert f"preparing MLflow's database and bucket (Job {kube.prepare_job_name(image)})" in upgrade.stdout
+    assert (
+        f"preparing MLflow's database and bucket (Job {kube.prepare_job_name(new.settings, image)})" in upgrade.stdout
+    )
     assert upgrade.stdout.index("(Job ") < upgrade.stdout.index("rolling out MLflow")
     assert "upgrading MLflow's schema from" in upgrade.stdout  # the old tables, upgraded, not created
     again = invoke("deploy", env_file=env_file)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "prepared for this image" in again.stdout
     namespace = kube.namespace(new.settings)
-    assert job_pods(namespace) == {kube.prepare_job_name(image): 1}  # the old image's Job is removed
+    assert job_pods(namespace) == {kube.prepare_job_name(new.settings, image): 1}  # the old image's Job is removed
     assert client.get_metric_history(run, "loss")[0].value == 0.5
     deployment = json.loads(kubectl("-n", namespace, "get", "deployment", "mlflow", "-o", "json").stdout)
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == image

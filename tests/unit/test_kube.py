@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 import yaml
 
-from trackstack import targets
+from trackstack import shared_server, targets
 from trackstack.problems import SettingsError
 from trackstack.services import SWARM_SECRET_KEYS
 from trackstack.settings import Settings
 from trackstack.targets.kubernetes import apply as kubedeploy
 from trackstack.targets.kubernetes import render as kube
+from trackstack.targets.swarm import render as swarm
 from trackstack.validation import validate
 
 IMAGE = "registry.school.example/trackstack-mlflow:3.17.2-0123456789ab"
@@ -153,9 +155,43 @@ def test_bad_kubernetes_keys_are_named(kube_values: dict[str, str], key: str, ba
     assert [p.key for p in caught.value.problems] == [key]
 
 
-def test_the_prepare_job_is_named_for_the_image() -> None:
-    assert kube.prepare_job_name(IMAGE) == "mlflow-prepare-3-17-2-0123456789ab"
-    assert kube.prepare_job_name(IMAGE.replace("3.17.2", "3.18.0")) != kube.prepare_job_name(IMAGE)
+def test_the_prepare_job_is_named_for_the_image_and_what_it_prepares(kube_settings: Settings) -> None:
+    name = kube.prepare_job_name(kube_settings, IMAGE)
+    assert re.fullmatch(rf"mlflow-prepare-{kube_settings.mlflow_version.replace('.', '-')}-[0-9a-f]{{12}}", name)
+    assert len(name) <= 63
+    assert kube.prepare_job_name(kube_settings, IMAGE.replace("3.17.2", "3.18.0")) != name
+    assert name in by_kind(kube_settings, "Job")
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "runs_again"),
+    [("MLFLOW_ADMIN_PASSWORD", "another-Strong-Secret-4716", True), ("MLFLOW_BUCKET", "other-bucket", True),
+     ("MLFLOW_ADMIN_USER", "teacher", True), ("POSTGRES_PASSWORD", "another-Strong-Secret-4717", True),
+     ("MLFLOW_REPLICAS", "5", False), ("PGADMIN_DEFAULT_PASSWORD", "another-Strong-Secret-4718", False),
+     ("PGADMIN_DEFAULT_EMAIL", "teacher@example.com", False), ("KUBE_INGRESS_HOST", "mlflow.school.example", False),
+     ("KUBE_MINIO_STORAGE", "80Gi", False)],
+)  # fmt: skip
+def test_the_prepare_job_runs_again_when_what_it_prepares_changes(
+    kube_values: dict[str, str], key: str, value: str, runs_again: bool
+) -> None:
+    before = kube.prepare_job_name(validate(kube_values), IMAGE)
+    after = kube.prepare_job_name(validate(kube_values | {key: value}), IMAGE)
+    assert (after != before) is runs_again
+    assert value not in after or not key.endswith("PASSWORD")
+
+
+def test_both_orchestrators_prepare_again_for_the_same_changes(kube_values: dict[str, str]) -> None:
+    """Swarm's fingerprint hashes its job's command line; it holds what the shared one hashes."""
+    shared = kube_values | {"MLFLOW_PUBLIC_HOSTS": "mlflow.school.example"}
+    for change in ({"MLFLOW_ADMIN_PASSWORD": "another-Strong-Secret-4716"}, {"MLFLOW_BUCKET": "other-bucket"},
+                   {"MLFLOW_REPLICAS": "5"}):  # fmt: skip
+        swarm_changed = swarm.prepare_fingerprint(validate(shared | change), image=IMAGE) != swarm.prepare_fingerprint(
+            validate(shared), image=IMAGE
+        )
+        kube_changed = shared_server.prepare_fingerprint(
+            validate(shared | change), image=IMAGE
+        ) != shared_server.prepare_fingerprint(validate(shared), image=IMAGE)
+        assert swarm_changed == kube_changed, change
 
 
 def test_kubectl_names_the_context_and_namespace(kube_values: dict[str, str]) -> None:
@@ -169,7 +205,7 @@ def test_kubectl_names_the_context_and_namespace(kube_values: dict[str, str]) ->
 def test_the_job_prepares_the_logins_and_the_replicas_only_read_them(kube_settings: Settings) -> None:
     specs = pod_specs(kube_settings)
     env = {name: {e["name"]: e.get("value") for e in spec["containers"][0]["env"]} for name, spec in specs.items()}
-    job = kube.prepare_job_name(IMAGE)
+    job = kube.prepare_job_name(kube_settings, IMAGE)
     assert "TRACKSTACK_AUTH_PREPARED" not in env[job]
     assert env["mlflow"]["TRACKSTACK_AUTH_PREPARED"] == "true"
 
@@ -245,3 +281,94 @@ def test_a_size_other_than_the_deployed_claims_is_named_with_its_fix(kube_values
     assert [p.key for p in problems] == ["KUBE_POSTGRES_STORAGE"]
     assert "set KUBE_POSTGRES_STORAGE=10Gi again" in problems[0].fix
     assert "patch pvc postgres-data-postgres-0" in problems[0].fix
+
+
+def test_every_pod_runs_as_its_images_non_root_user_without_privileges(kube_values: dict[str, str]) -> None:
+    specs = pod_specs(validate(kube_values | {"MLFLOW_JOB_EXECUTION": "true"}))
+    uids = {"postgres": 999, "minio": 1000, "pgadmin": 5050, "mlflow": 10001, kube.PERIODIC: 10001}
+    assert set(specs) == {*uids, next(name for name in specs if name.startswith(kube.PREPARE_JOB_PREFIX))}
+    for name, spec in specs.items():
+        pod = spec["securityContext"]
+        assert pod["runAsNonRoot"] is True, name
+        assert pod["runAsUser"] == uids.get(name, 10001), name
+        assert pod["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for container in spec["containers"] + spec.get("initContainers", []):
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False, name
+            assert security["capabilities"]["drop"] == ["ALL"], name
+            # Pod Security "restricted" lets a container add this one capability only.
+            assert set(security["capabilities"].get("add", [])) <= {"NET_BIND_SERVICE"}, name
+            assert "privileged" not in security, name
+            assert "runAsUser" not in security, name
+        # Only the volume types "restricted" allows.
+        for volume in spec["volumes"]:
+            assert set(volume) - {"name"} <= {"secret", "configMap", "emptyDir", "persistentVolumeClaim"}, name
+    for name, group in {"postgres": 999, "minio": 1000, "pgadmin": 5050}.items():
+        assert specs[name]["securityContext"]["fsGroup"] == group
+    # pgAdmin serves port 80 as uid 5050: the namespaced sysctl that "restricted" allows.
+    assert specs["pgadmin"]["securityContext"]["sysctls"] == [
+        {"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"}
+    ]
+
+
+def test_the_namespace_enforces_the_restricted_pod_security_level(kube_settings: Settings) -> None:
+    labels = by_kind(kube_settings, "Namespace")["trackstack"]["metadata"]["labels"]
+    for mode in ("enforce", "warn", "audit"):
+        assert labels[f"pod-security.kubernetes.io/{mode}"] == "restricted"
+
+
+def _selected(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a label selector (matchLabels, matchExpressions with In) selects `labels`."""
+    if any(labels.get(key) != value for key, value in selector.get("matchLabels", {}).items()):
+        return False
+    return all(
+        labels.get(e["key"]) in e["values"] for e in selector.get("matchExpressions", []) if e["operator"] == "In"
+    )
+
+
+def _allowed(settings: Settings, source: dict[str, str] | None, target: str, port: int) -> bool:
+    """Whether the policies let a pod with labels `source` (None: outside the namespace) reach `target` on `port`."""
+    pods = {doc["metadata"]["name"]: doc["spec"]["template"]["metadata"]["labels"]
+            for kind in ("StatefulSet", "Deployment") for doc in by_kind(settings, kind).values()}  # fmt: skip
+    policies = [
+        doc
+        for doc in by_kind(settings, "NetworkPolicy").values()
+        if _selected(doc["spec"]["podSelector"], pods[target])
+    ]
+    assert policies, f"no policy selects {target}: the default-deny one selects every pod"
+    for policy in policies:
+        for rule in policy["spec"].get("ingress", []):
+            if port not in [p["port"] for p in rule.get("ports", [])]:
+                continue
+            if "from" not in rule:
+                return True
+            if source is not None and any(_selected(peer["podSelector"], source) for peer in rule["from"]):
+                return True
+    return False
+
+
+def test_network_policies_let_in_only_what_the_stack_needs(kube_values: dict[str, str]) -> None:
+    settings = validate(kube_values | {"MLFLOW_JOB_EXECUTION": "true"})
+    project = settings.compose_project_name
+
+    def pod(name: str) -> dict[str, str]:
+        return kube.labels(settings, name)
+
+    assert by_kind(settings, "NetworkPolicy")["default-deny-ingress"]["spec"] == {
+        "podSelector": {},
+        "policyTypes": ["Ingress"],
+    }
+    assert _allowed(settings, None, "mlflow", 5000)
+    assert _allowed(settings, None, "pgadmin", 80)
+    for client in ("mlflow", kube.PERIODIC, kube.PREPARE_LABEL, "pgadmin"):
+        assert _allowed(settings, pod(client), "postgres", 5432), client
+    for client in ("mlflow", kube.PERIODIC, kube.PREPARE_LABEL):
+        assert _allowed(settings, pod(client), "minio", 9000), client
+    assert not _allowed(settings, pod("pgadmin"), "minio", 9000)
+    assert not _allowed(settings, None, "postgres", 5432)
+    assert not _allowed(settings, None, "minio", 9000)
+    assert not _allowed(settings, pod("mlflow"), "minio", 9001)  # the console: through a port-forward only
+    assert not _allowed(settings, pod("minio"), "postgres", 5432)
+    assert not _allowed(settings, pod("mlflow") | {"app.kubernetes.io/instance": "other"}, "postgres", 5432)
+    assert not _allowed(settings, None, "mlflow", 5432)
+    assert project in str(by_kind(settings, "NetworkPolicy")["allow-postgres"]["spec"])

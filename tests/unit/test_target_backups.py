@@ -24,6 +24,7 @@ from trackstack.settings import Settings
 from trackstack.targets.kubernetes import access as kube_access
 from trackstack.targets.kubernetes import apply as kube_apply
 from trackstack.targets.kubernetes import backup as kube_backup
+from trackstack.targets.kubernetes import render as kube_render
 from trackstack.targets.kubernetes.target import KubernetesTarget
 from trackstack.targets.swarm import apply as swarm_apply
 from trackstack.targets.swarm import state as swarm_state
@@ -157,7 +158,8 @@ def test_kubernetes_restores_with_mlflow_scaled_to_0_and_prepares_the_restored_d
     assert stack.databases[kube_settings.postgres_db] == "runs v1"
     assert stack.objects == {"1/a/artifacts/model.bin": b"weights"}
     rename = next(e for e in stack.events if e.startswith("rename"))
-    assert stack.events == ["scale deployment/mlflow 0", rename, "delete mlflow-prepare-3-18-0-0123abcd",
+    job = kube_render.prepare_job_name(kube_settings, IMAGE)
+    assert stack.events == ["scale deployment/mlflow 0", rename, f"delete {job}",
                             "prepare job", "scale deployment/mlflow 2"]  # fmt: skip
     restores = [args for args in kube.ran if "pg_restore" in args]
     assert {"--no-owner", "--single-transaction", "--exit-on-error"} <= set(restores[0])

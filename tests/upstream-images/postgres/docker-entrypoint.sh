@@ -6,6 +6,8 @@
 #     POSTGRES_INITDB_ARGS; each also as *_FILE (docker secrets);
 #   - initdb only when $PGDATA is empty, then /docker-entrypoint-initdb.d/
 #     (*.sql, *.sql.gz, *.sh, sorted) against a socket-only temporary server;
+#   - started as root, it hands the data over and runs as postgres; started as
+#     another user (uid 999, say), it skips that and runs as that user;
 #   - the real server runs as the unprivileged postgres user; extra arguments
 #     (`postgres -c x=y` or just `-c x=y`) are passed through.
 set -Eeuo pipefail
@@ -46,6 +48,12 @@ if [[ $(id -u) == 0 ]]; then
   chown postgres:postgres /var/run/postgresql
   exec setpriv --reuid=postgres --regid=postgres --init-groups -- "${BASH_SOURCE[0]}" "$@"
 fi
+
+# Started as a non-root user (`--user 999`, Kubernetes' runAsUser with fsGroup): nothing to hand
+# over, but the data folder may be missing, or group-writable after a volume's ownership change,
+# which postgres refuses; as upstream documents, try to make it private and carry on either way.
+mkdir -p "$PGDATA"
+chmod 700 "$PGDATA" 2>/dev/null || :
 
 # `postgres --version` and friends only print something: no cluster needed.
 wants_cluster=1

@@ -140,12 +140,12 @@ def wait_rollout(settings: Settings, kind: str, names: Sequence[str], *, timeout
 
 
 def prepare(settings: Settings, image: str, manifest: str, *, timeout: float) -> None:
-    """Run the image's prepare Job unless it completed already; remove the Jobs of older images."""
-    name = kube.prepare_job_name(image)
+    """Run the prepare Job unless one of the same fingerprint completed; remove the Jobs of older ones."""
+    name = kube.prepare_job_name(settings, image)
     jobs = get(settings, "jobs", "-l", kube.selector(settings))["items"]
     done = any(job["metadata"]["name"] == name and job.get("status", {}).get("succeeded") for job in jobs)
     if done:
-        say(f"MLflow's database and bucket are prepared for this image (Job {name})")
+        say(f"MLflow's database and bucket are prepared for this image and these settings (Job {name})")
     else:
         say(f"preparing MLflow's database and bucket (Job {name})")
         apply(settings, manifest)
@@ -159,7 +159,7 @@ def prepare(settings: Settings, image: str, manifest: str, *, timeout: float) ->
             )
     for job in jobs:
         old = job["metadata"]["name"]
-        if old != name and old.startswith("mlflow-prepare-"):
+        if old != name and old.startswith(kube.PREPARE_JOB_PREFIX):
             run(kubectl(settings, "delete", "job", old, "--cascade=foreground", "--wait=false"), check=False)
 
 
@@ -178,8 +178,8 @@ def wait_job(settings: Settings, name: str, *, timeout: float) -> str:
 def undeploy(project: Project, *, timeout: float = 180) -> None:
     """Delete the workloads, Services and Ingress; keep the claims (the data), the Secret and the prepare Job.
 
-    The completed Job (no pod runs) is the record that this image's migration ran: the next deploy
-    of the same image does not run it again.
+    The completed Job (no pod runs) is the record that this image's migration ran with these settings:
+    the next deploy of the same image and settings does not run it again.
     """
     settings = project.settings
     require_context(settings)

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from trackstack import containers, shared_server
-from trackstack.containers import allowed_hosts, auth_start, backend_store_uri
+from trackstack.containers import allowed_hosts, auth_start
 from trackstack.problems import Problem
 from trackstack.services import MINIO, MLFLOW, PGADMIN, POSTGRES, SWARM_SECRET_KEYS
 from trackstack.settings import Settings
-from trackstack.templating import render_template, template_text
+from trackstack.templating import render_template
 
 MANIFEST_FILE = "kubernetes.yaml"
 SECRET = "trackstack-credentials"  # noqa: S105 - the Secret's name
@@ -52,6 +52,33 @@ RESOURCES = {
     MINIO.name: Resources("100m", "256Mi", "1", "1Gi"),
     PGADMIN.name: Resources("50m", "256Mi", "1", "768Mi"),
 }
+
+
+@dataclass(frozen=True)
+class PodUser:
+    """Who a pod's processes are (Pod Security "restricted": never root) and what else its image needs."""
+
+    uid: int
+    fs_group: int | None = None  # the group its volume is made writable for
+    # A port below 1024 as that user: the kernel's namespaced sysctl, one that "restricted" allows (with
+    # no_new_privs the file capability an image sets on its server for it is not granted).
+    low_ports: bool = False
+    # That file capability must still be in the bounding set, or the kernel refuses to run the file at
+    # all; NET_BIND_SERVICE is the one capability "restricted" lets a container add.
+    capabilities: tuple[str, ...] = ()
+
+
+# The uid each image runs its server as: MLflow's image's own user (Dockerfile.mlflow.j2); pgAdmin's
+# (its USER 5050, on port 80); postgres (the official image runs as uid 999 when started as it, with
+# PGDATA writable, and skips its root-only steps); MinIO (any uid, given a writable /data).
+POD_USERS = {
+    MLFLOW.name: PodUser(10001),
+    POSTGRES.name: PodUser(999, fs_group=999),
+    MINIO.name: PodUser(1000, fs_group=1000),
+    PGADMIN.name: PodUser(5050, fs_group=PGADMIN.fs_group, low_ports=True, capabilities=("NET_BIND_SERVICE",)),
+}
+# The prepare Job's pods, by app.kubernetes.io/name (what the NetworkPolicies select them by).
+PREPARE_LABEL = f"{MLFLOW.name}-prepare"
 
 
 def storage(settings: Settings) -> dict[str, str]:
@@ -155,10 +182,14 @@ def selector(settings: Settings) -> str:
     return f"app.kubernetes.io/part-of=trackstack,app.kubernetes.io/instance={settings.compose_project_name}"
 
 
-def prepare_job_name(image: str) -> str:
-    """The prepare Job of an image: its tag (MLflow version and build digest) in the name, so it runs once per image."""
-    tag = image.rpartition(":")[2]
-    return f"mlflow-prepare-{re.sub(r'[^a-z0-9]+', '-', tag.lower()).strip('-')}"[:63].rstrip("-")
+PREPARE_JOB_PREFIX = "mlflow-prepare-"
+
+
+def prepare_job_name(settings: Settings, image: str) -> str:
+    """The prepare Job: MLflow's version and the job's fingerprint (image, scripts, database, bucket, admin,
+    hashes of MLflow's secrets) in its name, so that it runs again when any of them changes, and only then."""
+    version = settings.mlflow_version.replace(".", "-")
+    return f"{PREPARE_JOB_PREFIX}{version}-{shared_server.prepare_fingerprint(settings, image=image)}"
 
 
 def credentials_version(settings: Settings) -> str:
@@ -202,9 +233,11 @@ def _context(settings: Settings, image: str) -> dict[str, object]:
         "credentials_version": credentials_version(settings),
         "resources": resources(settings),
         "image": image,
-        "job_name": prepare_job_name(image),
+        "job_name": prepare_job_name(settings, image),
         "mlflow": MLFLOW,
         "auth_start": auth_start(),
+        "users": POD_USERS,
+        "prepare_label": PREPARE_LABEL,
     }
 
 
@@ -228,12 +261,24 @@ def render_base(settings: Settings, image: str) -> str:
     )  # fmt: skip
 
 
+def render_network(settings: Settings, image: str) -> str:
+    """Who may reach which pod: nothing but what the stack needs (NetworkPolicies)."""
+    return render_template(
+        "kubernetes/network.yaml.j2",
+        **_context(settings, image),
+        postgres=POSTGRES,
+        minio=MINIO,
+        pgadmin=PGADMIN,
+        database_clients=[MLFLOW.name, PERIODIC, PREPARE_LABEL, PGADMIN.name],
+        store_clients=[MLFLOW.name, PERIODIC, PREPARE_LABEL],
+    )
+
+
 def render_prepare(settings: Settings, image: str) -> str:
     return render_template(
         "kubernetes/prepare.yaml.j2",
         **_context(settings, image),
-        prepare_script=template_text(shared_server.PREPARE),
-        prepare_args=[backend_store_uri(settings.postgres_user, settings.postgres_db), settings.mlflow_bucket],
+        prepare_command=shared_server.prepare_command(settings),
         # The Job itself creates the logins database and admin (start_with_auth.py, not yet "prepared").
         mlflow_environment=shared_server.mlflow_environment(settings),
     )
@@ -257,7 +302,7 @@ def mlflow_service_port(settings: Settings) -> int:
 def render_kube(settings: Settings, image: str) -> dict[str, str]:
     """The manifests in the order `invoke deploy` applies them: base, the prepare Job, MLflow."""
     return {
-        "base": render_base(settings, image),
+        "base": render_base(settings, image) + "---\n" + render_network(settings, image),
         "prepare": render_prepare(settings, image),
         "mlflow": render_mlflow(settings, image),
     }

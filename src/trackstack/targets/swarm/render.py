@@ -8,23 +8,23 @@ from `services.py`.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 
 from trackstack import containers
-from trackstack.containers import PGADMIN_SERVER_NAME, auth_start, backend_store_uri
+from trackstack.containers import PGADMIN_SERVER_NAME, auth_start
 from trackstack.services import MLFLOW, PROXY, SWARM_SERVICES, SWARM_VOLUMES
 from trackstack.settings import Settings
 from trackstack.shared_server import (
-    PREPARE,
     deploy_problems,
+    fingerprint,
     mlflow_environment,
     mlflow_server_args,
     pgadmin_environment,
+    prepare_command,
     render_servers_json,
     secret_names,
 )
-from trackstack.templating import render_template, template_text
+from trackstack.templating import render_template
 
 __all__ = ["deploy_problems"]  # `.env`'s checks for a deploy, as the target names them
 
@@ -67,8 +67,7 @@ def mlflow_url(settings: Settings) -> str:
 def render_caddyfile(settings: Settings) -> str:
     return render_template(
         f"swarm/{CADDYFILE}.j2",
-        default_sni=settings.public_hosts[0],
-        sites=", ".join(f"https://{name}" for name in settings.public_hosts),
+        public_hosts=settings.public_hosts,
         mlflow_service=service_name(settings, MLFLOW.name),
         health_port=PROXY_HEALTH_PORT,
     )
@@ -138,17 +137,13 @@ def prepare_job_args(settings: Settings, *, image: str) -> list[str]:
         args += ["--env", f"{use.variable}_FILE=/run/secrets/{use.target}"]
     for variable, value in mlflow_environment(settings).items():
         args += ["--env", f"{variable}={value}"]
-    login_script = auth_start()
-    uri = backend_store_uri(settings.postgres_user, settings.postgres_db)
-    script = template_text(PREPARE)
-    return [*args, image, "python", "-c", script, uri, settings.mlflow_bucket, "python", "-c", login_script, "true"]
+    return [*args, image, *prepare_command(settings)]
 
 
 def prepare_fingerprint(settings: Settings, *, image: str) -> str:
-    """A hash of the prepare job's whole command line: its image (MLflow's version, so the schema), its
-    scripts, environment, secrets' names (hashes of the values: a changed password changes it), the
-    database and the bucket. Equal fingerprints mean the job would do nothing new; no secret is in it."""
-    return hashlib.sha256(json.dumps(prepare_job_args(settings, image=image)).encode()).hexdigest()[:12]
+    """A hash of the prepare job's whole command line, which holds what `shared_server.prepare_fingerprint`
+    hashes (and the project's name): kept as it was, so that deployed stacks are not prepared again."""
+    return fingerprint(prepare_job_args(settings, image=image))
 
 
 # Where Caddy keeps the root certificate of its `tls internal` CA, under the proxy's volume.
