@@ -90,8 +90,9 @@ class KubernetesData:
         found = apply.get(self.settings, "deployment", MLFLOW.name)
         image = str(found["spec"]["template"]["spec"]["containers"][0]["image"])
         # The Job of this image completed on the old data: run it again on the restored data.
-        apply.run(kubectl(self.settings, "delete", "job", kube.prepare_job_name(self.settings, image), "--ignore-not-found",
-                    "--wait=true", f"--timeout={TIMEOUT}s"))  # fmt: skip
+        job = kube.prepare_job_name(self.settings, image)
+        apply.run(kubectl(self.settings, "delete", "job", job, "--ignore-not-found", "--wait=true",
+                          f"--timeout={TIMEOUT}s"))  # fmt: skip
         apply.prepare(self.settings, image, kube.render_kube(self.settings, image)["prepare"], timeout=TIMEOUT)
 
     def data_services_back(self) -> None:
