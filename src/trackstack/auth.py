@@ -26,6 +26,7 @@ Psql = Callable[..., str]
 
 USERS_API = "/api/2.0/mlflow/users"
 _LOGIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+LOGIN_RULE = "1-64 letters, digits, '_', '.', '@' or '-', starting with a letter or digit"
 
 
 class AuthError(TrackstackError):
@@ -41,11 +42,14 @@ def require_auth(settings: Settings) -> None:
         )
 
 
+def is_login(name: str) -> bool:
+    """Whether MLflow takes `name` as a login here (LOGIN_RULE)."""
+    return bool(_LOGIN.fullmatch(name))
+
+
 def _check_login(name: str) -> None:
-    if not _LOGIN.fullmatch(name):
-        raise AuthError(
-            f"{name!r} is not a login name. Fix: use 1-64 letters, digits, '_', '.', '@' or '-', e.g. student01."
-        )
+    if not is_login(name):
+        raise AuthError(f"{name!r} is not a login name. Fix: use {LOGIN_RULE}, e.g. student01.")
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,22 @@ def add_user(
     server: Server | None = None,
 ) -> str:
     """Create login `name` with a generated password; return the password (shown once, stored hashed)."""
+    password = create_user(settings, name, new_password=new_password, server=server)
+    if password is None:
+        raise AuthError(
+            f"MLflow already has a user {name}. Fix: pick another name, or `invoke user.remove {name}` first."
+        )
+    return password
+
+
+def create_user(
+    settings: Settings,
+    name: str,
+    *,
+    new_password: Callable[[], str] = secrets.token_urlsafe,
+    server: Server | None = None,
+) -> str | None:
+    """Create login `name` with a generated password and return it; None if MLflow has that login already."""
     require_auth(settings)
     _check_login(name)
     password = new_password()
@@ -126,14 +146,18 @@ def add_user(
     if response.ok:
         return password
     if _error(response)[0] == "RESOURCE_ALREADY_EXISTS":
-        raise AuthError(
-            f"MLflow already has a user {name}. Fix: pick another name, or `invoke user.remove {name}` first."
-        )
+        return None
     raise _refused("add", name, response)
 
 
 def remove_user(project: Project, name: str, *, server: Server | None = None) -> None:
     """Delete login `name`; its experiments and runs stay."""
+    if not delete_user(project, name, server=server):
+        raise AuthError(f"MLflow has no user {name}. Fix: `invoke user.list` shows the users.")
+
+
+def delete_user(project: Project, name: str, *, server: Server | None = None) -> bool:
+    """Delete login `name` (its experiments and runs stay); False if MLflow has no such login."""
     settings = project.settings
     server = server or local_server(settings)
     require_auth(settings)
@@ -146,9 +170,9 @@ def remove_user(project: Project, name: str, *, server: Server | None = None) ->
     _drop_permissions(project, name, server.psql)
     response = _call(settings, server, "DELETE", "/delete", {"username": name})
     if response.ok:
-        return
+        return True
     if _error(response)[0] == "RESOURCE_DOES_NOT_EXIST":
-        raise AuthError(f"MLflow has no user {name}. Fix: `invoke user.list` shows the users.")
+        return False
     raise _refused("remove", name, response)
 
 
