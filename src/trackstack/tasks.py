@@ -369,19 +369,72 @@ def user_list(c: Context) -> None:
         print(f"{login}  (admin)" if is_admin else login)
 
 
-@task(name="remove", help={"name": "the login to remove; its experiments and runs stay"})
+@task(
+    name="import",
+    help={
+        "roster": "a CSV file with a header row: username (or user, name), optional email and section",
+        "out": "where the new passwords go (default: beside the roster, e.g. roster.passwords.csv)",
+        "force": "replace an existing password file",
+    },
+)
 @reports_errors
-def user_remove(c: Context, name: str) -> None:
-    """Remove an MLflow login (MLFLOW_AUTH=true).
+def user_import(c: Context, roster: str, out: str = "", force: bool = False) -> None:
+    """Add an MLflow login for each student of a roster; their passwords go to a file (MLFLOW_AUTH=true).
+
+    Logins that exist are kept. Skips the weak-secret and image-pinning checks: it starts nothing new.
+    """
+    from trackstack import auth, console
+    from trackstack import roster as rosters
+
+    project = _relaxed(c)
+    auth.require_auth(project.settings)
+    students = rosters.read(Path(roster), admin=project.settings.mlflow_admin_user)
+    out_path = Path(out) if out else rosters.passwords_path(Path(roster))
+    rosters.check_out(out_path, force=force)
+    with _mlflow_server(project) as server:
+        done = rosters.import_roster(
+            students, lambda name: auth.create_user(project.settings, name, server=server), out_path,
+            tracking_uri=server.users_url, force=force,
+        )  # fmt: skip
+    if done.created:
+        console.say(f"created {len(done.created)} MLflow login(s); their passwords are in {out_path} "
+                    "(only you may read it: hand each student their row, then delete it)")  # fmt: skip
+    else:
+        console.say("created no login; no password file was written")
+    if done.kept:
+        console.say(f"kept {len(done.kept)} login(s) that exist already; their passwords are unchanged")
+    console.say(f"students log in at {server.users_url}")
+
+
+@task(
+    name="remove",
+    help={
+        "name": "the login to remove (with --roster: the roster file); experiments and runs stay",
+        "roster": "NAME is a roster file (as for user.import): remove every login it lists",
+    },
+)
+@reports_errors
+def user_remove(c: Context, name: str, roster: bool = False) -> None:
+    """Remove an MLflow login, or every login of a roster (MLFLOW_AUTH=true).
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
-    from trackstack import auth
+    from trackstack import auth, console
+    from trackstack import roster as rosters
 
     project = _relaxed(c)
+    if not roster:
+        with _mlflow_server(project) as server:
+            auth.remove_user(project, name, server=server)
+        console.say(f"removed MLflow user {name}; its experiments and runs stay")
+        return
+    auth.require_auth(project.settings)
+    students = rosters.read(Path(name), admin=project.settings.mlflow_admin_user)
     with _mlflow_server(project) as server:
-        auth.remove_user(project, name, server=server)
-    print(f"trackstack: removed MLflow user {name}; its experiments and runs stay", flush=True)
+        done = rosters.remove_roster(students, lambda login: auth.delete_user(project, login, server=server))
+    console.say(f"removed {len(done.removed)} MLflow login(s); their experiments and runs stay")
+    if done.missing:
+        console.say(f"{len(done.missing)} were not there: {', '.join(s.name for s in done.missing)}")
 
 
 @task(help={"exclude_newer": "resolve as PyPI was on this date, YYYY-MM-DD (default: the lock's own, else today)"})
@@ -431,6 +484,6 @@ def namespace(root: Path) -> Collection:
         init, render, build, up, seed, stop, down, reset, backup, restore, status, logs, urls, open_uis, doctor, lock,
         deploy, undeploy,
     )  # fmt: skip
-    ns.add_collection(Collection("user", user_add, user_list, user_remove))
+    ns.add_collection(Collection("user", user_add, user_import, user_list, user_remove))
     ns.configure({"trackstack": {"root": str(root)}})
     return ns
