@@ -133,3 +133,35 @@ def test_a_student_logs_runs_and_artifacts_but_cannot_delete_others_experiments(
         assert refused.value.get_http_status_code() == 403
     with _as(auth_stack.admin):
         assert client.get_experiment(teachers).lifecycle_stage == "active"
+
+
+def test_a_roster_is_imported_once_and_removed(auth_stack: AuthStack, tmp_path: Path) -> None:
+    import csv
+
+    suffix = uuid.uuid4().hex[:6]
+    students = [f"roster-{suffix}-{n}" for n in range(3)]
+    roster = tmp_path / "roster.csv"
+    roster.write_text(
+        "Username;Email;Section\n" + "".join(f"{s};{s}@school.example;A\n" for s in students), encoding="utf-8"
+    )
+    try:
+        imported = _invoke(auth_stack, "user.import", str(roster))
+        assert imported.returncode == 0, imported.stderr
+        with (tmp_path / "roster.passwords.csv").open(encoding="utf-8-sig", newline="") as handle:
+            logins = {row["username"]: row["password"] for row in csv.DictReader(handle, delimiter=";")}
+        assert sorted(logins) == students
+        assert not any(password in imported.stdout + imported.stderr for password in logins.values())
+        for login in logins.items():
+            assert _get(auth_stack, SEARCH, params={"max_results": 1}, auth=login).status_code == 200
+
+        again = _invoke(auth_stack, "user.import", str(roster), "--out", str(tmp_path / "again.csv"))
+        assert again.returncode == 0, again.stderr
+        assert "created no login" in again.stdout
+        assert "kept 3 login(s)" in again.stdout
+        assert not (tmp_path / "again.csv").exists()
+    finally:
+        removed = _invoke(auth_stack, "user.remove", "--roster", str(roster))
+    assert removed.returncode == 0, removed.stderr
+    assert "removed 3 MLflow login(s)" in removed.stdout
+    for login in logins.items():
+        assert _get(auth_stack, SEARCH, params={"max_results": 1}, auth=login).status_code == 401
