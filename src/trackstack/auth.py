@@ -69,7 +69,11 @@ class Server:
 
 
 def local_server(settings: Settings) -> Server:
-    return Server(settings.mlflow_url)
+    """The compose stack's MLflow; in LAN mode students log in at its first public name, not this machine's."""
+    names = [host for host in settings.public_hosts if not host.startswith("*")]
+    shared = names and not settings.mlflow_is_private
+    login_url = f"http://{names[0]}:{settings.ports['MLFLOW_PORT']}" if shared else ""
+    return Server(settings.mlflow_url, login_url=login_url)
 
 
 def _call(settings: Settings, server: Server, method: str, path: str, payload: dict[str, Any]) -> requests.Response:

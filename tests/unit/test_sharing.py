@@ -150,3 +150,25 @@ def test_a_login_error_names_the_task_that_applies_env_to_that_server(
     with pytest.raises(AuthError) as caught:
         remove_user(project, settings.mlflow_admin_user, server=deployed)  # the admin is never removed
     assert f"`{fix}`" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("more", "students_url"),
+    [
+        ({}, "http://127.0.0.1:5001"),
+        ({"BIND_ADDRESS": "0.0.0.0"}, "http://mlflow.school.example:5001"),
+        (
+            {"BIND_ADDRESS": "0.0.0.0", "MLFLOW_PUBLIC_HOSTS": "*.school.example,192.168.1.20"},
+            "http://192.168.1.20:5001",
+        ),
+    ],
+)
+def test_in_lan_mode_students_are_sent_to_the_public_name(
+    values: dict[str, str], more: dict[str, str], students_url: str
+) -> None:
+    from trackstack.auth import local_server
+
+    settings = validate(values | AUTH | {"MLFLOW_PORT": "5001"} | more)
+    server = local_server(settings)
+    assert server.users_url == students_url
+    assert server.url == settings.mlflow_url  # the tasks themselves still talk to this machine
