@@ -4,7 +4,7 @@
 #     pushed to the test registry and pulled from there by the workers;
 #   - `docker stack deploy` of a compose file with file-based secrets and
 #     configs, an overlay network, a 3-replica `endpoint_mode: dnsrr` service
-#     spread over the three nodes, and Caddy (`caddy:2.10.2` stand-in) pinned
+#     spread over the three nodes, and Caddy (`caddy:2.11.9` stand-in) pinned
 #     by `node.labels.trackstack.data == true` to ts-node1 with host-mode ports;
 #   - from the host, http://10.231.0.11:PORT reaches every replica through
 #     Caddy's `dynamic a` upstreams on `tasks.<service>`, and https (Caddy's
@@ -20,7 +20,7 @@ STACK=tscheck
 HTTP_PORT=18080
 HTTPS_PORT=18443
 SITE=swarm.trackstack.test      # resolved by curl --resolve only
-CADDY_IMAGE=caddy:2.10.2
+CADDY_IMAGE=caddy:2.11.9
 BASE_IMAGE=python:3.13-slim-trixie
 keep=0
 [[ ${1:-} == --keep ]] && keep=1

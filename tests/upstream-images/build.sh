@@ -73,7 +73,7 @@ PGADMIN_IMAGE=dpage/pgadmin4:9.18
 MLFLOW_BASE_IMAGE=python:3.13-slim-trixie
 # The reverse proxy of the Swarm deployment (issue 13); the swarm test bed
 # (tests/swarm/) loads it into its nodes.
-CADDY_IMAGE=caddy:2.10.2
+CADDY_IMAGE=caddy:2.11.9
 
 env_file=$repo_root/.env.example
 read_env_key() { # KEY -> value of the last KEY=VALUE line, quotes/comments stripped
