@@ -119,6 +119,13 @@ class Service:
     credentials: tuple[Credential, ...] = ()
     environment: tuple[tuple[str, str], ...] = ()
     public_url_variable: str = ""
+    # On Swarm and Kubernetes, whether the image reads its `secrets` from files through `*_FILE`
+    # variables itself; if not, the variables are set from the files (Swarm: a shell before
+    # `entrypoint`, the image's own; Kubernetes: the Secret's keys).
+    reads_secret_files: bool = True
+    entrypoint: tuple[str, ...] = ()
+    # The S3 client its image ships, which a backup on Swarm runs inside its task (MinIO's `mc`).
+    s3_client: str = ""
 
     @property
     def port(self) -> int:
@@ -180,6 +187,7 @@ MINIO = Service(
         Credential("MINIO_ROOT_PASSWORD", "MINIO_ROOT_PASSWORD"),
     ),
     public_url_variable="MINIO_BROWSER_REDIRECT_URL",
+    s3_client="mc",
 )
 # SeaweedFS's all-in-one server (`weed mini`: master, volume server, filer, S3 gateway and admin UI
 # in one process), the image's default command, on the ports and keys MinIO has: MINIO_ROOT_USER /
@@ -212,6 +220,14 @@ SEAWEEDFS = Service(
     probe=Probe("curl", SEAWEEDFS_S3_PORT, "/healthz"),
     start_period=30,
     volume=Volume("seaweedfs-data", "/data"),
+    # On Swarm and Kubernetes: weed reads no `*_FILE` variable, so these variables are set from the
+    # secret's file (its admin S3 identity from AWS_*, its admin UI's login from WEED_ADMIN_*).
+    secrets=(
+        SecretUse("MINIO_ROOT_PASSWORD", "AWS_SECRET_ACCESS_KEY"),
+        SecretUse("MINIO_ROOT_PASSWORD", "WEED_ADMIN_PASSWORD"),
+    ),
+    reads_secret_files=False,
+    entrypoint=("/entrypoint.sh",),
     data_node=True,
     # -ip: its parts find each other on loopback, not at the container's address of the day.
     # Off what the stack does not use: WebDAV, the Iceberg and Lance catalogs, the admin UI's
@@ -332,8 +348,14 @@ SERVICE_OF_PORT = {endpoint.port_key: service.name for service in SERVICES for e
 ENDPOINT_OF_PORT = {endpoint.port_key: endpoint for endpoint in ENDPOINTS}
 VOLUMES: tuple[Volume, ...] = tuple(service.volume for service in SERVICES if service.volume)
 
-# On Docker Swarm: the proxy first, as users meet it.
-SWARM_SERVICES: tuple[Service, ...] = (PROXY, *SERVICES)
-SWARM_VOLUMES: tuple[Volume, ...] = tuple(service.volume for service in SWARM_SERVICES if service.volume)
-# Every `.env` secret some service reads on Swarm, in a stable order.
-SWARM_SECRET_KEYS: tuple[str, ...] = tuple(sorted({use.key for service in SWARM_SERVICES for use in service.secrets}))
+
+def swarm_stack(store: str) -> tuple[Service, ...]:
+    """The services on Docker Swarm of a stack whose artifact store is `store`: the proxy first, as users meet it."""
+    return (PROXY, *stack(store))
+
+
+SWARM_SERVICES: tuple[Service, ...] = swarm_stack("minio")
+# Every `.env` secret some service reads on Swarm or Kubernetes, whichever the store, in a stable order.
+SWARM_SECRET_KEYS: tuple[str, ...] = tuple(
+    sorted({use.key for store in STORES for service in swarm_stack(store) for use in service.secrets})
+)

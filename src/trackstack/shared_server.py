@@ -7,13 +7,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import shlex
 from collections.abc import Mapping
 
 from pydantic import TypeAdapter, ValidationError
 
 from trackstack import containers
 from trackstack.problems import Problem
-from trackstack.services import MLFLOW, SWARM_SECRET_KEYS
+from trackstack.services import MLFLOW, SWARM_SECRET_KEYS, SecretUse, Service
 from trackstack.settings import Settings
 from trackstack.templating import template_text
 
@@ -81,16 +82,6 @@ def deploy_problems(values: Mapping[str, str]) -> list[Problem]:
                 "set the name (or address) of the node labelled trackstack.data=true, e.g. mlflow.school.example",
             )
         )
-    store = values.get("ARTIFACT_STORE", "minio")
-    if store != "minio":
-        problems.append(
-            Problem(
-                "ARTIFACT_STORE",
-                repr(store),
-                "a shared server (Swarm, Kubernetes) runs MinIO only so far; SeaweedFS runs with `invoke up`",
-                "set ARTIFACT_STORE=minio for `invoke deploy`",
-            )
-        )
     project = values.get("COMPOSE_PROJECT_NAME", "")
     if len(project) > MAX_PROJECT_NAME:
         problems.append(
@@ -130,6 +121,35 @@ def mlflow_environment(settings: Settings) -> dict[str, str]:
         "POSTGRES_USER": settings.postgres_user,
         "POSTGRES_DB": settings.postgres_db,
     }
+
+
+def store_environment(settings: Settings) -> dict[str, str]:
+    """The artifact store's variables that are no secret: its constants, and those of its credentials
+    whose `.env` key is no secret (the user names); the secrets arrive as files (`secret_variables`)."""
+    store = settings.store
+    return dict(store.environment) | {
+        credential.variable: getattr(settings, credential.key.lower())
+        for credential in store.credentials
+        if credential.key not in SWARM_SECRET_KEYS
+    }
+
+
+def secret_files(service: Service) -> list[SecretUse]:
+    """The secret files `service` mounts, each once (two variables may read one secret)."""
+    return list({use.target: use for use in service.secrets}.values())
+
+
+def secret_variables_entrypoint(service: Service) -> list[str]:
+    """For an image that reads no `*_FILE` variable (`Service.reads_secret_files`): a shell that sets
+    each secret's variable from its file under /run/secrets, then runs the image's entrypoint with the
+    container's command. The values live in that process's environment only, as on Compose; the
+    script names files, never values. Empty for an image that reads the files itself."""
+    if service.reads_secret_files:
+        return []
+    lines = [f'{use.variable}="$(cat /run/secrets/{use.target})" || exit 1; export {use.variable}'
+             for use in service.secrets if use.variable]  # fmt: skip
+    script = "\n".join([*lines, f'exec {shlex.join(service.entrypoint)} "$@"'])
+    return ["/bin/sh", "-c", script, "sh"]
 
 
 def pgadmin_environment(settings: Settings) -> dict[str, str]:

@@ -17,7 +17,7 @@ from trackstack.console import indent, relay, say, write_files
 from trackstack.errors import TrackstackError
 from trackstack.mlflow_image import build_image
 from trackstack.project import Project
-from trackstack.services import MINIO, PGADMIN, POSTGRES
+from trackstack.services import PGADMIN, POSTGRES
 from trackstack.settings import Settings
 from trackstack.targets.kubernetes import render as kube
 
@@ -107,7 +107,8 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
     parts = kube.render_kube(settings, image)
     write_files(project.root, {kube.MANIFEST_FILE: kube.manifest_file(parts)})
     namespace = kube.namespace(settings)
-    resized = kube.resized_claims(settings, get(settings, "statefulsets", "-l", kube.selector(settings))["items"])
+    statefulsets = get(settings, "statefulsets", "-l", kube.selector(settings))["items"]
+    resized = kube.resized_claims(settings, statefulsets) + kube.changed_stores(settings, statefulsets)
     if resized:
         raise KubeError("the volume sizes in .env are not those of the deployed claims; nothing was applied:\n"
                         + "\n".join(f"  - {problem}" for problem in resized))  # fmt: skip
@@ -116,7 +117,7 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
     apply(settings, kube.render_secret(settings))
     apply(settings, parts["base"])
     # The prepare Job needs Postgres and MinIO; pgAdmin finishes its first start meanwhile.
-    wait_rollout(settings, "statefulset", (POSTGRES.name, MINIO.name), timeout=timeout)
+    wait_rollout(settings, "statefulset", (POSTGRES.name, settings.store.name), timeout=timeout)
     prepare(settings, image, parts["prepare"], timeout=timeout)
     say(f"rolling out MLflow: {settings.mlflow_replicas} replicas of {image}")
     apply(settings, parts["mlflow"])

@@ -17,7 +17,7 @@ from typing import IO
 
 from trackstack import database
 from trackstack.project import Project
-from trackstack.services import MINIO, MLFLOW, POSTGRES
+from trackstack.services import MLFLOW, POSTGRES
 from trackstack.settings import Settings
 from trackstack.storage import MinioBucket
 from trackstack.targets.base import Forward
@@ -56,9 +56,10 @@ class KubernetesData:
 
     @contextmanager
     def bucket(self) -> Iterator[MinioBucket]:
-        port = next(e.container_port for e in MINIO.endpoints if e.port_key == "MINIO_API_PORT")
-        with access.port_forwards(self.settings, [Forward(MINIO.name, 0, port)]) as forwarding:
-            yield MinioBucket(self.settings, f"127.0.0.1:{forwarding.local[(MINIO.name, port)]}")
+        store = self.settings.store  # MinIO or SeaweedFS: an S3 API either way, which the MinIO SDK speaks
+        port = next(e.container_port for e in store.endpoints if e.port_key == "MINIO_API_PORT")
+        with access.port_forwards(self.settings, [Forward(store.name, 0, port)]) as forwarding:
+            yield MinioBucket(self.settings, f"127.0.0.1:{forwarding.local[(store.name, port)]}")
 
     def _deployments(self) -> tuple[str, ...]:
         return kube.workloads(self.settings)["deployment"]
@@ -96,7 +97,7 @@ class KubernetesData:
         apply.prepare(self.settings, image, kube.render_kube(self.settings, image)["prepare"], timeout=TIMEOUT)
 
     def data_services_back(self) -> None:
-        apply.wait_rollout(self.settings, "statefulset", (POSTGRES.name, MINIO.name), timeout=TIMEOUT)
+        apply.wait_rollout(self.settings, "statefulset", (POSTGRES.name, self.settings.store.name), timeout=TIMEOUT)
 
 
 _DUMP, _RESTORE = database.DUMP_OPTIONS, database.RESTORE_OPTIONS

@@ -18,15 +18,23 @@ from typing import Any
 from trackstack import containers, shared_server
 from trackstack.containers import allowed_hosts, auth_start
 from trackstack.problems import Problem
-from trackstack.services import MINIO, MLFLOW, PGADMIN, POSTGRES, SWARM_SECRET_KEYS
+from trackstack.services import MINIO, MLFLOW, PGADMIN, POSTGRES, SWARM_SECRET_KEYS, Service
 from trackstack.settings import Settings
 from trackstack.templating import render_template
 
 MANIFEST_FILE = "kubernetes.yaml"
 SECRET = "trackstack-credentials"  # noqa: S105 - the Secret's name
 FIELD_MANAGER = "trackstack"
-# Postgres, MinIO and pgAdmin: one pod each, with a claim for its volume.
+# Postgres, the artifact store (MinIO or SeaweedFS, both named `minio`) and pgAdmin: one pod each,
+# with a claim for its volume (data_services).
 DATA_SERVICES = (POSTGRES, MINIO, PGADMIN)
+
+
+def data_services(settings: Settings) -> tuple[Service, ...]:
+    """The data services with the artifact store `.env` chooses."""
+    return (POSTGRES, settings.store, PGADMIN)
+
+
 # MLflow's periodic jobs (MLFLOW_JOB_EXECUTION=true) run in this one pod only (mlflow_workloads).
 PERIODIC = f"{MLFLOW.name}-periodic"
 PERIODIC_TASKS = "MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS"
@@ -70,7 +78,9 @@ class PodUser:
 
 # The uid each image runs its server as: MLflow's image's own user (Dockerfile.mlflow.j2); pgAdmin's
 # (its USER 5050, on port 80); postgres (the official image runs as uid 999 when started as it, with
-# PGDATA writable, and skips its root-only steps); MinIO (any uid, given a writable /data).
+# PGDATA writable, and skips its root-only steps); MinIO (any uid, given a writable /data); SeaweedFS
+# (its image's user `seaweed` is uid and gid 1000; started as that user, its entrypoint skips the
+# chown of /data it does as root and runs weed directly, so /data must be writable for gid 1000).
 POD_USERS = {
     MLFLOW.name: PodUser(10001),
     POSTGRES.name: PodUser(999, fs_group=999),
@@ -83,7 +93,7 @@ PREPARE_LABEL = f"{MLFLOW.name}-prepare"
 
 def storage(settings: Settings) -> dict[str, str]:
     """The size each data service's claim asks for, by service."""
-    return {service.name: getattr(settings, f"kube_{service.name}_storage") for service in DATA_SERVICES}
+    return {service.name: getattr(settings, f"kube_{service.name}_storage") for service in data_services(settings)}
 
 
 _UNITS = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
@@ -123,10 +133,32 @@ def resized_claims(settings: Settings, statefulsets: list[dict[str, Any]]) -> li
     return problems
 
 
+def changed_stores(settings: Settings, statefulsets: list[dict[str, Any]]) -> list[Problem]:
+    """A deployed artifact store other than ARTIFACT_STORE's: its StatefulSet's claim template names the
+    other store's volume, which Kubernetes does not change (the claims stay, so undeploy and deploy do)."""
+    store = settings.store
+    for item in statefulsets:
+        templates = item["spec"].get("volumeClaimTemplates") or [{}]
+        had = templates[0].get("metadata", {}).get("name")
+        if item["metadata"]["name"] != store.name or store.volume is None or had in (None, store.volume.name):
+            continue
+        return [
+            Problem(
+                "ARTIFACT_STORE",
+                repr(settings.artifact_store),
+                f"the deployed artifact store keeps its data in claims {had}, {store.product}'s are "
+                f"{store.volume.name}, and Kubernetes does not change a StatefulSet's claims",
+                "`invoke backup` first if you mean to move the artifacts, then `invoke undeploy` (the claims and the "
+                "data stay) and `invoke deploy`; `invoke restore PATH` then brings the artifacts into the new store",
+            )
+        ]
+    return []
+
+
 def workloads(settings: Settings) -> dict[str, tuple[str, ...]]:
     """The workloads of a deployed stack by kind, in the order `invoke status` shows them."""
     mlflow = (MLFLOW.name, PERIODIC) if settings.mlflow_job_execution else (MLFLOW.name,)
-    return {"statefulset": tuple(s.name for s in DATA_SERVICES), "deployment": mlflow}
+    return {"statefulset": tuple(s.name for s in data_services(settings)), "deployment": mlflow}
 
 
 @dataclass(frozen=True)
@@ -238,6 +270,7 @@ def _context(settings: Settings, image: str) -> dict[str, object]:
         "auth_start": auth_start(),
         "users": POD_USERS,
         "prepare_label": PREPARE_LABEL,
+        "secret_files": shared_server.secret_files,
     }
 
 
@@ -246,14 +279,13 @@ def render_base(settings: Settings, image: str) -> str:
     return render_template(
         "kubernetes/base.yaml.j2",
         **_context(settings, image),
-        data_services=DATA_SERVICES,
-        images={POSTGRES.name: settings.postgres_image, MINIO.name: settings.minio_image,
-                PGADMIN.name: settings.pgadmin_image},
+        data_services=data_services(settings),
+        images={service.name: settings.image(service) for service in data_services(settings)},
         environments={
             POSTGRES.name: {"POSTGRES_USER": settings.postgres_user, "POSTGRES_DB": settings.postgres_db,
                             # A folder inside the claim: a fresh volume may hold lost+found.
                             "PGDATA": f"{POSTGRES.volume.mount}/pgdata" if POSTGRES.volume else ""},
-            MINIO.name: {"MINIO_ROOT_USER": settings.minio_root_user},
+            MINIO.name: shared_server.store_environment(settings),
             PGADMIN.name: shared_server.pgadmin_environment(settings),
         },
         storage=storage(settings),
@@ -267,7 +299,7 @@ def render_network(settings: Settings, image: str) -> str:
         "kubernetes/network.yaml.j2",
         **_context(settings, image),
         postgres=POSTGRES,
-        minio=MINIO,
+        minio=settings.store,
         pgadmin=PGADMIN,
         database_clients=[MLFLOW.name, PERIODIC, PREPARE_LABEL, PGADMIN.name],
         store_clients=[MLFLOW.name, PERIODIC, PREPARE_LABEL],

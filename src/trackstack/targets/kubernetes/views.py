@@ -6,7 +6,7 @@ which through a `kubectl port-forward` on its `.env` port; `access.py` runs the 
 
 from __future__ import annotations
 
-from trackstack.services import MLFLOW, SERVICES
+from trackstack.services import MLFLOW
 from trackstack.settings import Settings
 from trackstack.targets.base import Forward, Link
 
@@ -23,7 +23,7 @@ def links(settings: Settings) -> list[Link]:
     """Every endpoint, in the service table's order: MLflow at its URL (forwarded on MLFLOW_PORT when
     its Service is a ClusterIP without an Ingress), the others forwarded on their `.env` ports."""
     found = []
-    for service in SERVICES:
+    for service in settings.services:
         for endpoint in service.endpoints:
             login = endpoint.login_with_auth or endpoint.login
             if service is MLFLOW and not mlflow_needs_forward(settings):

@@ -28,6 +28,7 @@ from trackstack.project import Project
 from trackstack.services import MINIO, MLFLOW, POSTGRES
 from trackstack.settings import Settings
 from trackstack.storage import StorageError
+from trackstack.targets.base import unsupported
 from trackstack.targets.swarm import apply
 from trackstack.targets.swarm import render as swarm
 from trackstack.targets.swarm import state as swarmstate
@@ -141,6 +142,14 @@ class SwarmData:
 
     @contextmanager
     def bucket(self) -> Iterator[McBucket]:
+        store = self.settings.store
+        if store.s3_client != "mc":
+            raise unsupported(
+                self.target,
+                "backup` / `invoke restore",
+                f"{store.product}'s image ships no S3 client to run in its task (MinIO's has `mc`); "
+                "on Kubernetes and Compose they carry its artifacts",
+            )
         bucket = McBucket(self.settings)
         try:
             yield bucket
@@ -171,7 +180,7 @@ class SwarmData:
         apply.prepare(self.project, image)
 
     def data_services_back(self) -> None:
-        names = tuple(swarm.service_name(self.settings, s.name) for s in (POSTGRES, MINIO))
+        names = tuple(swarm.service_name(self.settings, s.name) for s in (POSTGRES, self.settings.store))
         swarmstate.wait_converged(self.project.name, names, timeout=TIMEOUT)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from trackstack import containers
 from trackstack.containers import PGADMIN_SERVER_NAME, auth_start
-from trackstack.services import MLFLOW, PROXY, SWARM_SERVICES, SWARM_VOLUMES
+from trackstack.services import MLFLOW, PROXY, swarm_stack
 from trackstack.settings import Settings
 from trackstack.shared_server import (
     deploy_problems,
@@ -22,7 +22,10 @@ from trackstack.shared_server import (
     pgadmin_environment,
     prepare_command,
     render_servers_json,
+    secret_files,
     secret_names,
+    secret_variables_entrypoint,
+    store_environment,
 )
 from trackstack.templating import render_template
 
@@ -53,9 +56,10 @@ def service_name(settings: Settings, service: str) -> str:
 
 def published(settings: Settings) -> dict[str, bool]:
     """Whether each service publishes its ports on Swarm."""
-    shared = {service.name: settings.bind(service.name) == "0.0.0.0" for service in SWARM_SERVICES}  # noqa: S104
+    services = swarm_stack(settings.artifact_store)
+    shared = {service.name: settings.bind(service.name) == "0.0.0.0" for service in services}  # noqa: S104
     rule = {"always": True, "never": False}
-    return {service.name: rule.get(service.swarm_published, shared[service.name]) for service in SWARM_SERVICES}
+    return {service.name: rule.get(service.swarm_published, shared[service.name]) for service in services}
 
 
 def mlflow_url(settings: Settings) -> str:
@@ -85,12 +89,16 @@ def render_stack(settings: Settings, *, image: str, mlflow_replicas: int, caddyf
         "caddyfile": Config(content_name(project, "caddyfile", caddyfile), CADDYFILE),
         "pgadmin-servers": Config(content_name(project, "pgadmin_servers", servers_json), SWARM_SERVERS_FILE),
     }
+    services = swarm_stack(settings.artifact_store)
     return render_template(
         "swarm/stack.yaml.j2",
         s=settings,
-        services={service.name: service for service in SWARM_SERVICES},
+        services={service.name: service for service in services},
         published=published(settings),
-        volumes=SWARM_VOLUMES,
+        volumes=[service.volume for service in services if service.volume],
+        secret_files=secret_files,
+        store_entrypoint=secret_variables_entrypoint(settings.store),
+        store_environment=store_environment(settings),
         data_constraint=DATA_CONSTRAINT,
         restart_condition={"no": "none", "on-failure": "on-failure"}.get(settings.restart_policy, "any"),
         image=image,

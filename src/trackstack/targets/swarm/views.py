@@ -4,7 +4,7 @@ and command lines out (`apply.py` asks the swarm for the data node's address and
 from __future__ import annotations
 
 from trackstack.errors import TrackstackError
-from trackstack.services import MLFLOW, PROXY, SWARM_SERVICES
+from trackstack.services import MLFLOW, PROXY, SWARM_SERVICES, swarm_stack
 from trackstack.settings import Settings
 from trackstack.targets import base
 from trackstack.targets.base import Link
@@ -16,7 +16,7 @@ def links(settings: Settings, data_address: str) -> list[Link]:
     proxy = PROXY.endpoints[0]
     found = [Link("MLflow UI and API", mlflow_url(settings), proxy.login, proxy.browser)]
     shown = published(settings)
-    for service in SWARM_SERVICES:
+    for service in swarm_stack(settings.artifact_store):
         if service.name in (PROXY.name, MLFLOW.name):
             continue
         for endpoint in service.endpoints:
