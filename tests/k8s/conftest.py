@@ -78,19 +78,21 @@ def cluster() -> None:
         _unavailable(f"the cluster in {KUBECONFIG} does not answer: {error}")
 
 
-def k8s_values() -> dict[str, str]:
+def k8s_values(project: str = PROJECT, node_port: int = NODE_PORT) -> dict[str, str]:
     return fresh_secrets() | {
-        "COMPOSE_PROJECT_NAME": PROJECT,
+        "COMPOSE_PROJECT_NAME": project,
+        # TRACKSTACK_TEST_ARTIFACT_STORE=seaweedfs runs the whole suite on SeaweedFS.
+        "ARTIFACT_STORE": os.environ.get("TRACKSTACK_TEST_ARTIFACT_STORE", "minio"),
         "MLFLOW_AUTH": "true",
         "MLFLOW_PUBLIC_HOSTS": PUBLIC_HOST,  # the smoke suite's host-name checks (test_auth.py)
         "MLFLOW_REPLICAS": "2",
         "MLFLOW_WORKERS": "1",
-        "MLFLOW_PORT": str(NODE_PORT),
-        "MLFLOW_IMAGE_REPOSITORY": f"trackstack-test/{PROJECT}-mlflow",
+        "MLFLOW_PORT": str(node_port),
+        "MLFLOW_IMAGE_REPOSITORY": f"trackstack-test/{project}-mlflow",
         "MLFLOW_IMAGE_PUSH": "false",  # no registry on the bed: the fixture loads the image into the node
         "DEPLOY_TARGET": "kubernetes",
         "KUBE_CONTEXT": CONTEXT,
-        "KUBE_NAMESPACE": PROJECT,
+        "KUBE_NAMESPACE": project,
         "KUBE_STORAGE_CLASS": STORAGE_CLASS,
         "KUBE_MLFLOW_SERVICE": "NodePort",
         # Where `invoke open` forwards pgAdmin and MinIO: clear of a compose stack on the course ports.
@@ -116,7 +118,7 @@ def clean_namespace(settings: Settings) -> None:
     """No namespace, claims or volumes of an earlier run; new hostPath volumes, pre-bound to the claims."""
     namespace = kube.namespace(settings)
     kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=true", "--timeout=300s")
-    for service in kube.DATA_SERVICES:
+    for service in kube.data_services(settings):
         assert service.volume is not None
         claim = f"{service.volume.name}-{service.name}-0"  # a StatefulSet's claim: TEMPLATE-POD
         name = f"{namespace}-{claim}"
@@ -149,8 +151,9 @@ def load_images(project: Project) -> str:
     settings = project.settings
     with engine_lock(exclusive=False):  # a daemon-restart test may run beside this suite
         image = build_image(project, push=False)
-    subprocess.run(["bash", str(HERE / "cluster.sh"), "load", image, settings.postgres_image, settings.minio_image,
-                    settings.pgadmin_image], check=True, capture_output=True, text=True)  # fmt: skip
+    subprocess.run(["bash", str(HERE / "cluster.sh"), "load", image, settings.postgres_image,
+                    settings.image(settings.store), settings.pgadmin_image],
+                   check=True, capture_output=True, text=True)  # fmt: skip
     return image
 
 
@@ -189,7 +192,7 @@ def target(deployed: Deployed) -> Iterator[Target]:
     kube-proxy), Postgres, MinIO and pgAdmin through `kubectl port-forward`s of their Services (the
     product's own, on ports kubectl picks), MLflow's admin logged in."""
     settings = deployed.settings
-    endpoints = [(service.name, endpoint) for service in kube.DATA_SERVICES for endpoint in service.endpoints]
+    endpoints = [(service.name, endpoint) for service in kube.data_services(settings) for endpoint in service.endpoints]
     forwards = [kubeviews.Forward(name, 0, endpoint.container_port) for name, endpoint in endpoints]
     with kubeaccess.port_forwards(settings, forwards) as forwarding:
         local = {endpoint.port_key: forwarding.local[(name, endpoint.container_port)] for name, endpoint in endpoints}
