@@ -5,10 +5,17 @@ from __future__ import annotations
 import re
 import uuid
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.ui import type_secret
 from trackstack.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def _minio_runs(settings: Settings) -> None:
+    if settings.artifact_store != "minio":
+        pytest.skip(f"the stack's ARTIFACT_STORE is {settings.artifact_store}: no MinIO console (test_seaweedfs_ui.py)")
 
 
 def _log_in(page: Page, settings: Settings, password: str) -> None:
