@@ -1,4 +1,5 @@
-"""A new MLFLOW_VERSION: `invoke deploy` runs the migration Job once, before the new replicas; runs survive.
+"""A new MLFLOW_VERSION: `invoke deploy` backs up, stops the old replicas, runs the migration Job once, then
+starts the new replicas; runs survive.
 
 Its own project and namespace, started at MLflow 3.8.1 (the lifecycle suite's old version).
 """
@@ -7,6 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -15,6 +20,7 @@ from dotenv import dotenv_values
 from tests.conftest import ROOT
 from tests.k8s.conftest import PROJECT, clean_namespace, k8s_values, kubectl, load_images, project_of
 from tests.swarm.conftest import invoke, write_env
+from trackstack.backup_format import verify
 from trackstack.targets.kubernetes import render as kube
 
 OLD_VERSION = "3.8.1"
@@ -31,6 +37,19 @@ def job_pods(namespace: str) -> dict[str, int]:
         job = pod["metadata"]["labels"]["job-name"]
         counts[job] = counts.get(job, 0) + 1
     return counts
+
+
+def overlaps(namespace: str, old_image: str, stop: threading.Event, seen: list[str]) -> None:
+    """Until `stop`: each moment a prepare pod and a pod of the old image ran at once (there should be none)."""
+    while not stop.is_set():
+        found = json.loads(kubectl("-n", namespace, "get", "pods", "-o", "json", check=False).stdout or '{"items": []}')
+        running = [pod for pod in found["items"] if pod.get("status", {}).get("phase") == "Running"]
+        preparing = [p["metadata"]["name"] for p in running if "job-name" in p["metadata"].get("labels", {})]
+        old = [p["metadata"]["name"] for p in running if p["spec"]["containers"][0]["image"] == old_image
+               and "job-name" not in p["metadata"].get("labels", {})]  # fmt: skip
+        if preparing and old:
+            seen.append(f"{preparing} ran beside {old}")
+        time.sleep(1)
 
 
 def test_an_upgrade_runs_the_migration_job_once_and_keeps_the_runs(cluster: None, tmp_path: Path) -> None:
@@ -55,8 +74,33 @@ def test_an_upgrade_runs_the_migration_job_once_and_keeps_the_runs(cluster: None
     write_env(env_file, values | {"MLFLOW_VERSION": NEW_VERSION})
     new = project_of(env_file)
     image = load_images(new)
-    upgrade = invoke("deploy", env_file=env_file)
+    namespace = kube.namespace(new.settings)
+    old_image = json.loads(kubectl("-n", namespace, "get", "deployment", "mlflow", "-o", "json").stdout)["spec"][
+        "template"]["spec"]["containers"][0]["image"]  # fmt: skip
+    stop = threading.Event()
+    together: list[str] = []
+    watcher = threading.Thread(target=overlaps, args=(namespace, old_image, stop, together))
+    watcher.start()
+    try:
+        upgrade = invoke("deploy", env_file=env_file)
+    finally:
+        stop.set()
+        watcher.join()
     assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
+    # A backup of the old version first, then the old replicas stopped, then the Job: never both at once.
+    backup = re.search(r"backup written to (\S+?);", upgrade.stdout)
+    assert backup, upgrade.stdout
+    folder = Path(backup[1])
+    try:
+        assert verify(folder)["mlflow_version"] == OLD_VERSION
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert (
+        upgrade.stdout.index("backup written to")
+        < upgrade.stdout.index("stopping MLflow")
+        < upgrade.stdout.index("(Job ")
+    )
+    assert together == []
     # The new image's Job ran (its output names the schema it left), before the new replica rolled.
     assert (
         f"preparing MLflow's database and bucket (Job {kube.prepare_job_name(new.settings, image)})" in upgrade.stdout
@@ -66,7 +110,6 @@ def test_an_upgrade_runs_the_migration_job_once_and_keeps_the_runs(cluster: None
     again = invoke("deploy", env_file=env_file)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "prepared for this image" in again.stdout
-    namespace = kube.namespace(new.settings)
     assert job_pods(namespace) == {kube.prepare_job_name(new.settings, image): 1}  # the old image's Job is removed
     assert client.get_metric_history(run, "loss")[0].value == 0.5
     deployment = json.loads(kubectl("-n", namespace, "get", "deployment", "mlflow", "-o", "json").stdout)

@@ -191,3 +191,30 @@ def test_a_deploy_skips_the_prepare_job_only_over_running_replicas_of_the_same_f
     assert deploy.needs_prepare(project, IMAGE.replace("0123456789ab", "ba9876543210"), running=True)
     labels.clear()  # deployed before the label existed
     assert deploy.needs_prepare(project, IMAGE, running=True)
+
+
+def test_a_deploy_over_replicas_of_another_mlflow_version_goes_through_the_upgrade(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trackstack import upgrades
+
+    name = swarm.service_name(project.settings, "mlflow")
+    current = IMAGE.replace("3.17.2", project.settings.mlflow_version)
+    deployed = {name: ServiceState(name, 2, 2, IMAGE.replace("3.17.2", "3.8.1"))}
+    monkeypatch.setattr(swarmstate, "services", lambda project_name: deployed)
+    calls: list[str] = []
+    monkeypatch.setattr(deploy, "prepare", lambda project, image: calls.append("prepare"))
+
+    def upgrade(data: Any, *, new_version: str, migrate: Any, into: Path) -> Path:
+        calls.append(f"upgrade {data.settings.mlflow_version} -> {new_version} into {into.name}")
+        migrate()
+        return into
+
+    monkeypatch.setattr(upgrades, "upgrade", upgrade)
+    deploy.migrate(project, current, running=True)
+    assert calls == [f"upgrade 3.8.1 -> {project.settings.mlflow_version} into backups", "prepare"]
+    calls.clear()
+    deployed[name] = ServiceState(name, 2, 2, current)
+    deploy.migrate(project, current, running=True)  # the same version: the prepare job alone
+    deploy.migrate(project, current, running=False)
+    assert calls == ["prepare", "prepare"]

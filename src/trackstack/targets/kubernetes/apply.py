@@ -7,17 +7,20 @@ The cluster is the one kubectl talks to: KUBE_CONTEXT of the kubeconfig that KUB
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import IO, Any
 
+from trackstack import upgrades
 from trackstack.console import indent, relay, say, write_files
 from trackstack.errors import TrackstackError
 from trackstack.mlflow_image import build_image
 from trackstack.project import Project
-from trackstack.services import PGADMIN, POSTGRES
+from trackstack.services import MLFLOW, PGADMIN, POSTGRES
 from trackstack.settings import Settings
 from trackstack.targets.kubernetes import render as kube
 
@@ -118,7 +121,7 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
     apply(settings, parts["base"])
     # The prepare Job needs Postgres and MinIO; pgAdmin finishes its first start meanwhile.
     wait_rollout(settings, "statefulset", (POSTGRES.name, settings.store.name), timeout=timeout)
-    prepare(settings, image, parts["prepare"], timeout=timeout)
+    migrate(project, image, parts["prepare"], timeout=timeout)
     say(f"rolling out MLflow: {settings.mlflow_replicas} replicas of {image}")
     apply(settings, parts["mlflow"])
     if not settings.mlflow_job_execution:  # its periodic-jobs pod, from a deploy with the job runner on
@@ -138,6 +141,32 @@ def wait_rollout(settings: Settings, kind: str, names: Sequence[str], *, timeout
                 f"Fix: `kubectl -n {kube.namespace(settings)} describe {kind} {name}` and its pods' events say why."
             )
         say(f"{kind} {name} ready")
+
+
+def deployed_mlflow_image(settings: Settings) -> str | None:
+    """The image MLflow's Deployment runs; None when it does not exist or asks for no replica."""
+    found = run(kubectl(settings, "get", "deployment", MLFLOW.name, "--ignore-not-found", "-o", "json"), check=False)
+    if found.returncode != 0 or not found.stdout.strip():
+        return None
+    deployment = json.loads(found.stdout)
+    if not deployment["spec"].get("replicas", 1):
+        return None
+    return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def migrate(project: Project, image: str, manifest: str, *, timeout: float) -> None:
+    """The prepare Job; over replicas of another MLflow version, after a backup and with them stopped."""
+    settings = project.settings
+    old_version = upgrades.version_change(deployed_mlflow_image(settings), settings.mlflow_version)
+    run_job = functools.partial(prepare, settings, image, manifest, timeout=timeout)
+    if old_version is None:
+        run_job()
+        return
+    from trackstack.targets.kubernetes.backup import KubernetesData  # it builds on this module (its restore prepares)
+
+    old = replace(project, settings=settings.model_copy(update={"mlflow_version": old_version}))
+    upgrades.upgrade(KubernetesData(old), new_version=settings.mlflow_version, migrate=run_job,
+                     into=project.root / "backups")  # fmt: skip
 
 
 def prepare(settings: Settings, image: str, manifest: str, *, timeout: float) -> None:

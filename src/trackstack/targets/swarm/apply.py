@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import functools
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from trackstack import engine, shared_server
+from trackstack import engine, shared_server, upgrades
 from trackstack.auth import Server
 from trackstack.console import concurrently, indent, relay, say, write_files
 from trackstack.engine import DockerError
@@ -43,7 +44,7 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
         stack_deploy(project, image=image, mlflow_replicas=0)
         swarmstate.wait_converged(project.name, others, timeout=timeout)
     if needs_prepare(project, image, running=running):
-        prepare(project, image)
+        migrate(project, image, running=running)
     else:
         say("MLflow's database, logins and bucket were prepared for this image and these settings: no prepare job")
     say(f"deploying MLflow: {settings.mlflow_replicas} replicas of {image}")
@@ -114,6 +115,21 @@ def needs_prepare(project: Project, image: str, *, running: bool) -> bool:
     name = swarm.service_name(project.settings, MLFLOW.name)
     prepared = swarmstate.service_labels(name).get(swarm.PREPARED_LABEL)
     return prepared != swarm.prepare_fingerprint(project.settings, image=image)
+
+
+def migrate(project: Project, image: str, *, running: bool) -> None:
+    """The prepare job; over replicas of another MLflow version, after a backup and with them stopped."""
+    deployed = swarmstate.services(project.name).get(swarm.service_name(project.settings, MLFLOW.name))
+    old_version = upgrades.version_change(deployed.image if running and deployed else None,
+                                          project.settings.mlflow_version)  # fmt: skip
+    if old_version is None:
+        prepare(project, image)
+        return
+    from trackstack.targets.swarm.backup import SwarmData  # it builds on this module (its restore prepares)
+
+    old = replace(project, settings=project.settings.model_copy(update={"mlflow_version": old_version}))
+    upgrades.upgrade(SwarmData(old), new_version=project.settings.mlflow_version,
+                     migrate=functools.partial(prepare, project, image), into=project.root / "backups")  # fmt: skip
 
 
 def prepare(project: Project, image: str) -> None:
