@@ -41,6 +41,8 @@ def fresh_secrets() -> dict[str, str]:
         "MINIO_ROOT_PASSWORD": secrets.token_urlsafe(18),
         "MLFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(18),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_urlsafe(24),
+        "MLFLOW_DB_PASSWORD": secrets.token_urlsafe(18),
+        "MLFLOW_S3_SECRET_KEY": secrets.token_urlsafe(18),
     }
 
 

@@ -23,6 +23,9 @@ PGADMIN_PYTHON = "/venv/bin/python3"
 def mlflow_environment(settings: Settings) -> dict[str, str]:
     """The MLflow server's variables that carry no credential."""
     environment = {
+        # MLflow's own Postgres role and S3 user (privileges.py); their secrets arrive per target.
+        "PGUSER": settings.mlflow_db_user,
+        "AWS_ACCESS_KEY_ID": settings.mlflow_s3_access_key,
         # The artifact store's S3 API in the stack: http://minio:9000 (MinIO) or http://minio:8333 (SeaweedFS).
         "MLFLOW_S3_ENDPOINT_URL": f"http://{settings.store.address}",
         # The image's entrypoint waits for these before the server starts (docker/mlflow-entrypoint.py).
@@ -44,6 +47,7 @@ def mlflow_environment(settings: Settings) -> dict[str, str]:
     if settings.mlflow_auth:
         environment |= {
             "MLFLOW_AUTH_DB": settings.mlflow_auth_db,
+            "POSTGRES_DB": settings.postgres_db,
             "MLFLOW_ADMIN_USER": settings.mlflow_admin_user,
             "MLFLOW_DEFAULT_PERMISSION": settings.mlflow_default_permission,
         }

@@ -12,7 +12,7 @@ from dotenv.parser import parse_stream
 
 from trackstack.errors import TrackstackError
 from trackstack.problems import Problem, SettingsError
-from trackstack.settings import KEYS, SECRET_KEYS
+from trackstack.settings import KEYS, OPTIONAL_KEYS, SECRET_KEYS
 
 _KEY_PREFIX = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
 
@@ -68,6 +68,25 @@ def fill_secrets(example: str, token: Callable[[], str] = lambda: secrets.token_
 
     pattern = re.compile(rf"^(?P<key>{'|'.join(sorted(SECRET_KEYS))})=.*$", re.MULTILINE)
     return pattern.sub(replace, example)
+
+
+def missing_secrets(text: str, token: Callable[[], str] = lambda: secrets.token_urlsafe(24)) -> str:
+    """`KEY=random` lines for the secret keys that `.env` text lacks (keys newer than the file); "" if none."""
+    present = {match[1] for match in map(_KEY_PREFIX.match, text.splitlines()) if match}
+    return "".join(f"{key}={token()}\n" for key in sorted(SECRET_KEYS - OPTIONAL_KEYS - present))
+
+
+def add_missing_secrets(target: Path) -> list[str]:
+    """Append fresh values for the required secrets an existing `.env` lacks; return their keys."""
+    text = target.read_text(encoding="utf-8")
+    lines = missing_secrets(text)
+    if lines:
+        separator = "" if not text or text.endswith("\n") else "\n"
+        with target.open("a", encoding="utf-8", newline="\n") as stream:
+            stream.write(
+                f"{separator}# Added by `invoke init`: secrets of a newer trackstack (.env.example says what)\n{lines}"
+            )
+    return [line.partition("=")[0] for line in lines.splitlines()]
 
 
 def create_env(example: Path, target: Path, *, force: bool = False) -> bool:

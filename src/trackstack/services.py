@@ -272,12 +272,20 @@ MLFLOW = Service(
     start_period=90,
     # The image's entrypoint reads every `*_FILE` variable (docker/mlflow-entrypoint.py).
     secrets=(
-        SecretUse("POSTGRES_PASSWORD", "PGPASSWORD"),
+        # MLflow's own role (privileges.py); on Swarm and Kubernetes still the root S3 keys (its S3 user
+        # is made on Compose only so far).
+        SecretUse("MLFLOW_DB_PASSWORD", "PGPASSWORD"),
         SecretUse("MINIO_ROOT_PASSWORD", "AWS_SECRET_ACCESS_KEY"),
         SecretUse("MLFLOW_ADMIN_PASSWORD", "MLFLOW_ADMIN_PASSWORD"),
         SecretUse("MLFLOW_FLASK_SERVER_SECRET_KEY", "MLFLOW_FLASK_SERVER_SECRET_KEY"),
     ),
     swarm_published="never",
+)
+# The prepare job (Swarm, Kubernetes) runs in MLflow's image with MLflow's secrets and the superuser's,
+# which it needs to make MLflow's role and give it MLflow's databases (templates/mlflow/prepare.py).
+PREPARE_SECRETS: tuple[SecretUse, ...] = (
+    *MLFLOW.secrets,
+    SecretUse("POSTGRES_PASSWORD", "TRACKSTACK_SUPERUSER_PASSWORD"),
 )
 PGADMIN = Service(
     name="pgadmin",

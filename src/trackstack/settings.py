@@ -186,6 +186,15 @@ class Settings(BaseModel):
         default="", description="the IngressClass of that Ingress, e.g. nginx; empty: the cluster's default"
     )
 
+    # Least privilege: MLflow's own Postgres role and S3 user (mlflow_db_user, mlflow_s3_access_key), not
+    # the superuser and root keys, which only trackstack's own steps use (docs/configuration.md).
+    mlflow_db_password: SecretStr = Field(
+        description="MLflow's own Postgres password (at least 8 characters); `invoke init` generates one"
+    )
+    mlflow_s3_secret_key: SecretStr = Field(
+        description="the secret key of MLflow's S3 user (at least 8 characters); `invoke init` generates one"
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _gather_ports(cls, data: object) -> object:
@@ -242,13 +251,22 @@ class Settings(BaseModel):
             raise ValueError("not a plain access key (letters, digits and . _ @ + - only)")
         return value
 
-    @field_validator("postgres_password", "pgadmin_default_password", "minio_root_password")
+    @field_validator(
+        "postgres_password",
+        "pgadmin_default_password",
+        "minio_root_password",
+        "mlflow_db_password",
+        "mlflow_s3_secret_key",
+    )
     @classmethod
     def _secret(cls, value: SecretStr, info: ValidationInfo) -> SecretStr:
         secret = value.get_secret_value()
-        minimum = {"pgadmin_default_password": PGADMIN_MIN_PASSWORD, "minio_root_password": 8}.get(
-            str(info.field_name), 1
-        )
+        minimum = {
+            "pgadmin_default_password": PGADMIN_MIN_PASSWORD,
+            "minio_root_password": 8,
+            "mlflow_db_password": 8,
+            "mlflow_s3_secret_key": 8,
+        }.get(str(info.field_name), 1)
         if not secret:
             raise ValueError("the image refuses to start with an empty password")
         if len(secret) < minimum:
@@ -349,6 +367,21 @@ class Settings(BaseModel):
     def mlflow_auth_db(self) -> str:
         """The database of MLflow's logins and permissions, beside MLflow's own."""
         return f"{self.postgres_db[:58]}_auth"
+
+    @property
+    def mlflow_db_user(self) -> str:
+        """MLflow's own Postgres role: it owns MLflow's two databases and nothing else."""
+        return f"{self.postgres_user[:56]}_mlflow"
+
+    @property
+    def mlflow_databases(self) -> tuple[str, str]:
+        """The databases MLflow's role owns: its runs and its logins (the latter once MLFLOW_AUTH=true made it)."""
+        return (self.postgres_db, self.mlflow_auth_db)
+
+    @property
+    def mlflow_s3_access_key(self) -> str:
+        """The access key of MLflow's S3 user: its bucket's objects and nothing else."""
+        return f"{self.minio_root_user}-mlflow"
 
     @property
     def store(self) -> Service:

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 
 from pydantic import TypeAdapter, ValidationError
 
-from trackstack import containers
+from trackstack import containers, privileges
 from trackstack.problems import Problem
-from trackstack.services import MLFLOW, SWARM_SECRET_KEYS, SecretUse, Service
+from trackstack.services import MLFLOW, PREPARE_SECRETS, SWARM_SECRET_KEYS, SecretUse, Service
 from trackstack.settings import Settings
 from trackstack.templating import template_text
 
@@ -107,7 +107,7 @@ def mlflow_server_args(settings: Settings, hosts: list[str] | None = None) -> li
     """The MLflow server of a shared server: always with logins (`deploy_problems` insists on them)."""
     return containers.mlflow_server_args(
         settings,
-        user=settings.postgres_user,
+        user=settings.mlflow_db_user,
         database=settings.postgres_db,
         hosts=containers.allowed_hosts(settings) if hosts is None else hosts,
         logins=True,
@@ -117,10 +117,15 @@ def mlflow_server_args(settings: Settings, hosts: list[str] | None = None) -> li
 def mlflow_environment(settings: Settings) -> dict[str, str]:
     """MLflow's variables that are no secret (the secrets are *_FILE variables from the table)."""
     return containers.mlflow_environment(settings) | {
-        "AWS_ACCESS_KEY_ID": settings.minio_root_user,
-        "POSTGRES_USER": settings.postgres_user,
         "POSTGRES_DB": settings.postgres_db,
+        # Not yet its own S3 user on a shared server (services.MLFLOW.secrets).
+        "AWS_ACCESS_KEY_ID": settings.minio_root_user,
     }
+
+
+def prepare_environment(settings: Settings) -> dict[str, str]:
+    """The prepare job's variables: MLflow's, and the superuser's name (its password: PREPARE_SECRETS)."""
+    return mlflow_environment(settings) | {"POSTGRES_USER": settings.postgres_user}
 
 
 def store_environment(settings: Settings) -> dict[str, str]:
@@ -164,8 +169,8 @@ def fingerprint(parts: object) -> str:
 def prepare_command(settings: Settings) -> list[str]:
     """What the prepare job runs in the MLflow image: the tables and the bucket, then the logins
     database and the admin (start_with_auth.py, which runs `true` after it instead of a server)."""
-    uri = containers.backend_store_uri(settings.postgres_user, settings.postgres_db)
-    return ["python", "-c", template_text(PREPARE), uri, settings.mlflow_bucket,
+    uri = containers.backend_store_uri(settings.mlflow_db_user, settings.postgres_db)
+    return ["python", "-c", template_text(PREPARE), uri, settings.mlflow_bucket, privileges.prepare_plan(settings),
             "python", "-c", containers.auth_start(), "true"]  # fmt: skip
 
 
@@ -179,8 +184,8 @@ def prepare_fingerprint(settings: Settings, *, image: str) -> str:
         {
             "image": image,
             "command": prepare_command(settings),
-            "environment": mlflow_environment(settings),
-            "secrets": {use.target: secrets[use.target] for use in MLFLOW.secrets},
+            "environment": prepare_environment(settings),
+            "secrets": {use.target: secrets[use.target] for use in PREPARE_SECRETS},
         }
     )
 

@@ -114,13 +114,15 @@ def _relaxed(c: Context) -> Project:
 @reports_errors
 def init(c: Context, force: bool = False) -> None:
     """Create .env from .env.example with random secrets."""
-    from trackstack.envfile import create_env
+    from trackstack.envfile import add_missing_secrets, create_env
     from trackstack.paths import env_file
 
     root = _root(c)
     target = env_file(root)
     if create_env(root / ".env.example", target, force=force):
         print(f"trackstack: wrote {target} (mode 600) with new random passwords")
+    elif added := add_missing_secrets(target):
+        print(f"trackstack: kept {target} and added new random values for {', '.join(added)}")
     else:
         print(f"trackstack: keeping the existing {target} (--force replaces it)")
 

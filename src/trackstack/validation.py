@@ -81,7 +81,10 @@ def validate(
             )
     for key in KEYS:
         if key not in values and key not in OPTIONAL_KEYS:
-            found.append(Problem(key, None, "missing", f"add {key}=... ({describe(key)}); see .env.example"))
+            fix = f"add {key}=... ({describe(key)}); see .env.example"
+            if key in SECRET_KEYS:
+                fix = "run `invoke init`: it adds a random one to your .env and changes nothing else"
+            found.append(Problem(key, None, "missing", fix))
 
     found += _port_clashes(values)
     if not policy.allow_weak_secrets:

@@ -2,8 +2,12 @@
 # them stopped on a first deploy): MLflow's tables are created or upgraded here, by one process,
 # never by several replicas at once; the artifact bucket is created. A Postgres advisory lock
 # keeps two deploys from doing it at the same time. Then the script becomes its command line,
-# sys.argv[3:] (start_with_auth.py with `true`: the logins database and the admin, then exit).
-# sys.argv[1] is the backend store URI (no password: libpq reads PGPASSWORD), sys.argv[2] the bucket.
+# sys.argv[4:] (start_with_auth.py with `true`: the logins admin, then exit).
+# sys.argv[1] is the backend store URI of MLflow's own role (no password: libpq reads PGPASSWORD),
+# sys.argv[2] the bucket, sys.argv[3] what to do as the superuser (privileges.prepare_plan, JSON): make
+# MLflow's role, its logins database, and give the role both databases and everything in them.
+# The superuser's password is only this job's (TRACKSTACK_SUPERUSER_PASSWORD); MLflow never gets it.
+import json
 import os
 import sys
 
@@ -12,12 +16,31 @@ import psycopg2
 import sqlalchemy
 from botocore.exceptions import ClientError
 from mlflow.store.db import utils
+from psycopg2 import sql
 
-uri, bucket = sys.argv[1], sys.argv[2]
+uri, bucket, plan = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 env = os.environ
-lock = psycopg2.connect(host="postgres", dbname=env["POSTGRES_DB"], user=env["POSTGRES_USER"])
+superuser = {"host": "postgres", "user": env["POSTGRES_USER"], "password": env.pop("TRACKSTACK_SUPERUSER_PASSWORD")}
+lock = psycopg2.connect(dbname=env["POSTGRES_DB"], **superuser)
 lock.autocommit = True
-lock.cursor().execute("SELECT pg_advisory_lock(hashtext('trackstack-prepare'))")  # released at exit
+with lock.cursor() as cursor:
+    cursor.execute("SELECT pg_advisory_lock(hashtext('trackstack-prepare'))")  # released at exit
+    cursor.execute(plan["create_role"])
+    role = sql.Identifier(plan["role"])
+    cursor.execute(sql.SQL("ALTER ROLE {} WITH PASSWORD %s").format(role), (env["PGPASSWORD"],))
+    cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (plan["auth_db"],))
+    if plan["auth_db"] and cursor.fetchone() is None:
+        cursor.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(plan["auth_db"]), role))
+    for statement in plan["owners"]:
+        cursor.execute(statement)
+    cursor.execute("SELECT datname FROM pg_database WHERE datname = ANY(%s)", (plan["databases"],))
+    present = [row[0] for row in cursor.fetchall()]
+for database in present:  # ownership never crosses databases: move each one's objects from inside it
+    connection = psycopg2.connect(dbname=database, **superuser)
+    connection.autocommit = True
+    connection.cursor().execute(plan["objects"])
+    connection.close()
+print(f"trackstack: MLflow's role {plan['role']} owns {', '.join(present)}", flush=True)
 
 engine = utils.create_sqlalchemy_engine_with_retry(uri)
 head = utils._get_latest_schema_revision()
@@ -49,4 +72,4 @@ except ClientError:
     s3.create_bucket(Bucket=bucket)
     print(f"trackstack: created bucket {bucket}", flush=True)
 
-os.execvp(sys.argv[3], sys.argv[3:])  # noqa: S606 - the next step's command line, no shell
+os.execvp(sys.argv[4], sys.argv[4:])  # noqa: S606 - the next step's command line, no shell

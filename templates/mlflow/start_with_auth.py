@@ -1,5 +1,6 @@
 # Runs in the MLflow container before `mlflow server --app-name basic-auth` (MLFLOW_AUTH=true).
-# The logins database is created on first start; the auth app's ini file is written from the
+# The logins database exists already, owned by MLflow's role (PGUSER), which may not create databases:
+# trackstack made it as the superuser (privileges.py). The auth app's ini file is written from the
 # environment into a private file (mode 600) inside the container, never the project folder; the
 # admin's password is made the one in .env (MLflow itself sets it only when it creates the
 # admin). Then the script becomes the server: sys.argv[1:] is its command line.
@@ -9,27 +10,17 @@ import configparser
 import os
 import sys
 
-import psycopg2
 from mlflow.server.auth.sqlalchemy_store import SqlAlchemyStore
-from psycopg2 import sql
 
 env = os.environ
 logins_db = env["MLFLOW_AUTH_DB"]
 admin = env["MLFLOW_ADMIN_USER"]
 password = env.pop("MLFLOW_ADMIN_PASSWORD")  # the server reads it from the ini file only
 prepared = env.pop("TRACKSTACK_AUTH_PREPARED", "") == "true"
-if not prepared:
-    # libpq takes the password from PGPASSWORD: it is in neither the URI nor a command line.
-    connection = psycopg2.connect(host="postgres", dbname=env["POSTGRES_DB"], user=env["POSTGRES_USER"])
-    connection.autocommit = True
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (logins_db,))
-        if cursor.fetchone() is None:
-            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(logins_db)))
-    connection.close()
 
 # The driver is named: SQLAlchemy 2.1 (MLflow 3.9 and later) reads a bare postgresql:// as psycopg 3.
-uri = "postgresql+psycopg2://" + env["POSTGRES_USER"] + "@postgres:5432/" + logins_db
+# libpq takes the password from PGPASSWORD: it is in neither the URI nor a command line.
+uri = "postgresql+psycopg2://" + env["PGUSER"] + "@postgres:5432/" + logins_db
 config = configparser.RawConfigParser()
 config["mlflow"] = {
     "default_permission": env["MLFLOW_DEFAULT_PERMISSION"],

@@ -13,6 +13,8 @@ STRONG = {
     "MINIO_ROOT_PASSWORD": "minio-Strong-Secret-4713",
     "MLFLOW_ADMIN_PASSWORD": "mlflow-Strong-Secret-4714",
     "MLFLOW_FLASK_SERVER_SECRET_KEY": "mlflow-Strong-Secret-Key-4715",
+    "MLFLOW_DB_PASSWORD": "mlflow-db-Strong-Secret-4716",
+    "MLFLOW_S3_SECRET_KEY": "mlflow-s3-Strong-Secret-4717",
 }
 
 

@@ -120,7 +120,8 @@ def test_mlflow_waits_for_its_dependencies_and_proxies_artifacts(settings: Setti
     assert "--serve-artifacts" in command
     assert "--artifacts-destination=s3://mlflow" in command
     # psycopg2 named: SQLAlchemy 2.1 would read a bare postgresql:// as psycopg 3, which the image lacks.
-    assert "--backend-store-uri=postgresql+psycopg2://${POSTGRES_USER}@postgres:5432/${POSTGRES_DB}" in command
+    # MLflow's own role (privileges.py), not POSTGRES_USER.
+    assert "--backend-store-uri=postgresql+psycopg2://mlflow_mlflow@postgres:5432/${POSTGRES_DB}" in command
     allowed = next(a for a in command if a.startswith("--allowed-hosts=")).split("=", 1)[1].split(",")
     assert {"localhost:5001", "mlflow:5000"} <= set(allowed)
     assert mlflow["environment"]["MLFLOW_S3_ENDPOINT_URL"] == "http://minio:9000"

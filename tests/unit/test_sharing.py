@@ -57,7 +57,8 @@ def test_auth_settings_are_checked_and_secrets_masked(values: dict[str, str], ke
 def test_an_older_env_without_the_sharing_keys_is_valid(values: dict[str, str]) -> None:
     for key in [k for k in values if k.startswith("MLFLOW_") and k not in ("MLFLOW_BUCKET", "MLFLOW_VERSION",
                                                                             "MLFLOW_WORKERS", "MLFLOW_PORT",
-                                                                            "MLFLOW_BASE_IMAGE")]:  # fmt: skip
+                                                                            "MLFLOW_BASE_IMAGE", "MLFLOW_DB_PASSWORD",
+                                                                            "MLFLOW_S3_SECRET_KEY")]:  # fmt: skip
         del values[key]
     for key in ("PGADMIN_BIND_ADDRESS", "MINIO_BIND_ADDRESS", "POSTGRES_BIND_ADDRESS"):
         del values[key]

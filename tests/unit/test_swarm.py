@@ -61,7 +61,8 @@ def test_secrets_are_external_docker_secrets_read_through_file_variables(shared:
     assert environments["postgres"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
     assert environments["minio"]["MINIO_ROOT_PASSWORD_FILE"] == "/run/secrets/minio_root_password"
     assert environments["pgadmin"]["PGADMIN_DEFAULT_PASSWORD_FILE"] == "/run/secrets/pgadmin_default_password"
-    assert environments["mlflow"]["PGPASSWORD_FILE"] == "/run/secrets/postgres_password"
+    # MLflow's own role's password, never the superuser's (privileges.py).
+    assert environments["mlflow"]["PGPASSWORD_FILE"] == "/run/secrets/mlflow_db_password"
     assert environments["mlflow"]["AWS_SECRET_ACCESS_KEY_FILE"] == "/run/secrets/minio_root_password"
     for name, service in stack["services"].items():
         mounted = {secret["source"] for secret in service.get("secrets", [])}
@@ -155,7 +156,9 @@ def test_the_prepare_job_runs_once_with_mlflows_secrets_on_the_stack_network(sha
     assert args[args.index("--network") + 1] == "trackstack_backend"
     assert "com.docker.stack.namespace=trackstack" in args  # `docker stack rm` removes a leftover
     secrets = [args[i + 1] for i, arg in enumerate(args) if arg == "--secret"]
-    assert len(secrets) == 4
+    # MLflow's four and the superuser's password, which only this job uses (MLflow's role and databases).
+    assert len(secrets) == 5
+    assert any(secret.endswith("target=postgres_password") for secret in secrets)
     assert all(secret.startswith("source=trackstack_") for secret in secrets)
     assert args[args.index(IMAGE) + 1 : args.index(IMAGE) + 3] == ["python", "-c"]
     assert args[-1] == "true"  # the auth step ends the job instead of starting a server

@@ -159,6 +159,10 @@ def start(project: Project, *, timeout: float = 300) -> StartReport:
         say(line)
         seeded.append(line)
 
+    def note_all(*lines: str) -> None:
+        for line in lines:
+            note(line)
+
     new_pgadmin_volume = False
 
     def pgadmin_ready() -> None:
@@ -173,7 +177,7 @@ def start(project: Project, *, timeout: float = 300) -> StartReport:
         note(seed.seed_pgadmin(project, listed=None if applied else listed))
 
     on_ready: dict[str, Callable[[], None]] = {
-        "minio": lambda: note(seed.bucket_line(project.settings)),
+        "minio": lambda: note_all(seed.bucket_line(project.settings), seed.grant_store(project)),
         "pgadmin": pgadmin_ready,
     }
     if running_as_configured(project, running):
@@ -190,25 +194,21 @@ def start(project: Project, *, timeout: float = 300) -> StartReport:
         if service.volume
     }
     new_pgadmin_volume = new_volume["pgadmin"]
-    later: set[str] = set()
-    if new_volume["postgres"]:
-        # Postgres creates its database from .env now: no old password, no schema to upgrade. MLflow
-        # starts with the others; its entrypoint waits until Postgres accepts TCP connections,
-        # which the image allows only once the database is initialised.
-        _compose_up(project, *SERVICE_NAMES)
-    else:
-        # MLflow needs Postgres to accept the .env password (an older volume may hold another) and
-        # its schema at MLflow's version; the artifact store and pgAdmin need nothing, so they start with
-        # Postgres and MLflow follows the moment Postgres answers.
-        _compose_up(project, "postgres", "minio", "pgadmin")
-        later.add("mlflow")  # its container may still be the one an earlier `stop` left exited
+    # MLflow needs its own role, owning its databases (made or moved as the superuser: a new volume
+    # has none, an older one the superuser's tables), Postgres to accept the .env password (an older
+    # volume may hold another) and its schema at MLflow's version; the artifact store and pgAdmin need
+    # nothing, so they start with Postgres and MLflow follows the moment Postgres answers.
+    later: set[str] = {"mlflow"}  # its container may still be the one an earlier `stop` left exited
+    _compose_up(project, "postgres", "minio", "pgadmin")
 
-        def start_mlflow() -> None:
+    def start_mlflow() -> None:
+        note(seed.grant_database(project))
+        if not new_volume["postgres"]:
             migrate.before_start(project, backup.write)  # an older MLflow schema: back up, upgrade once, then start
-            _compose_up(project, "mlflow")
-            later.discard("mlflow")
+        _compose_up(project, "mlflow")
+        later.discard("mlflow")
 
-        on_ready["postgres"] = start_mlflow
+    on_ready["postgres"] = start_mlflow
     waiting_from = time.monotonic() - started
     answered = wait_ready(
         project, timeout=timeout, on_ready=on_ready, probe=_probe_syncing_password(project), later=later

@@ -19,7 +19,7 @@ from trackstack.console import say
 from trackstack.project import Project
 from trackstack.settings import Settings
 from trackstack.storage import MinioBucket
-from trackstack.targets.compose import migrate
+from trackstack.targets.compose import migrate, seed
 from trackstack.targets.compose.state import wait_ready
 
 # How long MLflow may take to become healthy on the restored (or the old) data.
@@ -63,6 +63,8 @@ class ComposeData:
     def after_swap(self, backup_version: str) -> None:
         if backup_version != self.settings.mlflow_version:
             say(f"the backup was written by MLflow {backup_version}; checking its schema")
+        # The restore loaded as the superuser: the tables go back to MLflow's role before MLflow starts.
+        say(seed.grant_database(self.project))
         migrate.after_restore(self.project)
 
     def data_services_back(self) -> None:

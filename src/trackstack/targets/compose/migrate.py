@@ -87,7 +87,7 @@ def upgrade_schema(project: Project, found: str, revisions: Revisions) -> None:
     """Run `mlflow db upgrade` once, in a one-shot container of the MLflow service."""
     started = time.monotonic()
     engine.compose(project, "run", "--rm", "--no-deps", "-T", "mlflow", "mlflow", "db", "upgrade",
-                   backend_store_uri(project.settings.postgres_user, project.settings.postgres_db),
+                   backend_store_uri(project.settings.mlflow_db_user, project.settings.postgres_db),
                    capture=True)  # fmt: skip
     now = database_revision(project)
     if now != revisions.head:

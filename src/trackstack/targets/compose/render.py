@@ -41,10 +41,11 @@ def pgadmin_build_digest(dockerfile: str) -> str:
 
 
 def mlflow_server_args(settings: Settings) -> list[str]:
-    """The MLflow server as Compose runs it: Postgres's names are references to `.env`."""
+    """The MLflow server as Compose runs it: its database is a reference to `.env`; its role is
+    derived from POSTGRES_USER (Settings.mlflow_db_user), which Compose cannot spell."""
     return containers.mlflow_server_args(
         settings,
-        user="${POSTGRES_USER}",
+        user=settings.mlflow_db_user,
         database="${POSTGRES_DB}",
         hosts=containers.allowed_hosts(settings),
         logins=settings.mlflow_auth,

@@ -12,12 +12,15 @@ import json
 import shlex
 from typing import Any
 
-from trackstack import engine
+from trackstack import database, engine, privileges
 from trackstack.containers import PGADMIN_PYTHON, PGADMIN_SERVER_NAME, render_servers_json
 from trackstack.engine import DockerError
 from trackstack.project import Project
 from trackstack.settings import Settings
 from trackstack.storage import minio_client
+
+# Where `weed shell` finds the all-in-one server's master inside its container (`weed mini`'s default).
+WEED_SHELL = ("weed", "shell", "-master=127.0.0.1:9333")
 
 # Paths inside the pgAdmin image (dpage/pgadmin4): its setup script, its data.
 PGADMIN_SETUP = "/pgadmin4/setup.py"
@@ -148,6 +151,38 @@ def bucket_line(settings: Settings) -> str:
     bucket = settings.mlflow_bucket
     store = settings.store.product
     return f"{store}: created bucket {bucket}" if created else f"{store}: bucket {bucket} already exists"
+
+
+def grant_database(project: Project) -> str:
+    """MLflow's own role, owning its databases and everything in them (privileges.py); as the superuser,
+    over the container's socket, the password on psql's stdin. Before MLflow starts, on every `up`."""
+    settings = project.settings
+    database.psql(project, privileges.role_script(settings))
+    return f"Postgres: MLflow's role {settings.mlflow_db_user} owns {' and '.join(settings.mlflow_databases)}"
+
+
+def grant_store(project: Project) -> str:
+    """MLflow's own S3 user, allowed MLFLOW_BUCKET's objects only; made again (its key from .env) every `up`."""
+    settings = project.settings
+    user = settings.mlflow_s3_access_key
+    if settings.artifact_store == "seaweedfs":
+        engine.compose(project, "exec", "-T", "minio", *WEED_SHELL, capture=True,
+                       input_text=privileges.seaweedfs_configure(settings))  # fmt: skip
+    else:
+        from minio.credentials.providers import StaticProvider
+        from minio.minioadmin import MinioAdmin
+
+        admin = MinioAdmin(
+            endpoint=f"{settings.host}:{settings.ports['MINIO_API_PORT']}",
+            credentials=StaticProvider(settings.minio_root_user, settings.minio_root_password.get_secret_value()),
+            secure=False,
+        )
+        admin.user_add(user, settings.mlflow_s3_secret_key.get_secret_value())
+        admin.policy_add(
+            privileges.bucket_policy_name(settings), policy=privileges.bucket_policy(settings.mlflow_bucket)
+        )
+        admin.policy_set(privileges.bucket_policy_name(settings), user=user)
+    return f"{settings.store.product}: MLflow's user {user} may use bucket {settings.mlflow_bucket} only"
 
 
 def seed(project: Project) -> list[str]:

@@ -8,6 +8,7 @@ script and pgAdmin's password command are the Swarm ones.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -18,7 +19,7 @@ from typing import Any
 from trackstack import containers, shared_server
 from trackstack.containers import allowed_hosts, auth_start
 from trackstack.problems import Problem
-from trackstack.services import MINIO, MLFLOW, PGADMIN, POSTGRES, SWARM_SECRET_KEYS, Service
+from trackstack.services import MINIO, MLFLOW, PGADMIN, POSTGRES, PREPARE_SECRETS, SWARM_SECRET_KEYS, Service
 from trackstack.settings import Settings
 from trackstack.templating import render_template
 
@@ -311,8 +312,10 @@ def render_prepare(settings: Settings, image: str) -> str:
         "kubernetes/prepare.yaml.j2",
         **_context(settings, image),
         prepare_command=shared_server.prepare_command(settings),
-        # The Job itself creates the logins database and admin (start_with_auth.py, not yet "prepared").
-        mlflow_environment=shared_server.mlflow_environment(settings),
+        # The Job itself creates the logins database and admin (start_with_auth.py, not yet "prepared"),
+        # and MLflow's role as the superuser (PREPARE_SECRETS).
+        mlflow_environment=shared_server.prepare_environment(settings),
+        prepare=dataclasses.replace(MLFLOW, secrets=PREPARE_SECRETS),
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from trackstack import containers
 from trackstack.containers import PGADMIN_SERVER_NAME, auth_start
-from trackstack.services import MLFLOW, PROXY, swarm_stack
+from trackstack.services import MLFLOW, PREPARE_SECRETS, PROXY, swarm_stack
 from trackstack.settings import Settings
 from trackstack.shared_server import (
     deploy_problems,
@@ -21,6 +21,7 @@ from trackstack.shared_server import (
     mlflow_server_args,
     pgadmin_environment,
     prepare_command,
+    prepare_environment,
     render_servers_json,
     secret_files,
     secret_names,
@@ -140,10 +141,10 @@ def prepare_job_args(settings: Settings, *, image: str) -> list[str]:
     """The one-shot job that readies MLflow's database and bucket, with MLflow's secrets, on the stack's network."""
     secrets = secret_names(settings)
     args = [*_job(settings), "--network", f"{settings.compose_project_name}_backend"]
-    for use in MLFLOW.secrets:
+    for use in PREPARE_SECRETS:
         args += ["--secret", f"source={secrets[use.target]},target={use.target}"]
         args += ["--env", f"{use.variable}_FILE=/run/secrets/{use.target}"]
-    for variable, value in mlflow_environment(settings).items():
+    for variable, value in prepare_environment(settings).items():
         args += ["--env", f"{variable}={value}"]
     return [*args, image, *prepare_command(settings)]
 
