@@ -8,12 +8,15 @@ starts the moment its database can take it, rather than at the engine's next hea
 After `TRACKSTACK_WAIT_TIMEOUT` seconds (default 120) the command starts anyway and reports
 what it cannot reach itself. On Docker Swarm, `TRACKSTACK_TASK_SLOT` is the task's slot: MLflow's
 periodic jobs run in slot 1 only (MLflow asks that of deployments with several replicas), unless
-`MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS` is set. Standard library only: it runs with `python -I -S`.
+`MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS` is set. `PROMETHEUS_MULTIPROC_DIR` (MLflow's
+`--expose-prometheus` folder) is emptied first: MLflow wants it empty at start, and a container
+restarted by its policy keeps the files of its dead workers. Standard library only: it runs with `python -I -S`.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sys
 import time
@@ -58,11 +61,21 @@ def periodic_tasks_on_one_slot(environ: MutableMapping[str, str]) -> None:
         environ.setdefault("MLFLOW_SERVER_JOB_ENABLE_PERIODIC_TASKS", "false")
 
 
+def fresh_metrics_dir(environ: MutableMapping[str, str]) -> None:
+    """Create PROMETHEUS_MULTIPROC_DIR empty: the metrics files of a previous start are dropped."""
+    folder = environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    if not folder:
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+
+
 def main(argv: list[str]) -> None:
     if not argv:
         sys.exit("usage: mlflow-entrypoint COMMAND [ARG ...]")
     secrets_from_files(os.environ)
     periodic_tasks_on_one_slot(os.environ)
+    fresh_metrics_dir(os.environ)
     wait_for(os.environ.get("TRACKSTACK_WAIT_FOR", "").split(), float(os.environ.get("TRACKSTACK_WAIT_TIMEOUT", "120")))
     os.execvp(argv[0], argv)  # noqa: S606 - becoming the container command is the point
 

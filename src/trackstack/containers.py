@@ -43,6 +43,7 @@ def mlflow_environment(settings: Settings) -> dict[str, str]:
         # settings.artifact_download_warning.)
         "MLFLOW_ENABLE_PROXY_MULTIPART_DOWNLOAD": "false",
         "MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD": "false",
+        **metrics_environment(),
     }
     if settings.mlflow_auth:
         environment |= {
@@ -86,6 +87,18 @@ def pgadmin_environment(*, compiled_image: bool = False) -> dict[str, str]:
         # the compiled image: Python would then look for bytecode only here, not beside the code.
         environment["PYTHONPYCACHEPREFIX"] = "/var/lib/pgadmin/pycache"
     return environment
+
+
+# Where each MLflow server's workers share their Prometheus metrics (`--expose-prometheus`): inside
+# the container, emptied by the image's entrypoint before the server starts (MLflow wants it empty).
+METRICS_DIR = "/tmp/mlflow-metrics"  # noqa: S108 - a folder inside the container, private to it
+
+
+def metrics_environment() -> dict[str, str]:
+    """What the Prometheus exporter needs besides `--expose-prometheus`: prometheus_client's multiprocess
+    mode reads the folder from PROMETHEUS_MULTIPROC_DIR in every worker (MLflow sets only the lower-case
+    name, which prometheus_client reads as deprecated), and the entrypoint empties it."""
+    return {"PROMETHEUS_MULTIPROC_DIR": METRICS_DIR}
 
 
 # Run in the MLflow container before the server when MLFLOW_AUTH=true; Python, not a template.
@@ -135,8 +148,38 @@ def mlflow_server_args(settings: Settings, *, user: str, database: str, hosts: l
         "--serve-artifacts",
         f"--artifacts-destination=s3://{settings.mlflow_bucket}",
         f"--allowed-hosts={','.join(hosts)}",
+        # Prometheus metrics at /metrics; with logins, only a login reaches them (docs/running-a-class.md).
+        f"--expose-prometheus={METRICS_DIR}",
         *(["--app-name=basic-auth"] if logins else []),
     ]
+
+
+def mlflow_gc_args(settings: Settings, *, user: str, database: str) -> list[str]:
+    """`mlflow gc` as every target runs it: deleted runs (and experiments) older than MLFLOW_GC_OLDER_THAN
+    removed for good, their artifacts with them. Runs keep `mlflow-artifacts:` URIs, which gc resolves
+    through the tracking server (`gc_environment`); the credentials come as the server's do."""
+    return [
+        "mlflow",
+        "gc",
+        f"--backend-store-uri={backend_store_uri(user, database)}",
+        f"--artifacts-destination=s3://{settings.mlflow_bucket}",
+        *([f"--older-than={settings.mlflow_gc_older_than}"] if settings.mlflow_gc_older_than else []),
+    ]
+
+
+def gc_environment(settings: Settings) -> dict[str, str]:
+    """`mlflow gc`'s variables that carry no credential. It deletes a run's artifacts through the server
+    (a run's `mlflow-artifacts:` URI means "the tracking server's"); with logins, as the admin
+    (MLFLOW_TRACKING_USERNAME here, the password as the target passes secrets: MLFLOW_TRACKING_PASSWORD)."""
+    environment = {
+        "MLFLOW_TRACKING_URI": f"http://{MLFLOW.address}",
+        "MLFLOW_S3_ENDPOINT_URL": f"http://{settings.store.address}",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+    }
+    if settings.mlflow_auth:
+        environment["MLFLOW_TRACKING_USERNAME"] = settings.mlflow_admin_user
+    return environment
 
 
 def render_servers_json(settings: Settings, password_command: str = PGADMIN_PASSWORD_COMMAND) -> str:

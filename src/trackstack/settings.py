@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from trackstack.paths import constraints_file, supported_mlflow_versions
+from trackstack.schedule import cron_problem, duration
 from trackstack.services import ENDPOINT_OF_PORT, PORT_KEYS, SERVICE_OF_PORT, STORES, Service, stack
 
 Port = Annotated[int, Field(ge=1, le=65535, strict=False)]
@@ -194,6 +195,30 @@ class Settings(BaseModel):
     mlflow_s3_secret_key: SecretStr = Field(
         description="the secret key of MLflow's S3 user (at least 8 characters); `invoke init` generates one"
     )
+
+    # Running a class (docs/running-a-class.md). Optional keys: a `.env` from before they existed keeps working.
+    mlflow_gc_schedule: str = Field(
+        default="",
+        description="a 5-field cron expression (minute hour day month weekday), e.g. 0 3 * * *; empty: no scheduled gc",
+    )
+    mlflow_gc_older_than: str = Field(
+        default="7d", description="how long a deleted run waits before gc removes it: e.g. 7d, 12h or 1d12h"
+    )
+
+    @field_validator("mlflow_gc_schedule")
+    @classmethod
+    def _gc_schedule(cls, value: str) -> str:
+        problem = cron_problem(value) if value.strip() else None
+        if problem:
+            raise ValueError(problem)
+        return " ".join(value.split())
+
+    @field_validator("mlflow_gc_older_than")
+    @classmethod
+    def _gc_older_than(cls, value: str) -> str:
+        if value and duration(value) is None:
+            raise ValueError("not a duration like 7d, 12h or 1d12h30m")
+        return value
 
     @model_validator(mode="before")
     @classmethod

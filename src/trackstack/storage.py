@@ -96,6 +96,13 @@ class MinioBucket:
                 return {}
             return {obj.object_name: obj.etag for obj in self.client.list_objects(self.name, recursive=True)}
 
+    def sizes(self) -> dict[str, int]:
+        """Every object's key and size in bytes; empty when the bucket does not exist."""
+        with minio_errors(f"listing the objects of bucket {self.name}"):
+            if not self.client.bucket_exists(self.name):
+                return {}
+            return {obj.object_name: int(obj.size or 0) for obj in self.client.list_objects(self.name, recursive=True)}
+
     def ensure(self) -> None:
         with minio_errors(f"creating bucket {self.name}"):
             if not self.client.bucket_exists(self.name):

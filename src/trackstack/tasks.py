@@ -439,6 +439,30 @@ def user_remove(c: Context, name: str, roster: bool = False) -> None:
         console.say(f"{len(done.missing)} were not there: {', '.join(s.name for s in done.missing)}")
 
 
+@task(help={"csv": "also write the report to this CSV file (bytes as numbers, for a spreadsheet)"})
+@reports_errors
+def report(c: Context, csv: str = "") -> None:
+    """Show per student: runs, experiments, last activity and artifact bytes.
+
+    Skips the weak-secret and image-pinning checks: it starts nothing new.
+    """
+    from trackstack import class_report, targets
+    from trackstack.console import say, table
+
+    project = _relaxed(c)
+    settings = project.settings
+    target = targets.for_project(project)
+    runs = target.psql(class_report.RUNS_SQL)
+    logins = target.psql(class_report.LOGINS_SQL, database=settings.mlflow_auth_db) if settings.mlflow_auth else None
+    students = class_report.build(runs, logins, target.artifact_sizes(), bucket=settings.mlflow_bucket)
+    print(table(class_report.table_rows(students)), flush=True)
+    if not settings.mlflow_auth:
+        say("experiments: '-' without logins (MLFLOW_AUTH=false): MLflow records no experiment's creator")
+    if csv:
+        Path(csv).write_text(class_report.to_csv(students), encoding="utf-8", newline="\n")
+        say(f"wrote {csv}")
+
+
 @task(help={"exclude_newer": "resolve as PyPI was on this date, YYYY-MM-DD (default: the lock's own, else today)"})
 @reports_errors
 def lock(c: Context, exclude_newer: str = "") -> None:
@@ -484,6 +508,7 @@ def namespace(root: Path) -> Collection:
     """The task collection for the project whose files live in `root`."""
     ns = Collection(
         init, render, build, up, seed, stop, down, reset, backup, restore, status, logs, urls, open_uis, doctor, lock,
+        report,
         deploy, undeploy,
     )  # fmt: skip
     ns.add_collection(Collection("user", user_add, user_import, user_list, user_remove))

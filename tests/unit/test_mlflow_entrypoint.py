@@ -101,3 +101,19 @@ def test_periodic_jobs_run_in_the_first_swarm_slot_only() -> None:
             check=True,
         )
         assert result.stdout.strip() == expected, env
+
+
+def test_the_metrics_folder_starts_empty_though_a_restart_left_files_in_it(tmp_path: Path) -> None:
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    (folder / "counter_41.db").write_bytes(b"a dead worker's counters")
+    shown = "import os, sys; print(sorted(os.listdir(sys.argv[1])))"
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", str(ENTRYPOINT), sys.executable, "-c", shown, str(folder)],
+        env={"PROMETHEUS_MULTIPROC_DIR": str(folder)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]"

@@ -126,6 +126,10 @@ class Target(Protocol):
 
     def doctor_checks(self) -> list[Check]: ...
 
+    def artifact_sizes(self) -> dict[str, int]:
+        """Every object of the artifact bucket with its size in bytes (`invoke report`)."""
+        ...
+
     def backup(self, into: Path) -> Path:
         """Write a backup folder (`trackstack.backup_format`) of the running stack under `into`."""
         ...

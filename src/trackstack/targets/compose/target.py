@@ -62,6 +62,10 @@ class ComposeTarget:
     def doctor_checks(self) -> list[Check]:
         return [doctor.check_ports(self.project)]
 
+    def artifact_sizes(self) -> dict[str, int]:
+        with backup.ComposeData(self.project).bucket() as bucket:
+            return bucket.sizes()
+
     def backup(self, into: Path) -> Path:
         state.require_running(self.project)
         return backup.write(self.project, into)

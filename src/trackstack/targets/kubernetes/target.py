@@ -62,6 +62,11 @@ class KubernetesTarget:
     def doctor_checks(self) -> list[Check]:
         return context_checks(self.project)
 
+    def artifact_sizes(self) -> dict[str, int]:
+        apply.require_context(self.project.settings)
+        with KubernetesData(self.project).bucket() as bucket:
+            return bucket.sizes()
+
     def backup(self, into: Path) -> Path:
         apply.require_context(self.project.settings)
         return backups.backup(KubernetesData(self.project), into)

@@ -78,8 +78,16 @@ class McBucket:
         return f"stack/{self.name}/{key}"
 
     def listing(self) -> dict[str, str]:
+        return {key: str(entry.get("etag", "")) for key, entry in self._entries().items()}
+
+    def sizes(self) -> dict[str, int]:
+        """Every object's key and size in bytes; empty when the bucket does not exist."""
+        return {key: int(str(entry.get("size", 0))) for key, entry in self._entries().items()}
+
+    def _entries(self) -> dict[str, dict[str, object]]:
+        """`mc ls --json`'s entry of every object, by key."""
         result = engine.run(self._exec("--json", "ls", "--recursive", self._path()), capture=True, check=False)
-        found: dict[str, str] = {}
+        found: dict[str, dict[str, object]] = {}
         for line in result.stdout.splitlines():
             entry = json.loads(line)
             if entry.get("status") == "error":
@@ -89,7 +97,7 @@ class McBucket:
                 raise StorageError(f"MinIO refused to list bucket {self.name}:\n{indent(message)}\n"
                                    "Fix: `invoke logs --service minio` shows why.")  # fmt: skip
             if entry.get("type") == "file":
-                found[str(entry["key"])] = str(entry.get("etag", ""))
+                found[str(entry["key"])] = entry
         if result.returncode != 0 and not found:
             raise StorageError(f"mc could not list bucket {self.name}:\n{indent(result.stderr.strip())}")
         return found

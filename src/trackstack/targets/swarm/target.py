@@ -58,6 +58,10 @@ class SwarmTarget:
     def doctor_checks(self) -> list[Check]:
         return checks.swarm_checks(self.project)
 
+    def artifact_sizes(self) -> dict[str, int]:
+        with SwarmData(self.project).bucket() as bucket:
+            return bucket.sizes()
+
     def backup(self, into: Path) -> Path:
         return backups.backup(SwarmData(self.project), into)
 
