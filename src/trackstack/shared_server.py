@@ -14,7 +14,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from trackstack import containers, privileges
 from trackstack.problems import Problem
-from trackstack.services import MLFLOW, PREPARE_SECRETS, SWARM_SECRET_KEYS, SecretUse, Service
+from trackstack.services import PREPARE_SECRETS, SWARM_SECRET_KEYS, SecretUse, Service
 from trackstack.settings import Settings
 from trackstack.templating import template_text
 
