@@ -60,7 +60,7 @@ class KubernetesTarget:
         return access.psql(self.project, sql, database=database)
 
     def doctor_checks(self) -> list[Check]:
-        return context_checks(self.project)
+        return [*context_checks(self.project), *views.exposure(self.project.settings)]
 
     def backup(self, into: Path) -> Path:
         apply.require_context(self.project.settings)
