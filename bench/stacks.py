@@ -20,6 +20,7 @@ from pydantic import SecretStr
 
 from bench import ROOT, BenchError, say
 from trackstack import engine
+from trackstack.dependency_lock import pins
 from trackstack.engine import compose_args, docker_env
 from trackstack.envfile import create_env, read_env_file
 from trackstack.paths import ENV_FILE_VARIABLE
@@ -254,8 +255,8 @@ def baseline_dockerfile(text: str, base_image: str) -> str:
 
 def check_pins_agree(requirements: str, lock: str) -> None:
     """The course's own `name==version` pins must be the lock's, or the lock would change its install."""
-    pins = set(lock.split())
-    differ = [line for line in requirements.split() if "==" in line and line not in pins]
+    locked = set(pins(lock))
+    differ = [line for line in requirements.split() if "==" in line and line not in locked]
     if differ:
         raise BenchError(f"the course pins {', '.join(differ)}, which trackstack's lock does not: update the lock")
 
@@ -270,7 +271,10 @@ def build_baseline_image(source: Path, base_image: str, lock: Path, tag: str, wo
     dockerfile.write_text(
         baseline_dockerfile(dockerfile.read_text(encoding="utf-8"), base_image), encoding="utf-8", newline="\n"
     )
-    shutil.copyfile(lock, context / "constraints.txt")
+    # Its pins without their hashes: a hashed constraint would put the course's unhashed install in hash-checking mode.
+    (context / "constraints.txt").write_text(
+        "".join(f"{pin}\n" for pin in pins(lock.read_text(encoding="utf-8"))), encoding="utf-8", newline="\n"
+    )
     engine.run(
         ["docker", "build", "--quiet", "-t", tag, *(["--no-cache"] if no_cache else []), str(context)], capture=True
     )

@@ -51,6 +51,10 @@ def mlflow_environment(settings: Settings) -> dict[str, str]:
             "POSTGRES_DB": settings.postgres_db,
             "MLFLOW_ADMIN_USER": settings.mlflow_admin_user,
             "MLFLOW_DEFAULT_PERMISSION": settings.mlflow_default_permission,
+            # Fail closed: a request to a route without a permission check of its own is refused
+            # (403), not let through. MLflow's default from 3.16 on, said here rather than left to
+            # it; older releases do not read it (and are refused with logins: advisories.py).
+            "MLFLOW_BASIC_AUTH_FAIL_CLOSED": "true",
         }
     return environment
 

@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
 
-from trackstack import engine
+from trackstack import advisories, engine
 from trackstack.ports import busy_ports
 from trackstack.problems import SettingsError
 from trackstack.project import Project
@@ -17,6 +17,8 @@ from trackstack.settings import Settings, artifact_download_warning
 from trackstack.validation import load_settings
 
 Level = Literal["ok", "warn", "fail"]
+# `invoke doctor`'s section on what the stack publishes and behind what; its checks' names start with it.
+EXPOSURE = "exposure"
 
 # The pinned upstream images are published for these engine architectures.
 SUPPORTED_ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -158,8 +160,36 @@ def check_artifact_downloads(server_version: str) -> Check:
 
 
 # MinIO's community edition: its repository was archived in 2026 and its last image has a High
-# advisory that no release fixes (GHSA-jjjj-jwhf-8rgr).
-MINIO_ADVISORY = "CVE-2025-62506 / GHSA-jjjj-jwhf-8rgr"
+# advisory that no published image fixes (advisories.py).
+MINIO_ADVISORY = advisories.MINIO.id
+
+
+def check_advisories(settings: Settings) -> list[Check]:
+    """The "exposure" section's last lines: the published advisories of the images `.env` pins, each with its fix."""
+    found = [
+        (advisory, f"MLflow {settings.mlflow_version} with logins")
+        for advisory in (advisories.mlflow_auth(settings.mlflow_version) if settings.mlflow_auth else [])
+    ]
+    if settings.artifact_store == "minio":
+        found += [(advisory, settings.minio_image) for advisory in advisories.minio(settings.minio_image)]
+    found += [
+        (advisory, f"{settings.proxy_image} (the TLS proxy)") for advisory in advisories.caddy(settings.proxy_image)
+    ]
+    if not found:
+        return [Check(f"{EXPOSURE}: advisories", "ok", "no published advisory against the pinned images")]
+    accepted = advisories.accepted(settings.mlflow_auth_accept_advisories)
+    return [
+        Check(
+            f"{EXPOSURE}: {advisory.product} advisory",
+            "warn",
+            f"{advisory.id} ({advisory.severity}) in {what}: {advisory.affects}; "
+            + (f"fixed in {advisory.fixed_in}" if advisory.product != "MinIO" else
+               f"fixed only in source ({advisory.fixed_in}), in no published image")
+            + (" (accepted in MLFLOW_AUTH_ACCEPT_ADVISORIES)" if advisory.id in accepted else ""),
+            advisory.fix,
+        )
+        for advisory, what in found
+    ]  # fmt: skip
 
 
 def check_artifact_store(settings: Settings) -> Check:
@@ -204,6 +234,7 @@ def run_checks(env_file: Path, target_checks: Callable[[Project], list[Check]]) 
             check_artifact_store(project.settings),
             check_artifact_downloads(project.settings.mlflow_version),
             *([client] if client else []),
+            *check_advisories(project.settings),
         ]
     return checks
 

@@ -52,8 +52,7 @@ def render_dockerfile(settings: Settings) -> str:
         f"{DOCKERFILE}.j2",
         base_image=settings.mlflow_base_image,
         mlflow_version=settings.mlflow_version,
-        constraints=constraints_file(settings.mlflow_version).relative_to(PROJECT_FILES).as_posix(),
-        requirements=image_requirements(settings.mlflow_version),
+        lock=constraints_file(settings.mlflow_version).relative_to(PROJECT_FILES).as_posix(),
         entrypoint=MLFLOW_ENTRYPOINT.relative_to(PROJECT_FILES).as_posix(),
         server_skips_pandas=_release(settings.mlflow_version) < (3, 9),
     )

@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from trackstack.advisories import KNOWN_MLFLOW_IDS, accepted
 from trackstack.paths import constraints_file, supported_mlflow_versions
 from trackstack.schedule import cron_problem, duration
 from trackstack.services import ENDPOINT_OF_PORT, PORT_KEYS, SERVICE_OF_PORT, STORES, Service, stack
@@ -220,6 +221,13 @@ class Settings(BaseModel):
             raise ValueError("not a duration like 7d, 12h or 1d12h30m")
         return value
 
+    # Published advisories (advisories.py). Optional: empty accepts none.
+    mlflow_auth_accept_advisories: str = Field(
+        default="",
+        description="the advisories against MLflow's logins you accept to start an older MLFLOW_VERSION only to move "
+        f"it forward, comma-separated (known: {', '.join(KNOWN_MLFLOW_IDS)}); empty: none",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _gather_ports(cls, data: object) -> object:
@@ -341,6 +349,14 @@ class Settings(BaseModel):
     def _ingress_host(cls, value: str) -> str:
         if value and (not _PUBLIC_HOST.fullmatch(value) or _looks_like_ip(value)):
             raise ValueError("not a host name (an Ingress takes names, not addresses)")
+        return value
+
+    @field_validator("mlflow_auth_accept_advisories")
+    @classmethod
+    def _advisories(cls, value: str) -> str:
+        unknown = [name for name in accepted(value) if name not in KNOWN_MLFLOW_IDS]
+        if unknown:
+            raise ValueError(f"not a known advisory against MLflow's logins: {', '.join(unknown)}")
         return value
 
     @field_validator("mlflow_bucket")

@@ -15,7 +15,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from trackstack import advisories
 from trackstack.envfile import read_env_file
+from trackstack.paths import supported_mlflow_versions
 from trackstack.problems import Problem, SettingsError, dedupe, mask
 from trackstack.services import PORT_KEYS
 from trackstack.settings import (
@@ -51,12 +53,14 @@ class Policy:
 
     allow_weak_secrets: bool = False
     allow_unpinned: bool = False
+    # MLflow logins on a release with published advisories; only MLFLOW_AUTH_ACCEPT_ADVISORIES relaxes it.
+    refuse_advisories: bool = True
 
 
 ENFORCED = Policy()
 # For tasks that only look at, stop or remove what already runs: refusing to stop a stack
 # because its password is weak would help nobody.
-RELAXED = Policy(allow_weak_secrets=True, allow_unpinned=True)
+RELAXED = Policy(allow_weak_secrets=True, allow_unpinned=True, refuse_advisories=False)
 
 
 def validate(
@@ -96,6 +100,8 @@ def validate(
         found += _problems_from(error, values)
         raise SettingsError(path, dedupe(found)) from None
     found += sharing_problems(settings)
+    if policy.refuse_advisories:
+        found += advisory_problems(settings)
     if found:
         raise SettingsError(path, dedupe(found))
     return settings
@@ -199,3 +205,28 @@ def sharing_problems(settings: Settings) -> list[Problem]:
                     )
                 )
     return problems
+
+
+def advisory_problems(settings: Settings) -> list[Problem]:
+    """MLflow's logins on a release with published advisories against them, unless `.env` accepts each one.
+
+    A deploy always has logins, so this refuses it too. Accepting is for starting an old stack once
+    to move it to a fixed release (`invoke up` upgrades the data, with a backup first).
+    """
+    found = advisories.mlflow_auth(settings.mlflow_version) if settings.mlflow_auth else []
+    missing = [advisory for advisory in found if advisory.id not in advisories.accepted(
+        settings.mlflow_auth_accept_advisories)]  # fmt: skip
+    if not missing:
+        return []
+    named = ", ".join(f"{advisory.id} ({advisory.severity}, fixed in {advisory.fixed_in})" for advisory in missing)
+    newest = supported_mlflow_versions()[-1]
+    return [
+        Problem(
+            "MLFLOW_VERSION",
+            repr(settings.mlflow_version),
+            f"MLFLOW_AUTH=true on MLflow {settings.mlflow_version}, whose logins have published advisories: {named}",
+            f"set MLFLOW_VERSION={newest} (`invoke up` upgrades the data, with a backup first); only to start "
+            "this stack once to move it forward, accept them in .env: "
+            f"MLFLOW_AUTH_ACCEPT_ADVISORIES={','.join(advisory.id for advisory in found)}",
+        )
+    ]

@@ -33,6 +33,21 @@ def test_every_pod_is_ready_and_status_shows_each_workload(deployed: Deployed) -
                     "deployment/mlflow": "2/2"}, status.stdout  # fmt: skip
 
 
+def test_mlflow_and_postgres_run_on_a_read_only_root_and_write_where_they_must(deployed: Deployed) -> None:
+    """Ready with a read-only root (the test above), and a write outside their emptyDirs is refused."""
+    namespace = kube.namespace(deployed.settings)
+    mlflow = next(str(p["metadata"]["name"]) for p in pods(namespace)  # type: ignore[index]
+                  if p["metadata"]["labels"].get("app.kubernetes.io/name") == "mlflow")  # type: ignore[index]  # fmt: skip
+    for pod, path in ((mlflow, "/home/mlflow/probe"), (mlflow, "/usr/local/probe"), ("postgres-0", "/probe")):
+        write = kubectl("-n", namespace, "exec", pod, "--", "python3" if pod == mlflow else "touch",
+                        *(["-c", f"open({path!r}, 'w')"] if pod == mlflow else [path]), check=False)  # fmt: skip
+        if path.startswith("/home/"):
+            assert write.returncode == 0, write.stderr  # its emptyDir
+        else:
+            assert write.returncode != 0, (pod, path)
+            assert "Read-only file system" in write.stderr, (pod, write.stderr)
+
+
 def test_mlflow_answers_through_the_service_and_asks_for_a_login(deployed: Deployed) -> None:
     assert requests.get(f"{deployed.url}/health", timeout=10).status_code == 200
     experiments = f"{deployed.url}/api/2.0/mlflow/experiments/search?max_results=1"

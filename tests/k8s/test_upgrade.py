@@ -24,6 +24,8 @@ from trackstack.backup_format import verify
 from trackstack.targets.kubernetes import render as kube
 
 OLD_VERSION = "3.8.1"
+# Its logins have published advisories: a deploy of it is refused unless .env accepts them.
+OLD_ADVISORIES = "CVE-2026-2652,CVE-2026-3198"
 NEW_VERSION = str(dotenv_values(ROOT / ".env.example")["MLFLOW_VERSION"])
 NODE_PORT = int(os.environ.get("TRACKSTACK_TEST_K8S_UPGRADE_PORT", "30502"))
 
@@ -58,7 +60,8 @@ def test_an_upgrade_runs_the_migration_job_once_and_keeps_the_runs(cluster: None
     name = f"{PROJECT}-up"
     env_file = tmp_path / ".env"
     values = k8s_values() | {"COMPOSE_PROJECT_NAME": name, "KUBE_NAMESPACE": name, "MLFLOW_PORT": str(NODE_PORT),
-                             "MLFLOW_REPLICAS": "1", "MLFLOW_VERSION": OLD_VERSION}  # fmt: skip
+                             "MLFLOW_REPLICAS": "1", "MLFLOW_VERSION": OLD_VERSION,
+                             "MLFLOW_AUTH_ACCEPT_ADVISORIES": OLD_ADVISORIES}  # fmt: skip
     write_env(env_file, values)
     old = project_of(env_file)
     clean_namespace(old.settings)

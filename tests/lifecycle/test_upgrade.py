@@ -25,6 +25,7 @@ from trackstack.project import Project
 from trackstack.targets.compose.migrate import database_revision, image_revisions
 
 COURSE_VERSION = "3.8.1"
+COURSE_ADVISORIES = "CVE-2026-2652,CVE-2026-3198"
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,10 @@ def upgraded(project: Project, invoke: Invoke, tmp_path_factory: pytest.TempPath
         pytest.skip(f".env pins MLflow {COURSE_VERSION} itself: there is nothing to upgrade to")
     tmp = tmp_path_factory.mktemp("upgrade")
     course_env = tmp / ".env.course"
-    course_env.write_text(
-        re.sub(r"(?m)^MLFLOW_VERSION=.*$", f"MLFLOW_VERSION={COURSE_VERSION}", project.env_file.read_text())
-    )
+    # With logins, 3.8.1 starts only when .env accepts its advisories (an old stack moved forward).
+    text = re.sub(r"(?m)^MLFLOW_VERSION=.*$", f"MLFLOW_VERSION={COURSE_VERSION}", project.env_file.read_text())
+    text = re.sub(r"(?m)^MLFLOW_AUTH_ACCEPT_ADVISORIES=.*\n?", "", text)
+    course_env.write_text(f"{text.rstrip()}\nMLFLOW_AUTH_ACCEPT_ADVISORIES={COURSE_ADVISORIES}\n")
     course_env.chmod(0o600)
     invoke("reset", "--yes", env_file=course_env)
     assert _version(project) == COURSE_VERSION

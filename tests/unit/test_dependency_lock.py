@@ -18,17 +18,27 @@ from trackstack.validation import validate
 PINS = "alembic==1.20.1\nmlflow==3.17.2\nmlflow-skinny==3.17.2\n"
 
 
-class FakeUv:
-    """Stands in for `python -m uv pip compile`: records each call, answers with fixed pins."""
+def hashed(pins: str) -> str:
+    """uv's --generate-hashes output for `pins`: each pin continued by its files' hashes."""
+    return "".join(f"{pin} \\\n    --hash=sha256:{'a' * 64} \\\n    --hash=sha256:{'b' * 64}\n" for pin in pins.split())
 
-    def __init__(self, stdout: str = PINS, returncode: int = 0, stderr: str = "") -> None:
+
+class FakeUv:
+    """Stands in for `python -m uv pip compile`: records each call, answers with fixed pins (hashed when asked)."""
+
+    def __init__(self, stdout: str = PINS, returncode: int = 0, stderr: str = "", aarch64: str | None = None) -> None:
         self.calls: list[list[str]] = []
         self.answer = (stdout, returncode, stderr)
+        self.aarch64 = stdout if aarch64 is None else aarch64
 
     def __call__(self, args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
         self.calls.append(args)
         assert kwargs["input"] == lock.requirements("3.17.2")
         stdout, returncode, stderr = self.answer
+        if "aarch64-manylinux_2_28" in args:
+            stdout = self.aarch64
+        if "--generate-hashes" in args:
+            stdout = hashed(stdout)
         return subprocess.CompletedProcess(args, returncode, stdout, stderr)
 
 
@@ -46,18 +56,21 @@ def test_the_python_version_comes_from_the_base_image_tag() -> None:
         lock.python_version("python:slim")
 
 
-def test_the_lock_resolves_for_linux_as_pypi_was_on_a_date() -> None:
+def test_the_lock_resolves_wheels_for_linux_as_pypi_was_on_a_date_with_hashes() -> None:
     args = lock.compile_args("3.13", "2026-11-29")
     assert args[:4] == ["uv", "pip", "compile", "-"]
     for option, value in (
         ("--python-version", "3.13"),
-        ("--python-platform", "linux"),
+        ("--python-platform", "x86_64-manylinux_2_28"),
         ("--exclude-newer", "2026-11-29"),
+        ("--only-binary", ":all:"),
     ):
         assert args[args.index(option) + 1] == value
+    assert "--generate-hashes" in args
+    assert "--generate-hashes" not in lock.compile_args("3.13", "2026-11-29", "aarch64-manylinux_2_28", hashes=False)
 
 
-def test_lock_writes_the_header_with_the_exact_command_and_the_pins(target: Path) -> None:
+def test_lock_writes_the_header_with_the_exact_command_and_the_hashed_pins(target: Path) -> None:
     uv = FakeUv()
     written, date = lock.write_lock("3.17.2", "python:3.13-slim-trixie", exclude_newer="2026-11-29", run=uv)
     assert (written, date) == (target, "2026-11-29")
@@ -65,8 +78,23 @@ def test_lock_writes_the_header_with_the_exact_command_and_the_pins(target: Path
     header = text.splitlines()[1]
     assert header.startswith("# Command: printf ")
     assert shlex.join(lock.compile_args("3.13", "2026-11-29")) in header
-    assert text.endswith(PINS)
+    assert text.endswith(hashed(PINS))
+    assert lock.pins(text) == PINS.split()
     assert uv.calls[0][1:3] == ["-m", "uv"]
+    assert [call[call.index("--python-platform") + 1] for call in uv.calls] == list(lock.PLATFORMS)
+
+
+def test_a_resolution_that_differs_on_aarch64_is_refused_naming_the_packages(target: Path) -> None:
+    uv = FakeUv(aarch64=PINS.replace("alembic==1.20.1", "alembic==1.20.0"))
+    with pytest.raises(lock.LockError, match=r"aarch64.*alembic==1\.20\.0, alembic==1\.20\.1"):
+        lock.write_lock("3.17.2", "python:3.13-slim-trixie", exclude_newer="2026-11-29", run=uv)
+    assert not target.exists()
+
+
+def test_unhashed_names_the_pins_without_a_hash() -> None:
+    text = hashed("alembic==1.20.1") + "mlflow==3.17.2\n" + hashed("six==1.17.0") + "uvloop==0.22.1\n"
+    assert lock.unhashed(text) == ["mlflow==3.17.2", "uvloop==0.22.1"]
+    assert lock.unhashed(hashed(PINS)) == []
 
 
 def test_locking_again_reuses_the_date_and_writes_the_same_file(target: Path) -> None:
@@ -92,13 +120,22 @@ def test_the_committed_default_lock_was_written_by_invoke_lock() -> None:
     assert lock.previous_date(path) == "2026-11-29"
     command = shlex.join(lock.compile_args("3.13", "2026-11-29"))
     assert command in path.read_text().splitlines()[1]
-    assert "mlflow==3.17.2" in path.read_text().splitlines()
+    assert "mlflow==3.17.2" in lock.pins(path.read_text())
+
+
+@pytest.mark.parametrize("version", supported_mlflow_versions())
+def test_every_pin_of_every_committed_lock_has_its_hashes(version: str) -> None:
+    """The image installs with --require-hashes: a pin without a hash would fail its build."""
+    text = constraints_file(version).read_text()
+    assert lock.pins(text)
+    assert lock.unhashed(text) == []
+    assert all(line.startswith(("#", "    --hash=sha256:")) or "==" in line for line in text.splitlines())
 
 
 @pytest.mark.parametrize("version", supported_mlflow_versions())
 def test_every_lock_pins_everything_the_image_asks_for(version: str) -> None:
     """An unpinned requirement would install whatever PyPI has on the day of the build."""
-    pinned = {line.partition("==")[0] for line in constraints_file(version).read_text().splitlines() if "==" in line}
+    pinned = {pin.partition("==")[0] for pin in lock.pins(constraints_file(version).read_text())}
     asked = {requirement.partition("[")[0].partition("==")[0] for requirement in image_requirements(version)}
     assert asked <= pinned
     assert {"uvloop", "httptools"} <= asked

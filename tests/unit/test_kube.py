@@ -374,3 +374,19 @@ def test_network_policies_let_in_only_what_the_stack_needs(kube_values: dict[str
     assert not _allowed(settings, pod("mlflow") | {"app.kubernetes.io/instance": "other"}, "postgres", 5432)
     assert not _allowed(settings, None, "mlflow", 5432)
     assert project in str(by_kind(settings, "NetworkPolicy")["allow-postgres"]["spec"])
+
+
+def test_every_root_filesystem_but_pgadmins_is_read_only_with_an_empty_dir_where_the_image_writes(
+    kube_values: dict[str, str],
+) -> None:
+    specs = pod_specs(validate(kube_values | {"MLFLOW_JOB_EXECUTION": "true"}))
+    tmp = "/tmp"  # noqa: S108 - a path inside the containers
+    scratch = {"postgres": {tmp, "/var/run/postgresql"}, "minio": {tmp, "/.minio"}, "pgadmin": set()}
+    for name, spec in specs.items():
+        (container,) = spec["containers"]
+        read_only = container["securityContext"].get("readOnlyRootFilesystem", False)
+        # pgAdmin writes its configuration into its application folder (docs/kubernetes.md).
+        assert read_only is (name != "pgadmin"), name
+        empty_dirs = {volume["name"] for volume in spec["volumes"] if "emptyDir" in volume}
+        mounted = {mount["mountPath"] for mount in container["volumeMounts"] if mount["name"] in empty_dirs}
+        assert mounted == scratch.get(name, {tmp, "/home/mlflow"}), name  # MLflow, its periodic pod, the Job

@@ -166,12 +166,13 @@ def test_dockerfile_is_pinned_small_and_unprivileged(settings: Settings) -> None
     dockerfile = render_all(settings, EngineFeatures())["Dockerfile.mlflow"]
     lines = [line for line in dockerfile.splitlines() if line and not line.startswith("#")]
     assert lines[0] == "FROM python:3.13-slim-trixie"
-    assert f'"mlflow[auth]=={settings.mlflow_version}"' in dockerfile  # auth extra: Flask-WTF for basic-auth
-    assert "psycopg2-binary==" in dockerfile
-    assert "boto3==" in dockerfile
-    assert '"uvloop"' in dockerfile  # uvicorn's C event loop
-    assert '"httptools"' in dockerfile  # and its C HTTP parser
-    assert "--no-cache-dir" in dockerfile
+    # Exactly the lock's wheels, each checked against its hash; nothing else.
+    install = next(line for line in lines if line.startswith("RUN pip install "))
+    for option in ("--no-cache-dir", "--require-hashes", "--no-deps", "--only-binary :all:"):
+        assert option in install
+    assert install.endswith("--requirement /tmp/mlflow-lock.txt \\")
+    assert f"COPY constraints/mlflow-{settings.mlflow_version}.txt /tmp/mlflow-lock.txt" in lines
+    assert "--constraint" not in dockerfile
     assert any(line.startswith("USER ") and "root" not in line for line in lines)
     cmd = next(line for line in lines if line.startswith("CMD "))
     assert json.loads(cmd.removeprefix("CMD "))[0] == "mlflow"  # exec form

@@ -115,6 +115,7 @@ def test_auth_starts_the_basic_auth_app_with_secrets_from_env_only(values: dict[
     assert environment["MLFLOW_FLASK_SERVER_SECRET_KEY"].startswith("${MLFLOW_FLASK_SERVER_SECRET_KEY:?")
     assert environment["MLFLOW_AUTH_DB"] == "mlflow_auth"
     assert environment["MLFLOW_DEFAULT_PERMISSION"] == "READ"
+    assert environment["MLFLOW_BASIC_AUTH_FAIL_CLOSED"] == "true"  # a route without its own check: 403
     for name, text in render_all(settings, EngineFeatures()).items():
         for secret in settings.secret_values():
             assert secret not in text, name

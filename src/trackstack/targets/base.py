@@ -7,17 +7,19 @@ cannot do it yet raises `unsupported(...)`: one line naming the target and what 
 
 from __future__ import annotations
 
+import ipaddress
 import webbrowser
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from trackstack.auth import Server
 from trackstack.backup_format import Counts
 from trackstack.console import say, table
-from trackstack.doctor import Check
+from trackstack.doctor import EXPOSURE, Check
 from trackstack.errors import TrackstackError
 from trackstack.project import Project
 
@@ -80,6 +82,52 @@ def open_in_browser(urls: dict[str, str], open_url: Callable[[str], bool] = webb
         say(f"opening {name}: {url}")
         if not open_url(url):
             say(f"no browser found here; open {url} yourself")
+
+
+# Where an endpoint is published, as a text, and whether that reaches beyond this machine.
+Where = tuple[str, bool]
+
+
+def url_address(link: Link) -> Where:
+    """Where a link's URL is published: its host and port (a port-forward listens on this machine only)."""
+    parts = urlsplit(link.url or "")
+    port = parts.port or {"https": 443, "http": 80, "postgresql": 5432}.get(parts.scheme, 0)
+    address = f"{parts.hostname}:{port}"
+    if link.forward is not None:
+        return f"{address} (kubectl port-forward, while a task runs)", False
+    return address, not _is_loopback(parts.hostname or "")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_checks(links: Sequence[Link], where: Callable[[Link], Where] = url_address) -> list[Check]:
+    """One check per endpoint: where it is published and what it is behind (TLS: an https URL; a login:
+    its login hint). A warning where a login or everything crosses the network unencrypted."""
+    checks = []
+    for link in links:
+        name = f"{EXPOSURE}: {link.title}"
+        if link.url is None:
+            checks.append(Check(name, "ok", f"not published (set {link.publish_with}=0.0.0.0 to publish it)"))
+            continue
+        address, beyond = where(link)
+        tls = urlsplit(link.url).scheme == "https"
+        login = not link.login.startswith("no login")
+        behind = " and ".join([*(["TLS"] if tls else []), *(["a login"] if login else [])]) or "nothing"
+        detail = f"{link.url} on {address}, behind {behind}"
+        if beyond and not tls:
+            reason = "its login crosses the network unencrypted" if login else "anyone who reaches it is let in"
+            fix = "terminate TLS in front of it, or publish it on 127.0.0.1 only"
+            checks.append(Check(name, "warn", f"{detail}: {reason}", fix))
+        else:
+            checks.append(Check(name, "ok", detail))
+    return checks
 
 
 def unsupported(target: str, task: str, instead: str) -> TrackstackError:

@@ -60,7 +60,7 @@ class ComposeTarget:
         return _psql(self.project, sql, database=database)
 
     def doctor_checks(self) -> list[Check]:
-        return [doctor.check_ports(self.project)]
+        return [doctor.check_ports(self.project), *views.exposure(self.project)]
 
     def artifact_sizes(self) -> dict[str, int]:
         with backup.ComposeData(self.project).bucket() as bucket:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from trackstack import engine
+from trackstack.doctor import Check
 from trackstack.project import Project
+from trackstack.services import SERVICE_OF_PORT
 from trackstack.targets import base
 from trackstack.targets.base import Link
 from trackstack.targets.compose import apply as stack
@@ -18,6 +22,20 @@ def links(project: Project) -> list[Link]:
         for service in project.settings.services
         for e in service.endpoints
     ]  # fmt: skip
+
+
+def exposure(project: Project) -> list[Check]:
+    """doctor's "exposure": each endpoint on the host address it is published on (its *_BIND_ADDRESS)."""
+    settings = project.settings
+    port_of = {e.title: e.port_key for service in settings.services for e in service.endpoints}
+
+    def where(link: Link) -> base.Where:
+        bind = settings.bind(SERVICE_OF_PORT[port_of[link.title]])
+        beyond = not ipaddress.IPv4Address(bind).is_loopback
+        shown = f"{bind}:{settings.ports[port_of[link.title]]}"
+        return (f"{shown} (every address of this machine)" if bind == "0.0.0.0" else shown), beyond  # noqa: S104
+
+    return base.exposure_checks(links(project), where)
 
 
 def urls(project: Project) -> dict[str, str]:

@@ -75,6 +75,9 @@ class PodUser:
     # That file capability must still be in the bounding set, or the kernel refuses to run the file at
     # all; NET_BIND_SERVICE is the one capability "restricted" lets a container add.
     capabilities: tuple[str, ...] = ()
+    # Where the image writes outside its volume: an emptyDir on each, so that its root filesystem is
+    # read-only. None: it writes inside its own application folder, so its root stays writable.
+    scratch: tuple[str, ...] | None = None
 
 
 # The uid each image runs its server as: MLflow's image's own user (Dockerfile.mlflow.j2); pgAdmin's
@@ -82,10 +85,16 @@ class PodUser:
 # PGDATA writable, and skips its root-only steps); MinIO (any uid, given a writable /data); SeaweedFS
 # (its image's user `seaweed` is uid and gid 1000; started as that user, its entrypoint skips the
 # chown of /data it does as root and runs weed directly, so /data must be writable for gid 1000).
+# What each writes besides its volume: MLflow its temporary files (an artifact upload is staged there)
+# and its login configuration in its home (templates/mlflow/start_with_auth.py); Postgres its socket
+# and lock in /var/run/postgresql; MinIO its certificates folder in $HOME/.minio, HOME being / for a
+# uid its image does not list. pgAdmin's entrypoint writes the PGADMIN_CONFIG_* variables into
+# /pgadmin4/config_distro.py, a file of its application folder: its root stays writable (docs/kubernetes.md).
+_TMP = "/tmp"  # noqa: S108 - the container's own, an emptyDir of its pod
 POD_USERS = {
-    MLFLOW.name: PodUser(10001),
-    POSTGRES.name: PodUser(999, fs_group=999),
-    MINIO.name: PodUser(1000, fs_group=1000),
+    MLFLOW.name: PodUser(10001, scratch=(_TMP, "/home/mlflow")),
+    POSTGRES.name: PodUser(999, fs_group=999, scratch=(_TMP, "/var/run/postgresql")),
+    MINIO.name: PodUser(1000, fs_group=1000, scratch=(_TMP, "/.minio")),
     PGADMIN.name: PodUser(5050, fs_group=PGADMIN.fs_group, low_ports=True, capabilities=("NET_BIND_SERVICE",)),
 }
 # The prepare Job's pods, by app.kubernetes.io/name (what the NetworkPolicies select them by).

@@ -60,7 +60,7 @@ class KubernetesTarget:
         return access.psql(self.project, sql, database=database)
 
     def doctor_checks(self) -> list[Check]:
-        return context_checks(self.project)
+        return [*context_checks(self.project), *views.exposure(self.project.settings)]
 
     def artifact_sizes(self) -> dict[str, int]:
         apply.require_context(self.project.settings)

@@ -6,9 +6,10 @@ which through a `kubectl port-forward` on its `.env` port; `access.py` runs the 
 
 from __future__ import annotations
 
-from trackstack.services import MLFLOW
+from trackstack.doctor import Check
+from trackstack.services import MLFLOW, SERVICES
 from trackstack.settings import Settings
-from trackstack.targets.base import Forward, Link
+from trackstack.targets.base import Forward, Link, Where, exposure_checks, url_address
 
 __all__ = ["Forward", "Link", "links", "mlflow_needs_forward"]  # the shapes its links come in, too
 from trackstack.targets.kubernetes.render import mlflow_service_port, mlflow_url
@@ -36,3 +37,17 @@ def links(settings: Settings) -> list[Link]:
             forward = Forward(service.name, port, remote, endpoint.port_key)
             found.append(Link(endpoint.title, url, login, endpoint.browser, forward=forward))
     return found
+
+
+def exposure(settings: Settings) -> list[Check]:
+    """doctor's "exposure": MLflow as its Service or Ingress publishes it, the others through port-forwards."""
+
+    def where(link: Link) -> Where:
+        if link.forward is None and settings.kube_ingress_host:
+            return f"the Ingress for {settings.kube_ingress_host}", True
+        if link.forward is None:
+            port = settings.ports["MLFLOW_PORT"]
+            return f"port {port} of every node (NodePort) or the load balancer", True
+        return url_address(link)
+
+    return exposure_checks(links(settings), where)

@@ -10,9 +10,12 @@ from trackstack.envfile import read_env_file
 from trackstack.problems import Problem
 from trackstack.project import Project
 from trackstack.services import SWARM_SERVICES
+from trackstack.settings import Settings
 from trackstack.shared_server import deploy_problems
+from trackstack.targets import base
 from trackstack.targets.swarm import render as swarm
 from trackstack.targets.swarm import state as swarmstate
+from trackstack.targets.swarm import views
 
 
 def check_swarm(
@@ -56,4 +59,15 @@ def check_swarm(
 def swarm_checks(project: Project) -> list[Check]:
 
     values, _ = read_env_file(project.env_file)
-    return check_swarm(swarmstate.nodes(), swarmstate.services(project.name), project, deploy_problems(values))
+    nodes = swarmstate.nodes()
+    found = check_swarm(nodes, swarmstate.services(project.name), project, deploy_problems(values))
+    return found + exposure(project.settings, nodes)
+
+
+def exposure(settings: Settings, nodes: list[swarmstate.Node]) -> list[Check]:
+    """doctor's "exposure": MLflow through the proxy, the others on the data node where published."""
+    try:
+        data = swarmstate.choose_data_node(nodes)
+    except swarmstate.DeployError:
+        return []  # the "data node" check says why
+    return base.exposure_checks(views.links(settings, data.address))
