@@ -42,7 +42,14 @@ def test_only_running_replicas_of_another_version_are_a_version_change() -> None
 
 @pytest.fixture
 def old_stack(values: dict[str, str]) -> FakeStack:
-    settings: Settings = validate(values | {"MLFLOW_AUTH": "true", "MLFLOW_VERSION": "3.8.1"})
+    settings: Settings = validate(
+        values
+        | {
+            "MLFLOW_AUTH": "true",
+            "MLFLOW_VERSION": "3.8.1",
+            "MLFLOW_AUTH_ACCEPT_ADVISORIES": "CVE-2026-2652,CVE-2026-3198",
+        }
+    )
     return FakeStack(
         settings,
         databases={"postgres": "", settings.postgres_db: "schema 3.8.1", settings.mlflow_auth_db: "users: ann"},

@@ -7,7 +7,7 @@ which through a `kubectl port-forward` on its `.env` port; `access.py` runs the 
 from __future__ import annotations
 
 from trackstack.doctor import Check
-from trackstack.services import MLFLOW, SERVICES
+from trackstack.services import MLFLOW
 from trackstack.settings import Settings
 from trackstack.targets.base import Forward, Link, Where, exposure_checks, url_address
 
