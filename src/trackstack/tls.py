@@ -68,6 +68,15 @@ def sites(settings: Settings, extra: Iterable[str] = ()) -> list[str]:
 
 
 @dataclass(frozen=True)
+class ProxyCertificate:
+    """The proxy's certificate files as a stack or compose file names them, and their version (a content hash)."""
+
+    cert: str
+    key: str
+    version: str
+
+
+@dataclass(frozen=True)
 class ServerTls:
     """The certificate files of a server and what its clients verify it with."""
 
@@ -86,6 +95,12 @@ class ServerTls:
         assert self.cert  # noqa: S101 - only asked of a server with certificate files
         assert self.key  # noqa: S101
         return _relative(root, self.cert), _relative(root, self.key)
+
+    def for_proxy(self, root: Path) -> ProxyCertificate | None:
+        """The files as the proxy's stack or compose file in `root` names them; None with ACME."""
+        if self.cert is None or self.key is None:
+            return None
+        return ProxyCertificate(*self.paths(root), self.version)
 
     @property
     def version(self) -> str:

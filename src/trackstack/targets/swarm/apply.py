@@ -53,13 +53,9 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
     say(f"deployed in {time.monotonic() - started:.0f}s; {trust_hint(project)}")
 
 
-def server_certificate(project: Project) -> swarm.ProxyCertificate | None:
+def server_certificate(project: Project) -> tls.ProxyCertificate | None:
     """The proxy's certificate files (trackstack's own, issued or reused; or .env's), None with ACME."""
-    server = tls.ensure(project.root, project.settings)
-    if server.cert is None:
-        return None
-    cert, key = server.paths(project.root)
-    return swarm.ProxyCertificate(cert, key, server.version)
+    return tls.ensure(project.root, project.settings).for_proxy(project.root)
 
 
 def trust_hint(project: Project) -> str:
@@ -94,7 +90,7 @@ def remove_unused_secrets(project: Project) -> None:
 
 
 def stack_deploy(
-    project: Project, *, image: str, mlflow_replicas: int, certificate: swarm.ProxyCertificate | None
+    project: Project, *, image: str, mlflow_replicas: int, certificate: tls.ProxyCertificate | None
 ) -> None:
     files = swarm.render_swarm(project.settings, image=image, mlflow_replicas=mlflow_replicas, certificate=certificate)
     write_files(project.root, files)

@@ -25,6 +25,7 @@ from trackstack.shared_server import (
     secret_names,
 )
 from trackstack.templating import render_template
+from trackstack.tls import ProxyCertificate
 
 __all__ = ["deploy_problems"]  # `.env`'s checks for a deploy, as the target names them
 
@@ -123,15 +124,6 @@ def render_stack(
         proxy_cert=tls.PROXY_CERT,
         proxy_key=tls.PROXY_KEY,
     )
-
-
-@dataclass(frozen=True)
-class ProxyCertificate:
-    """The proxy's certificate files as the stack file names them, and their version (a content hash)."""
-
-    cert: str
-    key: str
-    version: str
 
 
 def render_swarm(
