@@ -228,11 +228,13 @@ def test_swarm_uses_the_certificate_files_named_by_content_and_an_encrypted_over
     files = swarm.render_swarm(settings, image=IMAGE, mlflow_replicas=2, certificate=CERTIFICATE)
     stack = yaml.safe_load(files[swarm.STACK_FILE])
     assert stack["networks"]["backend"]["driver_opts"] == {"encrypted": "true"}
-    assert stack["configs"]["tls-cert"] == {"name": "trackstack_tls_cert_0123456789ab", "file": CERTIFICATE.cert}
+    assert stack["secrets"]["tls-cert"] == {"name": "trackstack_tls_cert_0123456789ab", "file": CERTIFICATE.cert}
     assert stack["secrets"]["tls-key"] == {"name": "trackstack_tls_key_0123456789ab", "file": CERTIFICATE.key}
     proxy = stack["services"]["proxy"]
-    assert {"source": "tls-cert", "target": tls.PROXY_CERT} in proxy["configs"]
-    assert proxy["secrets"] == [{"source": "tls-key", "target": "tls_key"}]
+    assert proxy["secrets"] == [
+        {"source": "tls-cert", "target": "tls_cert"},
+        {"source": "tls-key", "target": "tls_key"},
+    ]
     assert "tls internal" not in files[swarm.CADDYFILE]
     assert swarm.ca_file(settings) == "trackstack-ca.crt"
 
@@ -242,7 +244,7 @@ def test_swarm_with_acme_keeps_caddys_certificates(values: dict[str, str]) -> No
                                           "MLFLOW_PORT": "443"})  # fmt: skip
     files = swarm.render_swarm(settings, image=IMAGE, mlflow_replicas=2, certificate=None)
     stack = yaml.safe_load(files[swarm.STACK_FILE])
-    assert "tls-cert" not in stack["configs"]
+    assert "tls-cert" not in stack["secrets"]
     assert "secrets" not in stack["services"]["proxy"]
     assert "email it@school.org" in files[swarm.CADDYFILE]
 

@@ -96,8 +96,6 @@ def render_stack(
         "caddyfile": Config(content_name(project, "caddyfile", caddyfile), f"./{CADDYFILE}"),
         "pgadmin-servers": Config(content_name(project, "pgadmin_servers", servers_json), f"./{SWARM_SERVERS_FILE}"),
     }
-    if certificate:  # a new certificate or key is a new name: the proxy rolls onto it
-        configs["tls-cert"] = Config(f"{project}_tls_cert_{certificate.version}", certificate.cert)
     return render_template(
         "swarm/stack.yaml.j2",
         s=settings,
