@@ -221,11 +221,13 @@ def auth_stack(project: Project) -> Iterator[AuthStack]:
     """The live stack with LAN-mode settings and MLflow logins for the tests that ask (run last), then as before.
 
     Writes a private copy of the stack's `.env` with MLFLOW_AUTH=true, new admin secrets,
-    MLFLOW_PUBLIC_HOSTS and default permission READ (still bound to 127.0.0.1: no traffic
-    leaves this machine), runs `invoke up` on it, and `invoke up` on the original `.env` at
-    the end. Only MLflow is recreated each way: about 20-30 s per switch.
+    MLFLOW_PUBLIC_HOSTS, default permission READ and BIND_ADDRESS=0.0.0.0 (LAN mode: MLflow only
+    through the TLS proxy, HTTPS with trackstack's CA, whose certificate covers 127.0.0.1 too),
+    runs `invoke up` on it, and `invoke up` on the original `.env` at the end. MLflow and the
+    proxy are recreated each way.
     """
     overrides = {
+        "BIND_ADDRESS": "0.0.0.0",
         "MLFLOW_AUTH": "true",
         "MLFLOW_ADMIN_USER": "admin",
         "MLFLOW_ADMIN_PASSWORD": secrets.token_urlsafe(18),

@@ -68,12 +68,15 @@ class Server:
         return self.login_url or self.url
 
 
-def local_server(settings: Settings) -> Server:
-    """The compose stack's MLflow; in LAN mode students log in at its first public name, not this machine's."""
+def local_server(settings: Settings, verify: bool | str = True) -> Server:
+    """The compose stack's MLflow; in LAN mode (HTTPS through the proxy, `verify`: trackstack's CA file, or
+    True) students log in at its first public name, not this machine's."""
     names = [host for host in settings.public_hosts if not host.startswith("*")]
     shared = names and not settings.mlflow_is_private
-    login_url = f"http://{names[0]}:{settings.ports['MLFLOW_PORT']}" if shared else ""
-    return Server(settings.mlflow_url, login_url=login_url)
+    login_url = f"https://{names[0]}:{settings.ports['MLFLOW_PORT']}" if shared else ""
+    # A certificate of .env's (or a public one) is for the public names only, not for 127.0.0.1.
+    url = login_url if shared and verify is True else settings.mlflow_url
+    return Server(url, verify=verify, login_url=login_url)
 
 
 def _call(settings: Settings, server: Server, method: str, path: str, payload: dict[str, Any]) -> requests.Response:

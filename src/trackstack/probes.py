@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import http.client
+import ssl
 from typing import Any
 
 from trackstack.services import Service
@@ -22,9 +23,17 @@ class Readiness(enum.Enum):
     WRONG_PASSWORD = "refuses the password in .env"  # noqa: S105 - a state, not a password
 
 
-def http_ok(host: str, port: int, path: str, timeout: float = 2.0) -> bool:
-    """GET `path` answers 200."""
-    connection = http.client.HTTPConnection(host, port, timeout=timeout)
+def http_ok(host: str, port: int, path: str, timeout: float = 2.0, *, tls: bool = False) -> bool:
+    """GET `path` answers 200; with `tls` over HTTPS, whichever certificate the server shows: a health
+    path carries no login, and this asks only whether the service is up (clients verify: auth.py)."""
+    if tls:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        connection: http.client.HTTPConnection = http.client.HTTPSConnection(host, port, timeout=timeout,
+                                                                             context=context)  # fmt: skip
+    else:
+        connection = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         connection.request("GET", path)
         return connection.getresponse().status == 200
@@ -70,5 +79,7 @@ def readiness(settings: Settings, service: Service | str) -> Readiness:
     if service.probe.tool == "pg_isready":
         return postgres_readiness(settings)
     endpoint = next(e for e in service.endpoints if e.health_path)
-    ok = http_ok(settings.host, settings.ports[endpoint.port_key], endpoint.health_path)
+    # In LAN mode MLflow's port is the TLS proxy's (Settings.url says https).
+    tls = settings.url(endpoint.port_key).startswith("https:")
+    ok = http_ok(settings.host, settings.ports[endpoint.port_key], endpoint.health_path, tls=tls)
     return Readiness.READY if ok else Readiness.DOWN

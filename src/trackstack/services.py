@@ -310,9 +310,10 @@ PGADMIN = Service(
     fs_group=5050,  # the image's USER
     reads_servers_list=True,
 )
-# Swarm only: Caddy terminates TLS on MLflow's port and spreads requests over every MLflow task,
-# which it finds in Swarm's DNS (no routing mesh). On the data node, beside its CA in the volume,
-# so that the address and the certificate students trust stay the same.
+# Caddy terminates TLS on MLflow's port (templates/Caddyfile.j2): on Swarm it spreads requests over
+# every MLflow task, which it finds in Swarm's DNS (no routing mesh), and runs on the data node, so
+# that the address students use stays the same; Compose runs it in LAN mode (BIND_ADDRESS not
+# loopback), where MLflow itself is then not published. Its volume keeps ACME certificates.
 PROXY = Service(
     name="proxy",
     image_key="PROXY_IMAGE",
@@ -339,9 +340,10 @@ PROXY = Service(
 STORES: dict[str, Service] = {"minio": MINIO, "seaweedfs": SEAWEEDFS}
 
 
-def stack(store: str) -> tuple[Service, ...]:
-    """The services of a stack whose artifact store is `store`, in the order users meet them."""
-    return (MLFLOW, PGADMIN, STORES[store], POSTGRES)
+def stack(store: str, *, proxy: bool = False) -> tuple[Service, ...]:
+    """The services of a stack whose artifact store is `store`, in the order users meet them; with `proxy`
+    (Compose in LAN mode) the TLS proxy first, which then alone publishes MLflow's port."""
+    return (*((PROXY,) if proxy else ()), MLFLOW, PGADMIN, STORES[store], POSTGRES)
 
 
 # With MinIO, in the order users meet them (`urls`, `status`, `.env.example`). Every store has the

@@ -25,7 +25,7 @@ from pydantic_core import PydanticCustomError
 from trackstack.advisories import KNOWN_MLFLOW_IDS, accepted
 from trackstack.paths import constraints_file, supported_mlflow_versions
 from trackstack.schedule import cron_problem, duration
-from trackstack.services import ENDPOINT_OF_PORT, PORT_KEYS, SERVICE_OF_PORT, STORES, Service, stack
+from trackstack.services import ENDPOINT_OF_PORT, PORT_KEYS, PROXY, SERVICE_OF_PORT, STORES, Service, stack
 
 Port = Annotated[int, Field(ge=1, le=65535, strict=False)]
 
@@ -58,6 +58,8 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _PUBLIC_HOST = re.compile(rf"^(?:\*\.)?{_LABEL}(?:\.{_LABEL})*$")
 # A Kubernetes namespace or object name (RFC 1123 label).
 _KUBE_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# A Kubernetes object name (RFC 1123 subdomain): Secrets, cert-manager issuers.
+_KUBE_OBJECT = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?$")
 # A volume's size: a Kubernetes quantity above zero with a unit (a bare number would be bytes).
 _STORAGE = re.compile(r"^(?=[0-9.]*[1-9])[0-9]+(?:\.[0-9]+)?(?:[KMGTPE]i|[kMGTPE])$")
 _QUANTITY_HINT = "a Kubernetes quantity with a unit, e.g. 10Gi or 500Mi (Ki, Mi, Gi, Ti, or k, M, G, T)"
@@ -227,6 +229,29 @@ class Settings(BaseModel):
         description="the advisories against MLflow's logins you accept to start an older MLFLOW_VERSION only to move "
         f"it forward, comma-separated (known: {', '.join(KNOWN_MLFLOW_IDS)}); empty: none",
     )
+    # TLS wherever a login crosses a network (Swarm, Kubernetes, Compose in LAN mode). Default: a CA
+    # of trackstack's own, name-constrained to this server's names (certificates.py).
+    tls_cert_file: str = Field(
+        default="",
+        description="the server's certificate (PEM, chain after it), e.g. certs/mlflow.crt; empty: trackstack's own",
+    )
+    tls_key_file: str = Field(
+        default="", description="that certificate's private key (PEM, unencrypted), e.g. certs/mlflow.key"
+    )
+    tls_acme_email: str = Field(
+        default="",
+        description="an e-mail address for Let's Encrypt (ACME): Caddy gets a public certificate; empty: off",
+    )
+    tls_terminated_in_front: bool = Field(
+        default=False,
+        description="true or false: something in front of MLflow's NodePort or LoadBalancer terminates TLS",
+    )
+    kube_ingress_tls_secret: str = Field(
+        default="", description="a TLS Secret in the namespace for the Ingress, e.g. mlflow-tls; empty: trackstack's"
+    )
+    kube_ingress_cert_issuer: str = Field(
+        default="", description="a cert-manager ClusterIssuer that signs the Ingress's certificate, e.g. letsencrypt"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -359,6 +384,20 @@ class Settings(BaseModel):
             raise ValueError(f"not a known advisory against MLflow's logins: {', '.join(unknown)}")
         return value
 
+    @field_validator("tls_acme_email")
+    @classmethod
+    def _acme_email(cls, value: str) -> str:
+        if value and not _EMAIL.fullmatch(value):
+            raise ValueError("not an e-mail address")
+        return value
+
+    @field_validator("kube_ingress_tls_secret", "kube_ingress_cert_issuer")
+    @classmethod
+    def _kube_object(cls, value: str) -> str:
+        if value and not _KUBE_OBJECT.fullmatch(value):
+            raise ValueError("not a Kubernetes object name: lower-case letters, digits, '-' and '.', at most 253")
+        return value
+
     @field_validator("mlflow_bucket")
     @classmethod
     def _bucket(cls, value: str) -> str:
@@ -401,6 +440,11 @@ class Settings(BaseModel):
         return ipaddress.IPv4Address(self.bind_address).is_loopback
 
     @property
+    def mlflow_behind_proxy(self) -> bool:
+        """Compose in LAN mode: MLflow is reached through the TLS proxy only (https on MLFLOW_PORT)."""
+        return not self.mlflow_is_private
+
+    @property
     def public_hosts(self) -> list[str]:
         return _split(self.mlflow_public_hosts)
 
@@ -431,8 +475,9 @@ class Settings(BaseModel):
 
     @property
     def services(self) -> tuple[Service, ...]:
-        """The stack's services, with its artifact store, in the order users meet them."""
-        return stack(self.artifact_store)
+        """The Compose stack's services, with its artifact store, in the order users meet them; in LAN
+        mode the TLS proxy first, in front of MLflow."""
+        return stack(self.artifact_store, proxy=self.mlflow_behind_proxy)
 
     def service(self, name: str) -> Service:
         return next(service for service in self.services if service.name == name)
@@ -460,6 +505,8 @@ class Settings(BaseModel):
         address = f"{_reachable(self.bind(SERVICE_OF_PORT[port_key]))}:{self.ports[port_key]}"
         if endpoint.scheme == "postgresql":
             return f"postgresql://{self.postgres_user}@{address}/{self.postgres_db}"
+        if port_key == PROXY.endpoints[0].port_key and self.mlflow_behind_proxy:
+            return f"{PROXY.endpoints[0].scheme}://{address}"
         return f"{endpoint.scheme}://{address}"
 
     @property

@@ -15,6 +15,7 @@ from trackstack.paths import TEMPLATES
 # inside quotes, and white space, quotes, `#` and braces are its syntax: such a value cannot be
 # quoted safely, so it is refused (settings validation refuses it first, with the `.env` key).
 _CADDY_TOKEN = re.compile(r"^[A-Za-z0-9*.:/_-]+$")
+_CADDY_EMAIL = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+$")
 # What a Dockerfile may hold as one bare word (FROM's image, USER, a requirement in double quotes):
 # FROM and USER have no quoting, so a value with white space, quotes, `$`, `\` or `#` is refused.
 _DOCKERFILE_WORD = re.compile(r"^[A-Za-z0-9._:/@\[\]=+-]+$")
@@ -36,6 +37,14 @@ def caddy_token(value: object) -> str:
     text = str(value)
     if not _CADDY_TOKEN.fullmatch(text):
         raise UnsafeValueError(f"{text!r} cannot be written as a Caddyfile token")
+    return text
+
+
+def caddy_email(value: object) -> str:
+    """An e-mail address as one bare Caddyfile token (`@` only inside it), or an error."""
+    text = str(value)
+    if not _CADDY_EMAIL.fullmatch(text):
+        raise UnsafeValueError(f"{text!r} cannot be written as a Caddyfile e-mail address")
     return text
 
 
@@ -62,6 +71,7 @@ def environment(templates: Path = TEMPLATES) -> jinja2.Environment:
     # is a YAML flow sequence; unlike `tojson` it leaves `'` `<` `>` `&` unescaped.
     env.filters["json"] = yaml_scalar
     env.filters["caddy"] = caddy_token
+    env.filters["caddy_email"] = caddy_email
     env.filters["word"] = dockerfile_word
     # A macro's output without its last line break, where the caller's line supplies one.
     env.filters["rstrip"] = str.rstrip

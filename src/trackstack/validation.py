@@ -30,6 +30,7 @@ from trackstack.settings import (
     Settings,
     describe,
 )
+from trackstack.tls import tls_problems
 
 # Values that the upstream images accept but that nobody should run with.
 WEAK_SECRETS = frozenset({"password", "changeme", "minioadmin", "postgres", "admin", "secret", "12345678", "pgadmin"})
@@ -99,7 +100,7 @@ def validate(
     except ValidationError as error:
         found += _problems_from(error, values)
         raise SettingsError(path, dedupe(found)) from None
-    found += sharing_problems(settings)
+    found += sharing_problems(settings) + tls_problems(settings)
     if policy.refuse_advisories:
         found += advisory_problems(settings)
     if found:

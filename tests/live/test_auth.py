@@ -15,13 +15,40 @@ import pytest
 import requests
 
 from tests.conftest import PUBLIC_HOST, ROOT, AuthStack
+from trackstack import tls
 from trackstack.paths import ENV_FILE_VARIABLE
 
 SEARCH = "/api/2.0/mlflow/experiments/search"
 
 
+def _ca(stack: AuthStack) -> str | bool:
+    """What a client verifies the server with: trackstack's CA file (LAN mode, HTTPS), else nothing to verify."""
+    settings = stack.project.settings
+    return str(ROOT / tls.ca_file(settings)) if settings.mlflow_url.startswith("https:") else True
+
+
 def _get(stack: AuthStack, path: str, **kwargs: object) -> requests.Response:
-    return requests.get(f"{stack.project.settings.mlflow_url}{path}", timeout=10, **kwargs)  # type: ignore[arg-type]
+    url = f"{stack.project.settings.mlflow_url}{path}"
+    return requests.get(url, timeout=10, **({"verify": _ca(stack)} | kwargs))  # type: ignore[arg-type]
+
+
+def test_lan_mode_is_https_with_a_name_constrained_ca(auth_stack: AuthStack) -> None:
+    """Compose's LAN mode: MLflow's port speaks TLS only, with a certificate that verifies against
+    trackstack's CA, and the CA may sign for the server's names only."""
+    from cryptography import x509
+
+    settings = auth_stack.project.settings
+    if not settings.mlflow_behind_proxy:
+        pytest.skip("the deployed stack's own TLS is tested by its suite")
+    assert settings.mlflow_url.startswith("https://127.0.0.1:")
+    ca = x509.load_pem_x509_certificate(Path(str(_ca(auth_stack))).read_bytes())
+    assert ca.extensions.get_extension_for_class(x509.NameConstraints).critical
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{settings.mlflow_url}/health", timeout=10)  # not in the system's trust store
+    plain = settings.mlflow_url.replace("https://", "http://")
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(f"{plain}/health", timeout=10)  # no plain HTTP beyond loopback, nor on it
+    assert _get(auth_stack, "/health").status_code == 200
 
 
 def test_no_credentials_get_401(auth_stack: AuthStack) -> None:
@@ -50,7 +77,7 @@ def test_health_needs_no_login(auth_stack: AuthStack) -> None:
     ],
 )
 def test_only_configured_host_names_are_answered(auth_stack: AuthStack, host: str, status: int) -> None:
-    # Sent to 127.0.0.1 with the Host header a LAN client would send.
+    # Sent to 127.0.0.1 with the Host header a LAN client would send (over TLS: the certificate is 127.0.0.1's).
     header = host.format(port=auth_stack.project.settings.ports["MLFLOW_PORT"])
     response = _get(auth_stack, SEARCH, params={"max_results": 1}, auth=auth_stack.admin, headers={"Host": header})
     assert response.status_code == status, response.text[:200]
@@ -88,6 +115,15 @@ def test_adding_an_existing_user_is_one_clear_error(auth_stack: AuthStack, stude
     again = _invoke(auth_stack, "user.add", student[0])
     assert again.returncode == 1
     assert again.stderr.startswith(f"trackstack: error: MLflow already has a user {student[0]}. Fix:")
+
+
+@pytest.fixture(autouse=True)
+def _trust_the_servers_ca(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a student does in LAN mode: give the MLflow client the CA file (MLFLOW_TRACKING_SERVER_CERT_PATH)."""
+    if "auth_stack" in request.fixturenames:
+        ca = _ca(request.getfixturevalue("auth_stack"))
+        if isinstance(ca, str):
+            monkeypatch.setenv("MLFLOW_TRACKING_SERVER_CERT_PATH", ca)
 
 
 @contextmanager

@@ -54,6 +54,17 @@ def test_mlflow_asks_for_a_login_over_tls(deployed: Deployed) -> None:
         requests.get(f"{deployed.url}/health", timeout=10)  # a certificate of the proxy's own CA, not a public one
 
 
+def test_the_ca_students_get_is_name_constrained_to_the_server(deployed: Deployed) -> None:
+    """Whoever holds the CA's key can sign for this server's names only: critical NameConstraints."""
+    from cryptography import x509
+
+    ca = x509.load_pem_x509_certificate(Path(deployed.ca).read_bytes())
+    constraints = ca.extensions.get_extension_for_class(x509.NameConstraints)
+    assert constraints.critical
+    permitted = {str(name.value) for name in constraints.value.permitted_subtrees or []}
+    assert set(deployed.settings.public_hosts) <= {name.removesuffix("/32") for name in permitted}, permitted
+
+
 def test_a_bad_env_deploys_nothing(deployed: Deployed, tmp_path: Path) -> None:
     before = spec_versions(deployed.project.name)
     bad = deployed.project.env_file.with_name(f"{deployed.project.env_file.name}.bad")

@@ -36,9 +36,11 @@ def test_mlflow_is_forwarded_only_from_a_cluster_ip_without_an_ingress(values: d
         kubeviews.Forward("mlflow", 5001, 5000, "MLFLOW_PORT"),
     )
     assert mlflow(KUBE_INGRESS_HOST="mlflow.school.example").forward is None
-    assert mlflow(KUBE_INGRESS_HOST="mlflow.school.example").url == "http://mlflow.school.example"
+    assert mlflow(KUBE_INGRESS_HOST="mlflow.school.example").url == "https://mlflow.school.example"
     node_port = mlflow(KUBE_MLFLOW_SERVICE="NodePort", MLFLOW_PORT="30501")
-    assert (node_port.url, node_port.forward) == ("http://127.0.0.1:30501", None)
+    assert (node_port.url, node_port.forward) == ("https://127.0.0.1:30501", None)  # MLflow serves TLS itself
+    in_front = mlflow(KUBE_MLFLOW_SERVICE="NodePort", MLFLOW_PORT="30501", TLS_TERMINATED_IN_FRONT="true")
+    assert in_front.url == "http://127.0.0.1:30501"  # plain here: .env says TLS ends in front of it
     # A LoadBalancer's Service port is MLFLOW_PORT: that is what a forward must name.
     balancer = kube.mlflow_service_port(validate(values | KUBERNETES | {"KUBE_MLFLOW_SERVICE": "LoadBalancer"}))
     assert balancer == int(values["MLFLOW_PORT"])

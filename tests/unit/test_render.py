@@ -62,7 +62,12 @@ def test_published_ports_bound_to_the_bind_address(settings: Settings) -> None:
 def test_ports_follow_env(values: dict[str, str]) -> None:
     values |= {"MLFLOW_PORT": "15001", "BIND_ADDRESS": "0.0.0.0", "MLFLOW_AUTH": "true"}
     services = compose_of(validate(values))["services"]
-    assert services["mlflow"]["ports"] == ["0.0.0.0:15001:5000"]
+    # LAN mode: the TLS proxy alone publishes MLflow's port (HTTPS); MLflow itself is published nowhere.
+    assert services["proxy"]["ports"] == ["0.0.0.0:15001:443"]
+    assert "ports" not in services["mlflow"]
+    assert compose_of(validate(values | {"BIND_ADDRESS": "127.0.0.1"}))["services"]["mlflow"]["ports"] == [
+        "127.0.0.1:15001:5000"
+    ]
     allowed = next(a for a in services["mlflow"]["command"] if a.startswith("--allowed-hosts="))
     assert "localhost:15001" in allowed
 

@@ -70,7 +70,8 @@ def test_an_older_env_without_the_sharing_keys_is_valid(values: dict[str, str]) 
 def test_lan_mode_publishes_mlflow_only(values: dict[str, str]) -> None:
     values |= AUTH | {"BIND_ADDRESS": "0.0.0.0"}
     services = compose_of(validate(values))["services"]
-    assert services["mlflow"]["ports"] == ["0.0.0.0:5001:5000"]
+    assert services["proxy"]["ports"] == ["0.0.0.0:5001:443"]  # HTTPS; MLflow behind it, published nowhere
+    assert "ports" not in services["mlflow"]
     for name in ("postgres", "minio", "pgadmin"):
         assert all(port.startswith("127.0.0.1:") for port in services[name]["ports"]), name
 
@@ -158,10 +159,10 @@ def test_a_login_error_names_the_task_that_applies_env_to_that_server(
     ("more", "students_url"),
     [
         ({}, "http://127.0.0.1:5001"),
-        ({"BIND_ADDRESS": "0.0.0.0"}, "http://mlflow.school.example:5001"),
+        ({"BIND_ADDRESS": "0.0.0.0"}, "https://mlflow.school.example:5001"),
         (
             {"BIND_ADDRESS": "0.0.0.0", "MLFLOW_PUBLIC_HOSTS": "*.school.example,192.168.1.20"},
-            "http://192.168.1.20:5001",
+            "https://192.168.1.20:5001",
         ),
     ],
 )
@@ -171,6 +172,12 @@ def test_in_lan_mode_students_are_sent_to_the_public_name(
     from trackstack.auth import local_server
 
     settings = validate(values | AUTH | {"MLFLOW_PORT": "5001"} | more)
-    server = local_server(settings)
+    server = local_server(settings, verify="trackstack-ca.crt")
     assert server.users_url == students_url
-    assert server.url == settings.mlflow_url  # the tasks themselves still talk to this machine
+    # The tasks themselves still talk to this machine, verifying trackstack's CA (its certificate covers 127.0.0.1).
+    assert server.url == settings.mlflow_url
+    assert server.verify == "trackstack-ca.crt"
+    if settings.mlflow_behind_proxy:
+        assert settings.mlflow_url.startswith("https://127.0.0.1:")
+        # A certificate of .env's or a public one covers the public names only: the tasks use the first.
+        assert local_server(settings).url == students_url

@@ -117,8 +117,9 @@ def test_mlflow_runs_its_replicas_behind_the_proxy_and_updates_start_first(share
 
 def test_the_proxy_spreads_requests_over_the_mlflow_tasks_and_terminates_tls(shared: Settings) -> None:
     caddyfile = files_of(shared)[swarm.CADDYFILE]
-    assert "https://mlflow.school.example, https://10.0.0.5 {" in caddyfile
-    assert "tls internal" in caddyfile
+    assert "https://mlflow.school.example, https://localhost, https://10.0.0.5, https://127.0.0.1 {" in caddyfile
+    assert "tls /run/secrets/tls_cert /run/secrets/tls_key" in caddyfile
+    assert "tls internal" not in caddyfile
     assert "dynamic a {" in caddyfile
     assert "name tasks.trackstack_mlflow" in caddyfile
     assert "default_sni mlflow.school.example" in caddyfile

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from trackstack import database, engine, probes
+from trackstack import database, engine, probes, tls
 from trackstack.console import concurrently, indent, say, write_files
 from trackstack.engine import DockerError, EngineFeatures
 from trackstack.errors import TrackstackError
@@ -18,17 +18,19 @@ from trackstack.mlflow_image import DOCKERFILE, DOCKERFILE_LABEL, build_digest, 
 from trackstack.ports import busy_ports
 from trackstack.problems import SettingsError
 from trackstack.project import Project
-from trackstack.services import SERVICE_NAMES
 from trackstack.settings import Settings
 from trackstack.targets.compose import backup, migrate, seed
 from trackstack.targets.compose.credentials import apply_pgadmin_login
 from trackstack.targets.compose.render import PGADMIN_DOCKERFILE, pgadmin_build_digest, render_all
-from trackstack.targets.compose.state import raise_unhealthy, wait_ready
+from trackstack.targets.compose.state import raise_unhealthy, service_names, wait_ready
 
 
 def write_generated(project: Project, features: EngineFeatures) -> list[str]:
     """Render every generated file and write those whose text changed; return their names."""
-    return write_files(project.root, render_all(project.settings, features))
+    certificate = None
+    if project.settings.mlflow_behind_proxy:  # LAN mode: the proxy's certificate, made or checked now
+        certificate = tls.ensure(project.root, project.settings).for_proxy(project.root)
+    return write_files(project.root, render_all(project.settings, features, certificate))
 
 
 def render(project: Project) -> EngineFeatures:
@@ -197,16 +199,18 @@ def start(project: Project, *, timeout: float = 300) -> StartReport:
     # MLflow needs its own role, owning its databases (made or moved as the superuser: a new volume
     # has none, an older one the superuser's tables), Postgres to accept the .env password (an older
     # volume may hold another) and its schema at MLflow's version; the artifact store and pgAdmin need
-    # nothing, so they start with Postgres and MLflow follows the moment Postgres answers.
-    later: set[str] = {"mlflow"}  # its container may still be the one an earlier `stop` left exited
+    # nothing, so they start with Postgres and MLflow follows the moment Postgres answers. MLflow's
+    # container may still be the one an earlier `stop` left exited; the proxy (LAN mode) goes with it.
+    with_mlflow = tuple(name for name in service_names(project.settings) if name in ("mlflow", "proxy"))
+    later: set[str] = set(with_mlflow)
     _compose_up(project, "postgres", "minio", "pgadmin")
 
     def start_mlflow() -> None:
         note(seed.grant_database(project))
         if not new_volume["postgres"]:
             migrate.before_start(project, backup.write)  # an older MLflow schema: back up, upgrade once, then start
-        _compose_up(project, "mlflow")
-        later.discard("mlflow")
+        _compose_up(project, *with_mlflow)
+        later.difference_update(with_mlflow)
 
     on_ready["postgres"] = start_mlflow
     waiting_from = time.monotonic() - started
@@ -227,7 +231,8 @@ def running_as_configured(project: Project, running: set[str] | None = None) -> 
     `running`: the services that had a running container a moment ago (preflight), when known; if
     one is missing, the answer is no without asking Compose (a cold or warm start: no containers).
     """
-    if running is not None and not running >= set(SERVICE_NAMES):
+    names = service_names(project.settings)
+    if running is not None and not running >= set(names):
         return False
     images = built_images(project.settings)
     found, wanted, *ids = concurrently(
@@ -236,9 +241,9 @@ def running_as_configured(project: Project, running: set[str] | None = None) -> 
         *(lambda image=image: engine.image_id(image) for image in images.values()),
     )
     states = {state.service: state for state in found}
-    if set(states) != set(SERVICE_NAMES) or not all(state.ready for state in states.values()):
+    if set(states) != set(names) or not all(state.ready for state in states.values()):
         return False
-    if any(states[name].config_hash != wanted.get(name) for name in SERVICE_NAMES):
+    if any(states[name].config_hash != wanted.get(name) for name in names):
         return False
     # A rebuilt image: Compose recreates the containers of the services built from it.
     return all(image_id and states[name].image_id == image_id for name, image_id in zip(images, ids, strict=True))

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import hashlib
 
-from trackstack import containers
+from trackstack import containers, tls
 from trackstack.containers import PGADMIN_SERVER_NAME, auth_start, render_servers_json
 from trackstack.engine import EngineFeatures
 from trackstack.mlflow_image import DOCKERFILE, DOCKERFILE_LABEL, build_digest, render_dockerfile
 from trackstack.paths import COMPOSE_FILE
-from trackstack.services import BY_NAME, MLFLOW
+from trackstack.services import BY_NAME, MLFLOW, PROXY
 from trackstack.settings import Settings
 from trackstack.templating import render_template
+from trackstack.tls import ProxyCertificate
 
 # PGADMIN_IMAGE with its Python code compiled, for Compose (Swarm and Kubernetes run PGADMIN_IMAGE).
 PGADMIN_DOCKERFILE = "Dockerfile.pgadmin"
@@ -52,7 +53,25 @@ def mlflow_server_args(settings: Settings) -> list[str]:
     )
 
 
-def render_compose(settings: Settings, engine: EngineFeatures, dockerfile: str, pgadmin_dockerfile: str) -> str:
+# Compose's LAN-mode proxy (its own name: a Swarm deploy from the same folder writes `Caddyfile`).
+CADDYFILE = "Caddyfile.compose"
+
+
+def render_caddyfile(settings: Settings) -> str:
+    """The LAN-mode proxy's Caddyfile: TLS for the server's names, requests on to the one MLflow."""
+    return tls.render_caddyfile(settings, sites=tls.sites(settings), upstream=MLFLOW.address,
+                                health_port=PROXY.probe.port)  # fmt: skip
+
+
+def render_compose(
+    settings: Settings,
+    engine: EngineFeatures,
+    dockerfile: str,
+    pgadmin_dockerfile: str,
+    certificate: ProxyCertificate | None = None,
+    caddyfile: str = "",
+) -> str:
+    proxy = settings.mlflow_behind_proxy
     return render_template(
         f"{COMPOSE_FILE}.j2",
         s=settings,
@@ -73,15 +92,28 @@ def render_compose(settings: Settings, engine: EngineFeatures, dockerfile: str, 
         mlflow_environment=containers.mlflow_environment(settings),
         pgadmin_environment=containers.pgadmin_environment(compiled_image=True),
         pgadmin_servers_path=containers.PGADMIN_SERVERS_PATH,
+        # LAN mode: MLflow only through the TLS proxy, which alone publishes MLFLOW_PORT.
+        published={service.name: not (proxy and service is MLFLOW) for service in settings.services},
+        caddyfile=CADDYFILE,
+        certificate=certificate,
+        proxy_cert=tls.PROXY_CERT,
+        proxy_key=tls.PROXY_KEY,
+        # A new certificate or Caddyfile recreates the proxy (Compose does not compare mounted files).
+        proxy_version=hashlib.sha256(f"{caddyfile}{certificate}".encode()).hexdigest()[:12],
     )
 
 
-def render_all(settings: Settings, engine: EngineFeatures) -> dict[str, str]:
-    """Every generated project file, by its name relative to the project root."""
+def render_all(
+    settings: Settings, engine: EngineFeatures, certificate: ProxyCertificate | None = None
+) -> dict[str, str]:
+    """Every generated project file, by its name relative to the project root; in LAN mode the proxy's
+    Caddyfile too (`certificate`: its files, from `tls.ensure`; None with ACME)."""
     dockerfile, pgadmin_dockerfile = render_dockerfile(settings), render_pgadmin_dockerfile(settings)
-    return {
-        COMPOSE_FILE: render_compose(settings, engine, dockerfile, pgadmin_dockerfile),
+    caddyfile = render_caddyfile(settings) if settings.mlflow_behind_proxy else ""
+    files = {
+        COMPOSE_FILE: render_compose(settings, engine, dockerfile, pgadmin_dockerfile, certificate, caddyfile),
         DOCKERFILE: dockerfile,
         PGADMIN_DOCKERFILE: pgadmin_dockerfile,
         SERVERS_FILE: render_servers_json(settings),
     }
+    return files | ({CADDYFILE: caddyfile} if caddyfile else {})

@@ -10,13 +10,18 @@ from trackstack.console import indent, say
 from trackstack.engine import DockerError, ServiceState
 from trackstack.errors import TrackstackError
 from trackstack.project import Project
-from trackstack.services import SERVICE_NAMES
+from trackstack.settings import Settings
+
+
+def service_names(settings: Settings) -> tuple[str, ...]:
+    """The Compose stack's services (the TLS proxy too in LAN mode)."""
+    return tuple(service.name for service in settings.services)
 
 
 def wait_ready(
     project: Project,
     *,
-    services: tuple[str, ...] = SERVICE_NAMES,
+    services: tuple[str, ...] | None = None,
     timeout: float = 300,
     poll: float = 0.5,
     look_every: float = 3.0,
@@ -36,6 +41,7 @@ def wait_ready(
     (which a callback may shrink) are not started yet: neither asked nor judged until they leave
     it. Returns the seconds each took.
     """
+    services = services or service_names(project.settings)
     ask = probe or (lambda service: probes.readiness(project.settings, service))
     callbacks = dict(on_ready or {})
     started = clock()
@@ -100,7 +106,7 @@ def require_running(project: Project) -> None:
         raise TrackstackError(f"stack not running: run `invoke up` ({error})") from None
     down_services = [
         name
-        for name in SERVICE_NAMES
+        for name in service_names(project.settings)
         if name not in states
         or states[name].state != "running"
         or states[name].broken

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from trackstack import auth, backups, database, doctor, engine
+from trackstack import auth, backups, database, doctor, engine, tls
 from trackstack.auth import Server
 from trackstack.backup_format import Counts
 from trackstack.console import say
@@ -54,7 +54,10 @@ class ComposeTarget:
 
     @contextmanager
     def mlflow_server(self) -> Iterator[Server]:
-        yield auth.local_server(self.project.settings)
+        settings = self.project.settings
+        ca = self.project.root / tls.ca_file(settings)
+        verify = str(ca) if settings.mlflow_behind_proxy and tls.mode(settings) == "internal" else True
+        yield auth.local_server(settings, verify)
 
     def psql(self, sql: str, *, database: str | None = None) -> str:
         return _psql(self.project, sql, database=database)

@@ -21,6 +21,7 @@ from contextlib import ExitStack, contextmanager
 from types import FrameType
 from typing import IO
 
+from trackstack import tls
 from trackstack.auth import Server
 from trackstack.console import indent, say
 from trackstack.project import Project
@@ -140,6 +141,12 @@ def server(project: Project) -> Iterator[Server]:
     port = kube.mlflow_service_port(settings)
     with port_forwards(settings, [Forward(MLFLOW.name, 0, port)]) as forwarding:
         local = forwarding.local[(MLFLOW.name, port)]
+        if kube.mlflow_serves_tls(settings):  # MLflow speaks TLS itself; its certificate covers 127.0.0.1
+            ca = project.root / tls.ca_file(settings)
+            yield Server(f"https://127.0.0.1:{local}", str(ca) if tls.mode(settings) == "internal" else True,
+                         psql=psql, host=kube.MLFLOW_IN_CLUSTER_HOST, login_url=kube.mlflow_url(settings),
+                         apply="invoke deploy")  # fmt: skip
+            return
         yield Server(f"http://127.0.0.1:{local}", psql=psql, host=kube.MLFLOW_IN_CLUSTER_HOST,
                      login_url=kube.mlflow_url(settings), apply="invoke deploy")  # fmt: skip
 

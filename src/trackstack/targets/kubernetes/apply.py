@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import IO, Any
 
-from trackstack import upgrades
+from trackstack import tls, upgrades
 from trackstack.console import indent, relay, say, write_files
 from trackstack.errors import TrackstackError
 from trackstack.mlflow_image import build_image
@@ -107,7 +107,10 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
     started = time.monotonic()
     require_context(settings)
     image = build_image(project, push=settings.mlflow_image_push)
-    parts = kube.render_kube(settings, image)
+    # trackstack's certificate (its own CA's, or .env's files) where the Ingress or MLflow itself serves it.
+    server_tls = tls.ensure(project.root, settings, kube.certificate_names(settings)) if kube.needs_tls_secret(
+        settings) else None  # fmt: skip
+    parts = kube.render_kube(settings, image, server_tls.version if server_tls else "")
     write_files(project.root, {kube.MANIFEST_FILE: kube.manifest_file(parts)})
     namespace = kube.namespace(settings)
     statefulsets = get(settings, "statefulsets", "-l", kube.selector(settings))["items"]
@@ -118,6 +121,11 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
     say(f"applying to namespace {namespace} (context {settings.kube_context or 'current'})")
     apply(settings, parts["base"].split("---\n", 1)[0])  # the namespace, before anything in it
     apply(settings, kube.render_secret(settings))
+    if server_tls and server_tls.cert and server_tls.key:
+        apply(settings, kube.render_tls_secret(settings, server_tls.cert.read_text(encoding="ascii"),
+                                               server_tls.key.read_text(encoding="ascii")))  # fmt: skip
+        if server_tls.ca:
+            say(f"clients verify MLflow with {server_tls.ca.name} (a CA for this server's names only)")
     apply(settings, parts["base"])
     # The prepare Job needs Postgres and MinIO; pgAdmin finishes its first start meanwhile.
     wait_rollout(settings, "statefulset", (POSTGRES.name, settings.store.name), timeout=timeout)

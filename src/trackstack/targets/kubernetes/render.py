@@ -44,6 +44,48 @@ MLFLOW_CONTAINER_PORT = MLFLOW.endpoints[0].container_port
 # The Host header of requests from inside the cluster: one MLflow always answers (render.allowed_hosts).
 MLFLOW_IN_CLUSTER_HOST = MLFLOW.address
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+# trackstack's certificate (its own CA's, or TLS_CERT_FILE's) as a TLS Secret; the one cert-manager
+# writes for KUBE_INGRESS_CERT_ISSUER; where MLflow reads its certificate when it serves TLS itself.
+TLS_SECRET = "trackstack-tls"  # noqa: S105 - the Secret's name
+ISSUED_SECRET = "mlflow-ingress-tls"  # noqa: S105 - the Secret's name
+TLS_MOUNT = "/run/tls"
+
+
+def mlflow_serves_tls(settings: Settings) -> bool:
+    """MLflow's NodePort or LoadBalancer carries logins across the network: MLflow terminates TLS itself
+    (uvicorn), unless `.env` says something in front of it does (TLS_TERMINATED_IN_FRONT)."""
+    return settings.kube_mlflow_service != "ClusterIP" and not settings.tls_terminated_in_front
+
+
+def ingress_tls_secret(settings: Settings) -> str:
+    """The Secret of the Ingress's certificate: .env's, cert-manager's, or trackstack's own."""
+    if settings.kube_ingress_tls_secret:
+        return settings.kube_ingress_tls_secret
+    return ISSUED_SECRET if settings.kube_ingress_cert_issuer else TLS_SECRET
+
+
+def needs_tls_secret(settings: Settings) -> bool:
+    """Whether `invoke deploy` applies trackstack's certificate as the Secret TLS_SECRET."""
+    return mlflow_serves_tls(settings) or bool(
+        settings.kube_ingress_host and ingress_tls_secret(settings) == TLS_SECRET
+    )
+
+
+def certificate_names(settings: Settings) -> list[str]:
+    """Names trackstack's certificate covers besides MLFLOW_PUBLIC_HOSTS and loopback: the Ingress's host."""
+    return [settings.kube_ingress_host] if settings.kube_ingress_host else []
+
+
+def render_tls_secret(settings: Settings, cert_pem: str, key_pem: str) -> str:
+    """The TLS Secret's document (the key in it): for kubectl's stdin only, never a file."""
+    document = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": TLS_SECRET, "namespace": namespace(settings), "labels": labels(settings, "tls")},
+        "type": "kubernetes.io/tls",
+        "stringData": {"tls.crt": cert_pem, "tls.key": key_pem},
+    }
+    return json.dumps(document)
 
 
 @dataclass(frozen=True)
@@ -261,7 +303,10 @@ def mlflow_hosts(settings: Settings) -> list[str]:
 
 
 def mlflow_server_args(settings: Settings) -> list[str]:
-    return shared_server.mlflow_server_args(settings, hosts=mlflow_hosts(settings))
+    args = shared_server.mlflow_server_args(settings, hosts=mlflow_hosts(settings))
+    if mlflow_serves_tls(settings):
+        args.append(f"--uvicorn-opts=--ssl-certfile={TLS_MOUNT}/tls.crt --ssl-keyfile={TLS_MOUNT}/tls.key")
+    return args
 
 
 def _context(settings: Settings, image: str) -> dict[str, object]:
@@ -328,13 +373,20 @@ def render_prepare(settings: Settings, image: str) -> str:
     )
 
 
-def render_mlflow(settings: Settings, image: str) -> str:
+def render_mlflow(settings: Settings, image: str, tls_version: str = "") -> str:
+    """MLflow's Deployments, Service and Ingress; `tls_version`: a hash of the certificate MLflow serves
+    (its pods roll when it changes)."""
     return render_template(
         "kubernetes/mlflow.yaml.j2",
         **_context(settings, image),
         mlflow_server=mlflow_server_args(settings),
         workloads=mlflow_workloads(settings),
         mlflow_service_port=mlflow_service_port(settings),
+        serves_tls=mlflow_serves_tls(settings),
+        tls_secret=TLS_SECRET,
+        tls_mount=TLS_MOUNT,
+        tls_version=tls_version,
+        ingress_tls_secret=ingress_tls_secret(settings),
     )
 
 
@@ -343,12 +395,12 @@ def mlflow_service_port(settings: Settings) -> int:
     return settings.ports["MLFLOW_PORT"] if settings.kube_mlflow_service == "LoadBalancer" else MLFLOW_CONTAINER_PORT
 
 
-def render_kube(settings: Settings, image: str) -> dict[str, str]:
+def render_kube(settings: Settings, image: str, tls_version: str = "") -> dict[str, str]:
     """The manifests in the order `invoke deploy` applies them: base, the prepare Job, MLflow."""
     return {
         "base": render_base(settings, image) + "---\n" + render_network(settings, image),
         "prepare": render_prepare(settings, image),
-        "mlflow": render_mlflow(settings, image),
+        "mlflow": render_mlflow(settings, image, tls_version),
     }
 
 
@@ -359,11 +411,12 @@ def manifest_file(parts: Mapping[str, str]) -> str:
 
 def mlflow_url(settings: Settings) -> str:
     """Where clients reach MLflow, as far as the settings tell."""
-    if settings.kube_ingress_host:
-        return f"http://{settings.kube_ingress_host}"
+    if settings.kube_ingress_host:  # always with TLS
+        return f"https://{settings.kube_ingress_host}"
+    scheme = "https" if mlflow_serves_tls(settings) else "http"
     if settings.kube_mlflow_service == "NodePort":
-        return f"http://{settings.host}:{settings.ports['MLFLOW_PORT']}"
-    return f"http://127.0.0.1:{settings.ports['MLFLOW_PORT']}"
+        return f"{scheme}://{settings.host}:{settings.ports['MLFLOW_PORT']}"
+    return f"{scheme}://127.0.0.1:{settings.ports['MLFLOW_PORT']}"
 
 
 def deploy_problems(values: Mapping[str, str]) -> list[Problem]:
@@ -389,6 +442,16 @@ def deploy_problems(values: Mapping[str, str]) -> list[Problem]:
                 "''",
                 f"COMPOSE_PROJECT_NAME {name!r} is no Kubernetes namespace name",
                 "set KUBE_NAMESPACE to lower-case letters, digits and '-', e.g. trackstack",
+            )
+        )
+    if values.get("TLS_ACME_EMAIL", "").strip():
+        problems.append(
+            Problem(
+                "TLS_ACME_EMAIL",
+                repr(values["TLS_ACME_EMAIL"]),
+                "on Kubernetes, public certificates are cert-manager's, not trackstack's proxy's",
+                "empty TLS_ACME_EMAIL and set KUBE_INGRESS_CERT_ISSUER to a cert-manager ClusterIssuer "
+                "(e.g. one for Let's Encrypt) with KUBE_INGRESS_HOST",
             )
         )
     if values.get("KUBE_MLFLOW_SERVICE") == "NodePort":

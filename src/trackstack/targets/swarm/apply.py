@@ -11,7 +11,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from trackstack import engine, shared_server, upgrades
+from trackstack import engine, shared_server, tls, upgrades
 from trackstack.auth import Server
 from trackstack.console import concurrently, indent, relay, say, write_files
 from trackstack.engine import DockerError
@@ -33,6 +33,7 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
     data_node = swarmstate.data_node()
     say(f"data node: {data_node.hostname} ({data_node.address})")
     image = build_image(project)
+    certificate = server_certificate(project)
     ensure_secrets(project)
     mlflow = swarm.service_name(settings, MLFLOW.name)
     others = tuple(swarm.service_name(settings, s.name) for s in SWARM_SERVICES if s.name != MLFLOW.name)
@@ -41,18 +42,31 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
         # A first deploy (or one after `undeploy`): nothing of MLflow may touch an empty database
         # before the prepare job has created its tables.
         say("deploying Postgres, MinIO, pgAdmin and the proxy; MLflow waits for its database")
-        stack_deploy(project, image=image, mlflow_replicas=0)
+        stack_deploy(project, image=image, mlflow_replicas=0, certificate=certificate)
         swarmstate.wait_converged(project.name, others, timeout=timeout)
     if needs_prepare(project, image, running=running):
         migrate(project, image, running=running)
     else:
         say("MLflow's database, logins and bucket were prepared for this image and these settings: no prepare job")
     say(f"deploying MLflow: {settings.mlflow_replicas} replicas of {image}")
-    stack_deploy(project, image=image, mlflow_replicas=settings.mlflow_replicas)
+    stack_deploy(project, image=image, mlflow_replicas=settings.mlflow_replicas, certificate=certificate)
     swarmstate.wait_converged(project.name, (*others, mlflow), timeout=timeout)
     remove_unused_secrets(project)
-    ca = fetch_ca(project)
-    say(f"deployed in {time.monotonic() - started:.0f}s; the proxy's CA certificate: {ca.name}")
+    say(f"deployed in {time.monotonic() - started:.0f}s; {trust_hint(project)}")
+
+
+def server_certificate(project: Project) -> tls.ProxyCertificate | None:
+    """The proxy's certificate files (trackstack's own, issued or reused; or .env's), None with ACME."""
+    return tls.ensure(project.root, project.settings).for_proxy(project.root)
+
+
+def trust_hint(project: Project) -> str:
+    """What clients verify the proxy's certificate with."""
+    chosen = tls.mode(project.settings)
+    if chosen == "internal":
+        return (f"the CA of the proxy's certificate, for this server's names only: {tls.ca_file(project.settings)} "
+                "(give students that file)")  # fmt: skip
+    return "the proxy's certificate is " + ("TLS_CERT_FILE's" if chosen == "files" else "a public one (ACME)")
 
 
 def ensure_secrets(project: Project) -> None:
@@ -77,8 +91,10 @@ def remove_unused_secrets(project: Project) -> None:
             say(f"removed secret {name} (a value .env no longer has)")
 
 
-def stack_deploy(project: Project, *, image: str, mlflow_replicas: int) -> None:
-    files = swarm.render_swarm(project.settings, image=image, mlflow_replicas=mlflow_replicas)
+def stack_deploy(
+    project: Project, *, image: str, mlflow_replicas: int, certificate: tls.ProxyCertificate | None
+) -> None:
+    files = swarm.render_swarm(project.settings, image=image, mlflow_replicas=mlflow_replicas, certificate=certificate)
     write_files(project.root, files)
     result = engine.run(
         ["docker", "stack", "deploy", "--with-registry-auth", "--compose-file",
@@ -144,18 +160,6 @@ def prepare(project: Project, image: str) -> None:
         )
 
 
-def fetch_ca(project: Project) -> Path:
-    """Copy the proxy's root certificate (public) from its volume on the data node into the project folder."""
-    state, logs = run_job(project, "ca", swarm.ca_job_args(project.settings))
-    start = logs.find("-----BEGIN CERTIFICATE-----")
-    end = logs.find("-----END CERTIFICATE-----")
-    if state != "complete" or start < 0 or end < 0:
-        raise DeployError(f"could not read the proxy's CA certificate ({state}):\n{indent(logs)}")
-    path = project.root / swarm.ca_file(project.settings)
-    write_files(project.root, {path.name: logs[start : end + len("-----END CERTIFICATE-----")] + "\n"})
-    return path
-
-
 def psql(project: Project, sql: str, *, database: str | None = None) -> str:
     """Run SQL in the deployed stack's database (a one-shot job) and return psql's unaligned output."""
     state, logs = run_job(
@@ -168,8 +172,14 @@ def psql(project: Project, sql: str, *, database: str | None = None) -> str:
 
 def server(project: Project) -> Server:
     """MLflow as `invoke user.*` reaches it on the deployed stack: through the proxy, trusting its CA."""
-    return Server(swarm.mlflow_url(project.settings), str(project.root / swarm.ca_file(project.settings)), psql,
-                  apply="invoke deploy")  # fmt: skip
+    return Server(swarm.mlflow_url(project.settings), client_verify(project), psql, apply="invoke deploy")
+
+
+def client_verify(project: Project) -> bool | str:
+    """How a client here verifies the proxy: trackstack's CA file, or the system's trust store."""
+    if tls.mode(project.settings) == "internal":
+        return str(project.root / tls.ca_file(project.settings))
+    return True
 
 
 def undeploy(project: Project, *, timeout: float = 120) -> None:
@@ -183,9 +193,12 @@ def undeploy(project: Project, *, timeout: float = 120) -> None:
 def print_urls(project: Project) -> None:
     settings = project.settings
     print_links(swarmviews.links(settings, swarmstate.data_node().address), hints=False)
+    clients = f"  clients: MLFLOW_TRACKING_URI={swarm.mlflow_url(settings)}"
+    if tls.mode(settings) == "internal":
+        clients += (f" and MLFLOW_TRACKING_SERVER_CERT_PATH={tls.ca_file(settings)} (the proxy's CA, for this "
+                    "server's names only: give students that file)")  # fmt: skip
     print(f"  logins: MLFLOW_ADMIN_USER / MLFLOW_ADMIN_PASSWORD from .env; students: `invoke user.add NAME`\n"
-          f"  clients: MLFLOW_TRACKING_URI={swarm.mlflow_url(settings)} and MLFLOW_TRACKING_SERVER_CERT_PATH="
-          f"{swarm.ca_file(settings)} (the proxy's CA: give students that file)", flush=True)  # fmt: skip
+          f"{clients}", flush=True)  # fmt: skip
 
 
 def browser_urls(project: Project) -> dict[str, str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from trackstack import containers
+from trackstack import containers, tls
 from trackstack.containers import PGADMIN_SERVER_NAME, auth_start
 from trackstack.services import MLFLOW, PREPARE_SECRETS, PROXY, swarm_stack
 from trackstack.settings import Settings
@@ -29,11 +29,12 @@ from trackstack.shared_server import (
     store_environment,
 )
 from trackstack.templating import render_template
+from trackstack.tls import ProxyCertificate
 
 __all__ = ["deploy_problems"]  # `.env`'s checks for a deploy, as the target names them
 
 STACK_FILE = "stack.yaml"
-CADDYFILE = "Caddyfile"
+CADDYFILE = tls.CADDYFILE
 SWARM_SERVERS_FILE = "pgadmin-servers-swarm.json"
 # The node label that places Postgres, MinIO, pgAdmin, the proxy and their volumes.
 DATA_LABEL = "trackstack.data"
@@ -70,10 +71,12 @@ def mlflow_url(settings: Settings) -> str:
 
 
 def render_caddyfile(settings: Settings) -> str:
-    return render_template(
-        f"swarm/{CADDYFILE}.j2",
-        public_hosts=settings.public_hosts,
-        mlflow_service=service_name(settings, MLFLOW.name),
+    """The proxy's Caddyfile: TLS for MLFLOW_PUBLIC_HOSTS, requests spread over every MLflow task."""
+    return tls.render_caddyfile(
+        settings,
+        sites=tls.sites(settings),
+        upstream=f"tasks.{service_name(settings, MLFLOW.name)}:{MLFLOW.port}",
+        dynamic_upstream=True,
         health_port=PROXY_HEALTH_PORT,
     )
 
@@ -84,11 +87,19 @@ class Config:
     file: str
 
 
-def render_stack(settings: Settings, *, image: str, mlflow_replicas: int, caddyfile: str, servers_json: str) -> str:
+def render_stack(
+    settings: Settings,
+    *,
+    image: str,
+    mlflow_replicas: int,
+    caddyfile: str,
+    servers_json: str,
+    certificate: ProxyCertificate | None = None,
+) -> str:
     project = settings.compose_project_name
     configs = {
-        "caddyfile": Config(content_name(project, "caddyfile", caddyfile), CADDYFILE),
-        "pgadmin-servers": Config(content_name(project, "pgadmin_servers", servers_json), SWARM_SERVERS_FILE),
+        "caddyfile": Config(content_name(project, "caddyfile", caddyfile), f"./{CADDYFILE}"),
+        "pgadmin-servers": Config(content_name(project, "pgadmin_servers", servers_json), f"./{SWARM_SERVERS_FILE}"),
     }
     services = swarm_stack(settings.artifact_store)
     return render_template(
@@ -116,16 +127,21 @@ def render_stack(settings: Settings, *, image: str, mlflow_replicas: int, caddyf
         pgadmin_servers_path=containers.PGADMIN_SERVERS_PATH,
         configs=configs,
         secrets=secret_names(settings),
+        certificate=certificate,
+        proxy_cert=tls.PROXY_CERT,
+        proxy_key=tls.PROXY_KEY,
     )
 
 
-def render_swarm(settings: Settings, *, image: str, mlflow_replicas: int) -> dict[str, str]:
-    """Every file `invoke deploy` writes, by name; `mlflow_replicas` is 0 until the prepare job ran."""
+def render_swarm(
+    settings: Settings, *, image: str, mlflow_replicas: int, certificate: ProxyCertificate | None = None
+) -> dict[str, str]:
+    """Every file `invoke deploy` writes, by name; `mlflow_replicas` is 0 until the prepare job ran;
+    `certificate`: the proxy's files (None with ACME, where Caddy gets its own)."""
     caddyfile = render_caddyfile(settings)
     servers_json = render_servers_json(settings)
-    stack = render_stack(
-        settings, image=image, mlflow_replicas=mlflow_replicas, caddyfile=caddyfile, servers_json=servers_json
-    )
+    stack = render_stack(settings, image=image, mlflow_replicas=mlflow_replicas, caddyfile=caddyfile,
+                         servers_json=servers_json, certificate=certificate)  # fmt: skip
     return {STACK_FILE: stack, CADDYFILE: caddyfile, SWARM_SERVERS_FILE: servers_json}
 
 
@@ -155,22 +171,9 @@ def prepare_fingerprint(settings: Settings, *, image: str) -> str:
     return fingerprint(prepare_job_args(settings, image=image))
 
 
-# Where Caddy keeps the root certificate of its `tls internal` CA, under the proxy's volume.
-CA_PATH = "caddy/pki/authorities/local/root.crt"
-
-
 def ca_file(settings: Settings) -> str:
-    """The proxy's CA certificate, copied into the project folder: what clients and students trust."""
-    return f"{settings.compose_project_name}-ca.crt"
-
-
-def ca_job_args(settings: Settings) -> list[str]:
-    """A one-shot job on the data node that prints the proxy's CA certificate (public) from its volume."""
-    assert PROXY.volume is not None  # noqa: S101 - the table gives the proxy its volume
-    volume = f"{settings.compose_project_name}_{PROXY.volume.name}"
-    return [*_job(settings), "--constraint", DATA_CONSTRAINT,
-            "--mount", f"type=volume,source={volume},target={PROXY.volume.mount},readonly",
-            "--entrypoint", "cat", settings.proxy_image, f"{PROXY.volume.mount}/{CA_PATH}"]  # fmt: skip
+    """The CA certificate clients are given (trackstack's own CA), in the project folder."""
+    return tls.ca_file(settings)
 
 
 def psql_job_args(settings: Settings, sql: str, database: str) -> list[str]:
