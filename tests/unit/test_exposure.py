@@ -29,16 +29,13 @@ def test_a_local_stack_publishes_every_port_on_loopback_only(values: dict[str, s
     assert checks["pgAdmin"].detail.endswith("behind a login")
 
 
-def test_lan_mode_names_every_address_and_warns_of_a_login_in_clear_text(
-    values: dict[str, str], tmp_path: Path
-) -> None:
+def test_lan_mode_names_every_address_and_its_login_behind_tls(values: dict[str, str], tmp_path: Path) -> None:
     settings = validate(values | LOGINS | {"BIND_ADDRESS": "0.0.0.0"})
     checks = by_title(compose.exposure(Project(tmp_path, tmp_path / ".env", settings)))
     mlflow = checks["MLflow UI"]
-    assert mlflow.level == "warn"
-    assert "on 0.0.0.0:5001 (every address of this machine), behind a login" in mlflow.detail
-    assert "unencrypted" in mlflow.detail
-    assert "TLS" in mlflow.fix
+    assert mlflow.level == "ok"  # LAN mode is served by the TLS proxy
+    assert mlflow.detail.startswith("https://")
+    assert "on 0.0.0.0:5001 (every address of this machine), behind TLS and a login" in mlflow.detail
     assert checks["pgAdmin"].level == "ok"  # PGADMIN_BIND_ADDRESS stays 127.0.0.1
 
 

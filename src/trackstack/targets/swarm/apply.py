@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from trackstack import engine, shared_server, tls, upgrades
 from trackstack.auth import Server
