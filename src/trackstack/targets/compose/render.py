@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from trackstack import containers
+from trackstack import backup_image, containers
 from trackstack.containers import PGADMIN_SERVER_NAME, auth_start, render_servers_json
 from trackstack.engine import EngineFeatures
 from trackstack.mlflow_image import DOCKERFILE, DOCKERFILE_LABEL, build_digest, render_dockerfile
@@ -51,7 +51,28 @@ def mlflow_server_args(settings: Settings) -> list[str]:
     )
 
 
-def render_compose(settings: Settings, engine: EngineFeatures, dockerfile: str, pgadmin_dockerfile: str) -> str:
+def backup_service(settings: Settings, dockerfile: str) -> dict[str, object] | None:
+    """The scheduled backup's service (BACKUP_SCHEDULE set), or None: what the template writes of it."""
+    if not settings.backup_schedule:
+        return None
+    digest = backup_image.build_digest(dockerfile)
+    return {
+        "image": backup_image.local_image(settings),
+        "dockerfile": backup_image.DOCKERFILE,
+        "digest": digest,
+        "environment": backup_image.runner_environment(
+            settings, target="compose", dest=backup_image.container_dest(settings)
+        ),
+        # A directory: bound from this machine (which may be an NFS mount of another one).
+        "mount": None if backup_image.is_bucket(settings) else f"{settings.backup_dest}:{backup_image.MOUNT}",
+        "bucket_secret": backup_image.is_bucket(settings),
+        "healthcheck": backup_image.HEALTHCHECK,
+    }
+
+
+def render_compose(
+    settings: Settings, engine: EngineFeatures, dockerfile: str, pgadmin_dockerfile: str, backup_dockerfile: str = ""
+) -> str:
     return render_template(
         f"{COMPOSE_FILE}.j2",
         s=settings,
@@ -72,15 +93,18 @@ def render_compose(settings: Settings, engine: EngineFeatures, dockerfile: str, 
         mlflow_environment=containers.mlflow_environment(settings),
         pgadmin_environment=containers.pgadmin_environment(compiled_image=True),
         pgadmin_servers_path=containers.PGADMIN_SERVERS_PATH,
+        backup=backup_service(settings, backup_dockerfile),
     )
 
 
 def render_all(settings: Settings, engine: EngineFeatures) -> dict[str, str]:
     """Every generated project file, by its name relative to the project root."""
     dockerfile, pgadmin_dockerfile = render_dockerfile(settings), render_pgadmin_dockerfile(settings)
-    return {
-        COMPOSE_FILE: render_compose(settings, engine, dockerfile, pgadmin_dockerfile),
+    backup_dockerfile = backup_image.render_dockerfile(settings) if settings.backup_schedule else ""
+    files = {
+        COMPOSE_FILE: render_compose(settings, engine, dockerfile, pgadmin_dockerfile, backup_dockerfile),
         DOCKERFILE: dockerfile,
         PGADMIN_DOCKERFILE: pgadmin_dockerfile,
         SERVERS_FILE: render_servers_json(settings),
     }
+    return files | ({backup_image.DOCKERFILE: backup_dockerfile} if backup_dockerfile else {})

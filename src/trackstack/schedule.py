@@ -1,0 +1,54 @@
+"""BACKUP_SCHEDULE's cron expression: checking it, the next time it fires, and when backups are late.
+
+Times are UTC. The cron arithmetic is croniter's. This module imports only the standard library
+and croniter: the backup image (templates/Dockerfile.backup.j2) runs it with Debian's python3.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from croniter import croniter
+
+# How many schedule periods may pass without a new verified backup before `status` and `doctor` warn.
+LATE_AFTER_PERIODS = 2
+
+
+def problem(expression: str) -> str | None:
+    """What is wrong with a cron expression, or None: five fields (minute hour day month weekday)."""
+    fields = expression.split()
+    if len(fields) != 5:
+        return f"has {len(fields)} fields, not 5 (minute hour day-of-month month day-of-week), e.g. 0 3 * * *"
+    if not croniter.is_valid(" ".join(fields)):
+        return "not a valid cron expression, e.g. 0 3 * * * (every day at 03:00 UTC)"
+    return None
+
+
+def next_time(expression: str, after: datetime) -> datetime:
+    """The first time after `after` (timezone-aware) that `expression` fires."""
+    found: datetime = croniter(expression, after).get_next(datetime)
+    return found
+
+
+def previous_time(expression: str, before: datetime) -> datetime:
+    """The last time at or before `before` that `expression` fired."""
+    found: datetime = croniter(expression, before + timedelta(seconds=1)).get_prev(datetime)
+    return found
+
+
+def late(expression: str, newest: datetime | None, now: datetime) -> bool:
+    """Whether the newest verified backup is older than two periods, or there is none (None).
+
+    "Two periods" counts fire times, not a fixed length, so an irregular schedule (weekdays at 3,
+    say) is judged fairly: late when the schedule fired twice since the newest backup was taken.
+    No backup at all counts as late: trackstack cannot know since when the schedule has run, and
+    the message says when the first one is due.
+    """
+    if newest is None:
+        return True
+    fired = newest
+    for _ in range(LATE_AFTER_PERIODS):
+        fired = next_time(expression, fired)
+        if fired > now:
+            return False
+    return True
