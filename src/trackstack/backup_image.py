@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 
+from trackstack.console import write_files
+from trackstack.mlflow_image import build_and_push
 from trackstack.paths import PROJECT_FILES
+from trackstack.project import Project
 from trackstack.settings import Settings
 from trackstack.templating import render_template
 
@@ -54,6 +57,21 @@ def image_ref(settings: Settings, digest: str) -> str:
     return f"{settings.mlflow_image_repository}:backup-{digest[:12]}"
 
 
+def registry_image(settings: Settings) -> str:
+    """The reference a shared server runs: pushed beside the MLflow image."""
+    return image_ref(settings, build_digest(render_dockerfile(settings)))
+
+
+def build_for_shared_server(project: Project) -> str:
+    """Write the Dockerfile, build the image and push it (unless MLFLOW_IMAGE_PUSH=false); its reference."""
+    dockerfile = render_dockerfile(project.settings)
+    write_files(project.root, {DOCKERFILE: dockerfile})
+    digest = build_digest(dockerfile)
+    image = image_ref(project.settings, digest)
+    build_and_push(project, image, digest, push=project.settings.mlflow_image_push, dockerfile=DOCKERFILE)
+    return image
+
+
 def runner_environment(settings: Settings, *, target: str, dest: str) -> dict[str, str]:
     """The runner's variables that are no secret (each target adds the three secrets its own way)."""
     environment = {
@@ -71,6 +89,7 @@ def runner_environment(settings: Settings, *, target: str, dest: str) -> dict[st
         "BACKUP_KEEP": str(settings.backup_keep),
         "BACKUP_DEST": dest,
     }
+    # Where the orchestrator has secrets, the runner reads them from files (backup_dest.environment_secret).
     if is_bucket(settings):
         environment |= {
             "BACKUP_S3_ENDPOINT": settings.backup_s3_endpoint,
@@ -78,6 +97,12 @@ def runner_environment(settings: Settings, *, target: str, dest: str) -> dict[st
             "BACKUP_S3_REGION": settings.backup_s3_region,
         }
     return environment
+
+
+def secret_keys(settings: Settings) -> tuple[str, ...]:
+    """The `.env` secrets the runner reads besides Postgres's and the store's: the bucket's key, when one is set."""
+    wanted = settings.backup_schedule and is_bucket(settings) and settings.backup_s3_secret_key.get_secret_value()
+    return ("BACKUP_S3_SECRET_KEY",) if wanted else ()
 
 
 def is_bucket(settings: Settings) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from trackstack import containers
+from trackstack import backup_image, containers
 from trackstack.containers import PGADMIN_SERVER_NAME, auth_start
 from trackstack.services import MLFLOW, PROXY, SWARM_SERVICES, SWARM_VOLUMES
 from trackstack.settings import Settings
@@ -107,7 +107,30 @@ def render_stack(settings: Settings, *, image: str, mlflow_replicas: int, caddyf
         pgadmin_servers_path=containers.PGADMIN_SERVERS_PATH,
         configs=configs,
         secrets=secret_names(settings),
+        backup=backup_service(settings),
     )
+
+
+def backup_service(settings: Settings) -> dict[str, object] | None:
+    """The scheduled backup as a service of the stack (BACKUP_SCHEDULE set), or None.
+
+    Its secrets are files; a directory BACKUP_DEST is bound from the data node, where it runs (a
+    bucket is the choice that leaves the node: docs/backups.md)."""
+    if not settings.backup_schedule:
+        return None
+    secrets = {"POSTGRES_PASSWORD": "postgres_password", "STACK_S3_SECRET_KEY": "minio_root_password"}
+    secrets |= {key: key.lower() for key in backup_image.secret_keys(settings)}
+    return {
+        "image": backup_image.registry_image(settings),
+        "environment": backup_image.runner_environment(
+            settings, target="swarm", dest=backup_image.container_dest(settings)
+        )
+        | {f"{variable}_FILE": f"/run/secrets/{target}" for variable, target in secrets.items()},
+        "secrets": sorted(set(secrets.values())),
+        "mount": None if backup_image.is_bucket(settings) else settings.backup_dest,
+        "target": backup_image.MOUNT,
+        "healthcheck": backup_image.HEALTHCHECK,
+    }
 
 
 def render_swarm(settings: Settings, *, image: str, mlflow_replicas: int) -> dict[str, str]:
