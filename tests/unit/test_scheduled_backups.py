@@ -401,3 +401,13 @@ def test_no_secret_reaches_the_runners_plain_environment(values: dict[str, str])
     environment = backup_image.runner_environment(settings, target="swarm", dest=settings.backup_dest)
     assert not set(settings.secret_values()) & set(environment.values())
     assert S3Credentials("", "", "", "us-east-1").region == "us-east-1"
+
+
+def test_swarm_logs_include_the_backup_service_when_scheduled(values: dict[str, str]) -> None:
+    from trackstack.errors import TrackstackError
+    from trackstack.targets.swarm import views
+
+    with pytest.raises(TrackstackError):
+        views.log_commands(validate(values | SHARED), "backup", follow=False, tail=10)
+    commands = views.log_commands(validate(values | SHARED | TO_BUCKET), "backup", follow=False, tail=10)
+    assert commands[0][-1] == "trackstack_backup"
