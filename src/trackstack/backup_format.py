@@ -22,10 +22,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from trackstack.errors import TrackstackError
-from trackstack.settings import Settings
+
+if TYPE_CHECKING:  # the backup image imports this module without pydantic (Dockerfile.backup.j2)
+    from trackstack.settings import Settings
 
 MANIFEST = "manifest.json"
 DUMP = "postgres.dump"
@@ -36,6 +38,26 @@ FORMAT = 2
 READABLE_FORMATS = (1, 2)
 _VERSION = re.compile(r"\d+\.\d+\.\d+")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+# pg_dump as every target runs it: the custom format, which pg_restore loads all or nothing.
+DUMP_OPTIONS = ("--format=custom",)
+
+
+class StackFacts(Protocol):
+    """What a manifest says of the stack it was taken of (Settings has it; so has the backup image)."""
+
+    @property
+    def compose_project_name(self) -> str: ...
+
+    @property
+    def mlflow_version(self) -> str: ...
+
+    @property
+    def postgres_db(self) -> str: ...
+
+    @property
+    def mlflow_bucket(self) -> str: ...
 
 
 class BackupError(TrackstackError):
@@ -120,7 +142,7 @@ def new_folder(into: Path, project: str) -> Iterator[tuple[Path, Path, str]]:
 
 
 def write_manifest(
-    folder: Path, settings: Settings, *, stamp: str, target: str, keys: list[str], auth_database: str | None
+    folder: Path, settings: StackFacts, *, stamp: str, target: str, keys: list[str], auth_database: str | None
 ) -> None:
     """The manifest of a backup whose dumps and objects are in `folder` already."""
     files = {DUMP: folder / DUMP} | ({AUTH_DUMP: folder / AUTH_DUMP} if auth_database else {})

@@ -158,34 +158,6 @@ def mlflow_server_args(settings: Settings, *, user: str, database: str, hosts: l
     ]
 
 
-def mlflow_gc_args(settings: Settings, *, user: str, database: str) -> list[str]:
-    """`mlflow gc` as every target runs it: deleted runs (and experiments) older than MLFLOW_GC_OLDER_THAN
-    removed for good, their artifacts with them. Runs keep `mlflow-artifacts:` URIs, which gc resolves
-    through the tracking server (`gc_environment`); the credentials come as the server's do."""
-    return [
-        "mlflow",
-        "gc",
-        f"--backend-store-uri={backend_store_uri(user, database)}",
-        f"--artifacts-destination=s3://{settings.mlflow_bucket}",
-        *([f"--older-than={settings.mlflow_gc_older_than}"] if settings.mlflow_gc_older_than else []),
-    ]
-
-
-def gc_environment(settings: Settings) -> dict[str, str]:
-    """`mlflow gc`'s variables that carry no credential. It deletes a run's artifacts through the server
-    (a run's `mlflow-artifacts:` URI means "the tracking server's"); with logins, as the admin
-    (MLFLOW_TRACKING_USERNAME here, the password as the target passes secrets: MLFLOW_TRACKING_PASSWORD)."""
-    environment = {
-        "MLFLOW_TRACKING_URI": f"http://{MLFLOW.address}",
-        "MLFLOW_S3_ENDPOINT_URL": f"http://{settings.store.address}",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "true",
-    }
-    if settings.mlflow_auth:
-        environment["MLFLOW_TRACKING_USERNAME"] = settings.mlflow_admin_user
-    return environment
-
-
 def render_servers_json(settings: Settings, password_command: str = PGADMIN_PASSWORD_COMMAND) -> str:
     """pgAdmin's server list: no password, only the command that reads it (from the container's
     environment on Compose; Swarm and Kubernetes pass one that reads its secret's file)."""

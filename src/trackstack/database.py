@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import IO
 
-from trackstack import engine
+from trackstack import backup_format, engine
 from trackstack.project import Project
 
 
@@ -39,7 +39,7 @@ def psql(project: Project, sql: str, *, database: str | None = None) -> str:
 
 # pg_dump and pg_restore as every target runs them: a custom-format dump, restored all or nothing and owned
 # by whoever restores it (a backup of one stack restores into another, whose POSTGRES_USER may differ).
-DUMP_OPTIONS = ("--format=custom",)
+DUMP_OPTIONS = backup_format.DUMP_OPTIONS
 RESTORE_OPTIONS = ("--no-owner", "--no-privileges", "--exit-on-error", "--single-transaction")
 
 

@@ -217,6 +217,18 @@ def installed_mlflow() -> str | None:
     return None
 
 
+def check_scheduled_backups(settings: Settings) -> list[Check]:
+    """With BACKUP_SCHEDULE set: whether the newest verified backup at BACKUP_DEST is recent enough."""
+    from trackstack.scheduled_backups import lateness  # boto3 loads only when a bucket is to be read
+
+    if not settings.backup_schedule:
+        return []
+    late = lateness(settings)
+    if late:
+        return [Check("backups", "warn", late, "`invoke backups` lists what exists; `invoke logs --service backup`")]
+    return [Check("backups", "ok", f"a verified backup within two periods of {settings.backup_schedule!r}")]
+
+
 def run_checks(env_file: Path, target_checks: Callable[[Project], list[Check]]) -> list[Check]:
     """Docker, this machine, `.env`, then what the project's target checks (`Target.doctor_checks`)."""
     env_check, project = check_env(env_file)
@@ -235,6 +247,7 @@ def run_checks(env_file: Path, target_checks: Callable[[Project], list[Check]]) 
             check_artifact_downloads(project.settings.mlflow_version),
             *([client] if client else []),
             *check_advisories(project.settings),
+            *check_scheduled_backups(project.settings),
         ]
     return checks
 

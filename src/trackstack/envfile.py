@@ -12,7 +12,7 @@ from dotenv.parser import parse_stream
 
 from trackstack.errors import TrackstackError
 from trackstack.problems import Problem, SettingsError
-from trackstack.settings import KEYS, OPTIONAL_KEYS, SECRET_KEYS
+from trackstack.settings import KEYS, OPTIONAL_KEYS, SECRET_KEYS, USER_SECRET_KEYS
 
 _KEY_PREFIX = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
 
@@ -61,12 +61,13 @@ def read_env_file(path: Path) -> tuple[dict[str, str], list[Problem]]:
 
 
 def fill_secrets(example: str, token: Callable[[], str] = lambda: secrets.token_urlsafe(24)) -> str:
-    """Replace the value of every secret key in `.env.example` text with a new random token."""
+    """Replace the value of every secret key in `.env.example` text with a new random token (not the
+    secrets of other services, which the user brings)."""
 
     def replace(match: re.Match[str]) -> str:
         return f"{match['key']}={token()}"
 
-    pattern = re.compile(rf"^(?P<key>{'|'.join(sorted(SECRET_KEYS))})=.*$", re.MULTILINE)
+    pattern = re.compile(rf"^(?P<key>{'|'.join(sorted(SECRET_KEYS - USER_SECRET_KEYS))})=.*$", re.MULTILINE)
     return pattern.sub(replace, example)
 
 

@@ -87,15 +87,21 @@ def build_image(project: Project, *, push: bool = True) -> str:
     return image
 
 
-def build_and_push(project: Project, image: str, digest: str, *, push: bool = True) -> None:
-    """Build the MLflow image on the target engine unless it is there, then push it for every node."""
+def build_and_push(
+    project: Project, image: str, digest: str, *, push: bool = True, dockerfile: str = DOCKERFILE
+) -> None:
+    """Build the MLflow image (or another of `dockerfile`) on the target engine unless it is there, then push
+    it for every node."""
     if engine.image_id(image) is not None:
         say(f"image {image} is built")
     elif engine.run(["docker", "pull", "--quiet", image], capture=True, check=False).returncode == 0:
         say(f"image {image} is in the registry")  # its tag names what it is built from
     else:
-        say(f"building {image} (a first build downloads MLflow: a few minutes)")
-        engine.run(["docker", "build", "--file", str(project.root / DOCKERFILE), "--tag", image,
+        say(
+            f"building {image}"
+            + (" (a first build downloads MLflow: a few minutes)" if dockerfile == DOCKERFILE else "")
+        )
+        engine.run(["docker", "build", "--file", str(project.root / dockerfile), "--tag", image,
                     "--label", f"{DOCKERFILE_LABEL}={digest}", str(project.root)])  # fmt: skip
     if not push:
         say(f"not pushing {image} (MLFLOW_IMAGE_PUSH=false: the nodes have it)")

@@ -1,44 +1,54 @@
-"""Schedules in `.env`: a 5-field cron expression (minute hour day-of-month month day-of-week), read with
-croniter. One place for the schedule math: validating an expression and the next time it fires.
+"""BACKUP_SCHEDULE's cron expression: checking it, the next time it fires, and when backups are late.
 
-The containers that run a job on a schedule (templates/mlflow/on_schedule.py) use croniter the same way.
+Times are UTC. The cron arithmetic is croniter's. This module imports only the standard library
+and croniter: the backup image (templates/Dockerfile.backup.j2) runs it with Debian's python3.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 
 from croniter import croniter
 
-FIELDS = 5
-# A duration as `mlflow gc --older-than` takes it: days, hours, minutes, seconds, e.g. 7d or 1d12h.
-_DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+# How many schedule periods may pass without a new verified backup before `status` and `doctor` warn.
+LATE_AFTER_PERIODS = 2
 
 
-def cron_problem(expression: str) -> str | None:
-    """Why `expression` is not a 5-field cron expression, or None when it is."""
+def problem(expression: str) -> str | None:
+    """What is wrong with a cron expression, or None: five fields (minute hour day month weekday)."""
     fields = expression.split()
-    if len(fields) != FIELDS:
-        return f"has {len(fields)} field(s); a schedule has 5: minute hour day-of-month month day-of-week"
+    if len(fields) != 5:
+        return f"has {len(fields)} fields, not 5 (minute hour day-of-month month day-of-week), e.g. 0 3 * * *"
     if not croniter.is_valid(" ".join(fields)):
-        return "is not a cron expression croniter reads"
+        return "not a valid cron expression, e.g. 0 3 * * * (every day at 03:00 UTC)"
     return None
 
 
-def next_after(expression: str, moment: datetime) -> datetime:
-    """The first time after `moment` that `expression` fires, in `moment`'s time zone."""
-    problem = cron_problem(expression)
-    if problem:
-        raise ValueError(f"{expression!r} {problem}")
-    found: datetime = croniter(expression, moment).get_next(datetime)
+def next_time(expression: str, after: datetime) -> datetime:
+    """The first time after `after` (timezone-aware) that `expression` fires."""
+    found: datetime = croniter(expression, after).get_next(datetime)
     return found
 
 
-def duration(text: str) -> timedelta | None:
-    """A duration like 7d, 12h or 1d12h30m (what `mlflow gc --older-than` takes); None if it is not one."""
-    match = _DURATION.fullmatch(text)
-    if not text or not match:
-        return None
-    units = {key: int(value or 0) for key, value in match.groupdict().items()}
-    return timedelta(days=units["d"], hours=units["h"], minutes=units["m"], seconds=units["s"])
+def previous_time(expression: str, before: datetime) -> datetime:
+    """The last time at or before `before` that `expression` fired."""
+    found: datetime = croniter(expression, before + timedelta(seconds=1)).get_prev(datetime)
+    return found
+
+
+def late(expression: str, newest: datetime | None, now: datetime) -> bool:
+    """Whether the newest verified backup is older than two periods, or there is none (None).
+
+    "Two periods" counts fire times, not a fixed length, so an irregular schedule (weekdays at 3,
+    say) is judged fairly: late when the schedule fired twice since the newest backup was taken.
+    No backup at all counts as late: trackstack cannot know since when the schedule has run, and
+    the message says when the first one is due.
+    """
+    if newest is None:
+        return True
+    fired = newest
+    for _ in range(LATE_AFTER_PERIODS):
+        fired = next_time(expression, fired)
+        if fired > now:
+            return False
+    return True

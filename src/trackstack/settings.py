@@ -23,8 +23,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from trackstack.advisories import KNOWN_MLFLOW_IDS, accepted
+from trackstack import schedule
+from trackstack.backup_dest import destination_problem
 from trackstack.paths import constraints_file, supported_mlflow_versions
-from trackstack.schedule import cron_problem, duration
 from trackstack.services import ENDPOINT_OF_PORT, PORT_KEYS, PROXY, SERVICE_OF_PORT, STORES, Service, stack
 
 Port = Annotated[int, Field(ge=1, le=65535, strict=False)]
@@ -49,6 +50,8 @@ _PINNED_REF = re.compile(
 # An image repository without tag or digest; a registry host may carry a :port.
 _PATH_PART = r"[a-z0-9]+(?:[._-][a-z0-9]+)*"
 _REPOSITORY = re.compile(rf"^(?:[A-Za-z0-9.-]+(?::[0-9]{{1,5}})?/)?{_PATH_PART}(?:/{_PATH_PART})*$")
+# The error of a BACKUP_SCHEDULE without a BACKUP_DEST (a model check: validation.py names the key).
+BACKUP_DEST_MISSING = "backup_dest_missing"
 # The error type of an MLFLOW_VERSION without a lock: its fix is a command (validation.py).
 NO_LOCK = "no_lock"
 # Below this pgAdmin's own password check refuses the login at first start.
@@ -199,30 +202,6 @@ class Settings(BaseModel):
         description="the secret key of MLflow's S3 user (at least 8 characters); `invoke init` generates one"
     )
 
-    # Running a class (docs/running-a-class.md). Optional keys: a `.env` from before they existed keeps working.
-    mlflow_gc_schedule: str = Field(
-        default="",
-        description="a 5-field cron expression (minute hour day month weekday), e.g. 0 3 * * *; empty: no scheduled gc",
-    )
-    mlflow_gc_older_than: str = Field(
-        default="7d", description="how long a deleted run waits before gc removes it: e.g. 7d, 12h or 1d12h"
-    )
-
-    @field_validator("mlflow_gc_schedule")
-    @classmethod
-    def _gc_schedule(cls, value: str) -> str:
-        problem = cron_problem(value) if value.strip() else None
-        if problem:
-            raise ValueError(problem)
-        return " ".join(value.split())
-
-    @field_validator("mlflow_gc_older_than")
-    @classmethod
-    def _gc_older_than(cls, value: str) -> str:
-        if value and duration(value) is None:
-            raise ValueError("not a duration like 7d, 12h or 1d12h30m")
-        return value
-
     # Published advisories (advisories.py). Optional: empty accepts none.
     mlflow_auth_accept_advisories: str = Field(
         default="",
@@ -252,6 +231,22 @@ class Settings(BaseModel):
     kube_ingress_cert_issuer: str = Field(
         default="", description="a cert-manager ClusterIssuer that signs the Ingress's certificate, e.g. letsencrypt"
     )
+
+    # Scheduled backups, run by the orchestrator (docs/backups.md); empty BACKUP_SCHEDULE: none.
+    backup_schedule: str = Field(
+        default="", description="a 5-field cron expression (UTC), e.g. 0 3 * * *; empty: no scheduled backups"
+    )
+    backup_keep: int = Field(default=7, ge=1, description="how many verified backups to keep, at least 1 (e.g. 7)")
+    backup_dest: str = Field(
+        default="",
+        description="s3://bucket/prefix or an absolute directory path; required when BACKUP_SCHEDULE is set",
+    )
+    backup_s3_endpoint: str = Field(
+        default="", description="the S3 endpoint URL, e.g. https://s3.school.example; empty: AWS"
+    )
+    backup_s3_access_key: str = Field(default="", description="the access key of BACKUP_DEST's bucket")
+    backup_s3_secret_key: SecretStr = Field(default=SecretStr(""), description="the secret key of BACKUP_DEST's bucket")
+    backup_s3_region: str = Field(default="us-east-1", description="the bucket's region, e.g. us-east-1")
 
     @model_validator(mode="before")
     @classmethod
@@ -433,6 +428,51 @@ class Settings(BaseModel):
             )
         return value
 
+    @field_validator("backup_schedule")
+    @classmethod
+    def _backup_schedule(cls, value: str) -> str:
+        problem = schedule.problem(value) if value.strip() else None
+        if problem:
+            raise ValueError(problem)
+        return " ".join(value.split())
+
+    @field_validator("backup_dest")
+    @classmethod
+    def _backup_dest(cls, value: str) -> str:
+        problem = destination_problem(value) if value else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("backup_s3_endpoint")
+    @classmethod
+    def _backup_s3_endpoint(cls, value: str) -> str:
+        if value and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?/?", value):
+            raise ValueError("not an http(s) URL of a host (and port), e.g. https://s3.school.example")
+        return value.rstrip("/")
+
+    @field_validator("backup_s3_access_key")
+    @classmethod
+    def _backup_s3_access_key(cls, value: str) -> str:
+        if value and not _ACCESS_KEY.fullmatch(value):
+            raise ValueError("not a plain access key (letters, digits and . _ @ + - only)")
+        return value
+
+    @field_validator("backup_s3_region")
+    @classmethod
+    def _backup_s3_region(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9-]{1,40}", value):
+            raise ValueError("not a region name: lower-case letters, digits and '-', e.g. us-east-1")
+        return value
+
+    @model_validator(mode="after")
+    def _backup_needs_dest(self) -> Settings:
+        if self.backup_schedule and not self.backup_dest:
+            raise PydanticCustomError(
+                BACKUP_DEST_MISSING, "BACKUP_SCHEDULE is set: scheduled backups need a destination", {}
+            )
+        return self
+
     # -- derived values -------------------------------------------------------------
     @property
     def mlflow_is_private(self) -> bool:
@@ -586,6 +626,8 @@ _FIELDS = {str(field.alias): field for name, field in Settings.model_fields.item
 # Every `.env` key, in the order of `.env.example`'s sections.
 KEYS: tuple[str, ...] = (*list(_FIELDS)[:3], *PORT_KEYS, *list(_FIELDS)[3:])
 SECRET_KEYS = frozenset(key for key, field in _FIELDS.items() if field.annotation is SecretStr)
+# Secrets the user brings (another service's keys): `invoke init` leaves them empty.
+USER_SECRET_KEYS = frozenset({"BACKUP_S3_SECRET_KEY"})
 # Keys that `.env` may leave out: their defaults keep older `.env` files valid.
 OPTIONAL_KEYS = frozenset(key for key, field in _FIELDS.items() if not field.is_required())
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from pydantic import TypeAdapter, ValidationError
 
-from trackstack import containers, privileges
+from trackstack import backup_image, containers, privileges
 from trackstack.problems import Problem
 from trackstack.services import PREPARE_SECRETS, SWARM_SECRET_KEYS, SecretUse, Service
 from trackstack.settings import Settings
@@ -46,7 +46,7 @@ def secret_names(settings: Settings) -> dict[str, str]:
     project = settings.compose_project_name
     return {
         key.lower(): secret_name(project, key, getattr(settings, key.lower()).get_secret_value())
-        for key in SWARM_SECRET_KEYS
+        for key in (*SWARM_SECRET_KEYS, *backup_image.secret_keys(settings))
     }
 
 

@@ -251,9 +251,22 @@ def backup(c: Context, into: str = "") -> None:
     say(f"backup written to {folder}")
 
 
+@task
+@reports_errors
+def backups(c: Context) -> None:
+    """List the scheduled backups at BACKUP_DEST: time, size, MLflow version, verified or not.
+
+    Skips the weak-secret and image-pinning checks: it starts nothing new.
+    """
+    from trackstack import scheduled_backups
+
+    print(scheduled_backups.listing(_relaxed(c).settings))
+
+
 @task(
     help={
-        "path": "a backup folder written by `invoke backup` (on any target)",
+        "path": "a backup folder written by `invoke backup` (on any target), or at BACKUP_DEST: `latest` (the "
+        "newest verified), a backup's name (20261207T030000Z) or s3://bucket/prefix/<name>",
         "yes": "replace a stack that holds data without asking (required when not on a terminal)",
     }
 )
@@ -264,10 +277,16 @@ def restore(c: Context, path: str, yes: bool = False) -> None:
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
-    from trackstack import targets
+    from trackstack import scheduled_backups, targets
     from trackstack.console import say
 
-    held = targets.for_project(_relaxed(c)).restore(Path(path), yes=yes)
+    project = _relaxed(c)
+    if scheduled_backups.is_destination_backup(path) and not Path(path).exists():
+        with scheduled_backups.fetched(project.settings, path) as folder:
+            say(f"fetched and verified {path} ({folder.name})")
+            held = targets.for_project(project).restore(folder, yes=yes)
+    else:
+        held = targets.for_project(project).restore(Path(path), yes=yes)
     say(f"restored {held.text()}")
 
 
@@ -282,9 +301,13 @@ def status(c: Context) -> None:
 
     Skips the weak-secret and image-pinning checks: it starts nothing new.
     """
-    from trackstack import targets
+    from trackstack import scheduled_backups, targets
 
-    print(targets.for_project(_relaxed(c)).status().text())
+    project = _relaxed(c)
+    print(targets.for_project(project).status().text())
+    late = scheduled_backups.lateness(project.settings)
+    if late:
+        print(f"warning: {late}")
 
 
 @task(
@@ -507,9 +530,8 @@ def doctor(c: Context) -> None:
 def namespace(root: Path) -> Collection:
     """The task collection for the project whose files live in `root`."""
     ns = Collection(
-        init, render, build, up, seed, stop, down, reset, backup, restore, status, logs, urls, open_uis, doctor, lock,
-        report,
-        deploy, undeploy,
+        init, render, build, up, seed, stop, down, reset, backup, backups, restore, status, logs, urls, open_uis,
+        doctor, lock, report, deploy, undeploy,
     )  # fmt: skip
     ns.add_collection(Collection("user", user_add, user_import, user_list, user_remove))
     ns.configure({"trackstack": {"root": str(root)}})

@@ -21,6 +21,7 @@ from trackstack.paths import supported_mlflow_versions
 from trackstack.problems import Problem, SettingsError, dedupe, mask
 from trackstack.services import PORT_KEYS
 from trackstack.settings import (
+    BACKUP_DEST_MISSING,
     KEYS,
     MLFLOW_ADMIN_MIN_PASSWORD,
     MLFLOW_SECRET_KEY_MIN,
@@ -119,7 +120,8 @@ def _problems_from(error: ValidationError, values: Mapping[str, str]) -> list[Pr
     for item in error.errors(include_url=False):
         if item["type"] == "missing":
             continue  # reported by `validate` with a friendlier fix
-        key = str(item["loc"][-1])  # ports sit one level down: ("PORTS", "MLFLOW_PORT")
+        # Ports sit one level down: ("PORTS", "MLFLOW_PORT"); a check of several keys names its key by its type.
+        key = "BACKUP_DEST" if item["type"] == BACKUP_DEST_MISSING else str(item["loc"][-1])
         fix = LOCK_FIX if item["type"] == NO_LOCK else describe(key)
         problems.append(Problem(key, mask(key, values.get(key, "")), _reason(item), fix))
     return problems

@@ -35,6 +35,11 @@ EVERYWHERE = {
     "KUBE_STORAGE_CLASS": "fast",
     "KUBE_INGRESS_HOST": "ingress.school.example",
     "KUBE_INGRESS_CLASS": "nginx",
+    "BACKUP_SCHEDULE": "0 3 * * *",
+    "BACKUP_DEST": "s3://class-backups/trackstack",
+    "BACKUP_S3_ENDPOINT": "https://s3.school.example",
+    "BACKUP_S3_ACCESS_KEY": "class-backup",
+    "BACKUP_S3_SECRET_KEY": "Zq7-backup-secret-Xk2pLm9",
 }
 MARKER = "INJECTED"
 PAYLOADS = [

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from trackstack import database, engine, probes, tls
+from trackstack import backup_image, database, engine, probes, tls
 from trackstack.console import concurrently, indent, say, write_files
 from trackstack.engine import DockerError, EngineFeatures
 from trackstack.errors import TrackstackError
@@ -72,18 +72,30 @@ class LocalImage:
 
 def built_images(settings: Settings) -> dict[str, str]:
     """The images trackstack builds, by the service that runs each."""
-    return {"mlflow": settings.mlflow_image, "pgadmin": settings.pgadmin_local_image}
+    images = {"mlflow": settings.mlflow_image, "pgadmin": settings.pgadmin_local_image}
+    return images | ({backup_image.SERVICE: backup_image.local_image(settings)} if settings.backup_schedule else {})
+
+
+def stack_services(settings: Settings) -> tuple[str, ...]:
+    """The services of the compose file: the table's, and the scheduled backup when BACKUP_SCHEDULE is set."""
+    return (*service_names(settings), *((backup_image.SERVICE,) if settings.backup_schedule else ()))
 
 
 def local_images(project: Project) -> tuple[LocalImage, ...]:
     settings, root = project.settings, project.root
-    images = built_images(settings)
     mlflow = build_digest(settings, (root / DOCKERFILE).read_text(encoding="utf-8"))
     pgadmin = pgadmin_build_digest((root / PGADMIN_DOCKERFILE).read_text(encoding="utf-8"))
-    return (
-        LocalImage("mlflow", images["mlflow"], mlflow, "a first build downloads MLflow: a few minutes"),
-        LocalImage("pgadmin", images["pgadmin"], pgadmin, "pgAdmin's code compiled: 10-20 s", settings.pgadmin_image),
-    )
+    images = (
+        LocalImage("mlflow", settings.mlflow_image, mlflow, "a first build downloads MLflow: a few minutes"),
+        LocalImage("pgadmin", settings.pgadmin_local_image, pgadmin, "pgAdmin's code compiled: 10-20 s",
+                   settings.pgadmin_image),
+    )  # fmt: skip
+    if not settings.backup_schedule:
+        return images
+    digest = backup_image.build_digest((root / backup_image.DOCKERFILE).read_text(encoding="utf-8"))
+    backup = LocalImage(backup_image.SERVICE, backup_image.local_image(settings), digest,
+                        "Python and boto3 from Debian: a minute", settings.postgres_image)  # fmt: skip
+    return (*images, backup)
 
 
 def build(project: Project, *, force: bool = False) -> None:
@@ -217,6 +229,9 @@ def start(project: Project, *, timeout: float = 300) -> StartReport:
     answered = wait_ready(
         project, timeout=timeout, on_ready=on_ready, probe=_probe_syncing_password(project), later=later
     )
+    if project.settings.backup_schedule:
+        _compose_up(project, backup_image.SERVICE)
+        say(f"scheduled backups ({project.settings.backup_schedule}, UTC) to {project.settings.backup_dest}")
     return StartReport(
         ready=time.monotonic() - started,
         answered={name: waiting_from + seconds for name, seconds in answered.items()},
@@ -231,8 +246,8 @@ def running_as_configured(project: Project, running: set[str] | None = None) -> 
     `running`: the services that had a running container a moment ago (preflight), when known; if
     one is missing, the answer is no without asking Compose (a cold or warm start: no containers).
     """
-    names = service_names(project.settings)
-    if running is not None and not running >= set(names):
+    services = stack_services(project.settings)
+    if running is not None and not running >= set(services):
         return False
     images = built_images(project.settings)
     found, wanted, *ids = concurrently(
@@ -241,9 +256,9 @@ def running_as_configured(project: Project, running: set[str] | None = None) -> 
         *(lambda image=image: engine.image_id(image) for image in images.values()),
     )
     states = {state.service: state for state in found}
-    if set(states) != set(names) or not all(state.ready for state in states.values()):
+    if set(states) != set(services) or not all(state.ready for state in states.values()):
         return False
-    if any(states[name].config_hash != wanted.get(name) for name in names):
+    if any(states[name].config_hash != wanted.get(name) for name in services):
         return False
     # A rebuilt image: Compose recreates the containers of the services built from it.
     return all(image_id and states[name].image_id == image_id for name, image_id in zip(images, ids, strict=True))

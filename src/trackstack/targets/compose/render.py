@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from trackstack import containers, tls
+from trackstack import backup_image, containers, tls
 from trackstack.containers import PGADMIN_SERVER_NAME, auth_start, render_servers_json
 from trackstack.engine import EngineFeatures
 from trackstack.mlflow_image import DOCKERFILE, DOCKERFILE_LABEL, build_digest, render_dockerfile
@@ -53,6 +53,25 @@ def mlflow_server_args(settings: Settings) -> list[str]:
     )
 
 
+def backup_service(settings: Settings, dockerfile: str) -> dict[str, object] | None:
+    """The scheduled backup's service (BACKUP_SCHEDULE set), or None: what the template writes of it."""
+    if not settings.backup_schedule:
+        return None
+    digest = backup_image.build_digest(dockerfile)
+    return {
+        "image": backup_image.local_image(settings),
+        "dockerfile": backup_image.DOCKERFILE,
+        "digest": digest,
+        "environment": backup_image.runner_environment(
+            settings, target="compose", dest=backup_image.container_dest(settings)
+        ),
+        # A directory: bound from this machine (which may be an NFS mount of another one).
+        "mount": None if backup_image.is_bucket(settings) else f"{settings.backup_dest}:{backup_image.MOUNT}",
+        "bucket_secret": backup_image.is_bucket(settings),
+        "healthcheck": backup_image.HEALTHCHECK,
+    }
+
+
 # Compose's LAN-mode proxy (its own name: a Swarm deploy from the same folder writes `Caddyfile`).
 CADDYFILE = "Caddyfile.compose"
 
@@ -70,6 +89,7 @@ def render_compose(
     pgadmin_dockerfile: str,
     certificate: ProxyCertificate | None = None,
     caddyfile: str = "",
+    backup_dockerfile: str = "",
 ) -> str:
     proxy = settings.mlflow_behind_proxy
     return render_template(
@@ -100,6 +120,7 @@ def render_compose(
         proxy_key=tls.PROXY_KEY,
         # A new certificate or Caddyfile recreates the proxy (Compose does not compare mounted files).
         proxy_version=hashlib.sha256(f"{caddyfile}{certificate}".encode()).hexdigest()[:12],
+        backup=backup_service(settings, backup_dockerfile),
     )
 
 
@@ -110,10 +131,17 @@ def render_all(
     Caddyfile too (`certificate`: its files, from `tls.ensure`; None with ACME)."""
     dockerfile, pgadmin_dockerfile = render_dockerfile(settings), render_pgadmin_dockerfile(settings)
     caddyfile = render_caddyfile(settings) if settings.mlflow_behind_proxy else ""
+    backup_dockerfile = backup_image.render_dockerfile(settings) if settings.backup_schedule else ""
     files = {
-        COMPOSE_FILE: render_compose(settings, engine, dockerfile, pgadmin_dockerfile, certificate, caddyfile),
+        COMPOSE_FILE: render_compose(
+            settings, engine, dockerfile, pgadmin_dockerfile, certificate, caddyfile, backup_dockerfile=backup_dockerfile
+        ),
         DOCKERFILE: dockerfile,
         PGADMIN_DOCKERFILE: pgadmin_dockerfile,
         SERVERS_FILE: render_servers_json(settings),
     }
-    return files | ({CADDYFILE: caddyfile} if caddyfile else {})
+    return (
+        files
+        | ({CADDYFILE: caddyfile} if caddyfile else {})
+        | ({backup_image.DOCKERFILE: backup_dockerfile} if backup_dockerfile else {})
+    )

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import IO, Any
 
-from trackstack import tls, upgrades
+from trackstack import backup_image, tls, upgrades
 from trackstack.console import indent, relay, say, write_files
 from trackstack.errors import TrackstackError
 from trackstack.mlflow_image import build_image
@@ -107,6 +107,8 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
     started = time.monotonic()
     require_context(settings)
     image = build_image(project, push=settings.mlflow_image_push)
+    if settings.backup_schedule:
+        backup_image.build_for_shared_server(project)
     # trackstack's certificate (its own CA's, or .env's files) where the Ingress or MLflow itself serves it.
     server_tls = tls.ensure(project.root, settings, kube.certificate_names(settings)) if kube.needs_tls_secret(
         settings) else None  # fmt: skip
@@ -134,6 +136,11 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
     apply(settings, parts["mlflow"])
     if not settings.mlflow_job_execution:  # its periodic-jobs pod, from a deploy with the job runner on
         run(kubectl(settings, "delete", "deployment", kube.PERIODIC, "--ignore-not-found"))
+    if "backup" in parts:
+        apply(settings, parts["backup"])
+        say(f"scheduled backups ({settings.backup_schedule}, UTC) to {settings.backup_dest}")
+    else:  # a CronJob of a deploy with BACKUP_SCHEDULE set
+        run(kubectl(settings, "delete", "cronjob", kube.BACKUP_LABEL, "--ignore-not-found"))
     wait_rollout(settings, "deployment", kube.workloads(settings)["deployment"], timeout=timeout)
     wait_rollout(settings, "statefulset", (PGADMIN.name,), timeout=timeout)
     say(f"deployed in {time.monotonic() - started:.0f}s")

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from trackstack import containers, shared_server
+from trackstack import backup_image, containers, shared_server
 from trackstack.containers import allowed_hosts, auth_start
 from trackstack.problems import Problem
 from trackstack.services import MINIO, MLFLOW, PGADMIN, POSTGRES, PREPARE_SECRETS, SWARM_SECRET_KEYS, Service
@@ -141,6 +141,9 @@ POD_USERS = {
 }
 # The prepare Job's pods, by app.kubernetes.io/name (what the NetworkPolicies select them by).
 PREPARE_LABEL = f"{MLFLOW.name}-prepare"
+# The scheduled backup's CronJob and its pods; they run as the Postgres image's own user.
+BACKUP_LABEL = backup_image.SERVICE
+BACKUP_USER = PodUser(999)
 
 
 def storage(settings: Settings) -> dict[str, str]:
@@ -289,7 +292,10 @@ def render_secret(settings: Settings) -> str:
         "kind": "Secret",
         "metadata": {"name": SECRET, "namespace": namespace(settings), "labels": labels(settings, "credentials")},
         "type": "Opaque",
-        "stringData": {key.lower(): getattr(settings, key.lower()).get_secret_value() for key in SWARM_SECRET_KEYS},
+        "stringData": {
+            key.lower(): getattr(settings, key.lower()).get_secret_value()
+            for key in (*SWARM_SECRET_KEYS, *backup_image.secret_keys(settings))
+        },
     }
     return json.dumps(document)
 
@@ -356,8 +362,8 @@ def render_network(settings: Settings, image: str) -> str:
         postgres=POSTGRES,
         minio=settings.store,
         pgadmin=PGADMIN,
-        database_clients=[MLFLOW.name, PERIODIC, PREPARE_LABEL, PGADMIN.name],
-        store_clients=[MLFLOW.name, PERIODIC, PREPARE_LABEL],
+        database_clients=[MLFLOW.name, PERIODIC, PREPARE_LABEL, PGADMIN.name, BACKUP_LABEL],
+        store_clients=[MLFLOW.name, PERIODIC, PREPARE_LABEL, BACKUP_LABEL],
     )
 
 
@@ -395,13 +401,29 @@ def mlflow_service_port(settings: Settings) -> int:
     return settings.ports["MLFLOW_PORT"] if settings.kube_mlflow_service == "LoadBalancer" else MLFLOW_CONTAINER_PORT
 
 
+def render_backup(settings: Settings, image: str) -> str:
+    """The scheduled backup's CronJob (BACKUP_SCHEDULE set; BACKUP_DEST a bucket: `deploy_problems`)."""
+    secrets = {"POSTGRES_PASSWORD": "postgres_password", "STACK_S3_SECRET_KEY": "minio_root_password"}
+    secrets |= {key: key.lower() for key in backup_image.secret_keys(settings)}
+    return render_template(
+        "kubernetes/backup.yaml.j2",
+        **_context(settings, image),
+        backup_label=BACKUP_LABEL,
+        backup_user=BACKUP_USER,
+        backup_image=backup_image.registry_image(settings),
+        backup_secrets=secrets,
+        backup_environment=backup_image.runner_environment(settings, target="kubernetes", dest=settings.backup_dest),
+    )
+
+
 def render_kube(settings: Settings, image: str, tls_version: str = "") -> dict[str, str]:
-    """The manifests in the order `invoke deploy` applies them: base, the prepare Job, MLflow."""
-    return {
+    """The manifests in the order `invoke deploy` applies them: base, the prepare Job, MLflow, the backups."""
+    parts = {
         "base": render_base(settings, image) + "---\n" + render_network(settings, image),
         "prepare": render_prepare(settings, image),
         "mlflow": render_mlflow(settings, image, tls_version),
     }
+    return parts | ({"backup": render_backup(settings, image)} if settings.backup_schedule else {})
 
 
 def manifest_file(parts: Mapping[str, str]) -> str:
@@ -452,6 +474,17 @@ def deploy_problems(values: Mapping[str, str]) -> list[Problem]:
                 "on Kubernetes, public certificates are cert-manager's, not trackstack's proxy's",
                 "empty TLS_ACME_EMAIL and set KUBE_INGRESS_CERT_ISSUER to a cert-manager ClusterIssuer "
                 "(e.g. one for Let's Encrypt) with KUBE_INGRESS_HOST",
+            )
+        )
+    dest = values.get("BACKUP_DEST", "")
+    if values.get("BACKUP_SCHEDULE", "").strip() and dest and not dest.startswith("s3://"):
+        problems.append(
+            Problem(
+                "BACKUP_DEST",
+                repr(dest),
+                "on Kubernetes scheduled backups go to a bucket: the namespace enforces Pod Security "
+                "'restricted', which allows no node directory (hostPath), and a node's disk is not off the node",
+                "set BACKUP_DEST=s3://bucket/prefix with BACKUP_S3_ENDPOINT and its keys",
             )
         )
     if values.get("KUBE_MLFLOW_SERVICE") == "NodePort":

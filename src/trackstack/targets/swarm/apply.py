@@ -10,7 +10,7 @@ import functools
 import time
 from dataclasses import replace
 
-from trackstack import engine, shared_server, tls, upgrades
+from trackstack import backup_image, engine, shared_server, tls, upgrades
 from trackstack.auth import Server
 from trackstack.console import concurrently, indent, relay, say, write_files
 from trackstack.engine import DockerError
@@ -32,6 +32,8 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
     data_node = swarmstate.data_node()
     say(f"data node: {data_node.hostname} ({data_node.address})")
     image = build_image(project)
+    if settings.backup_schedule:
+        backup_image.build_for_shared_server(project)
     certificate = server_certificate(project)
     ensure_secrets(project)
     mlflow = swarm.service_name(settings, MLFLOW.name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from trackstack import containers, tls
+from trackstack import backup_image, containers, tls
 from trackstack.containers import PGADMIN_SERVER_NAME, auth_start
 from trackstack.services import MLFLOW, PREPARE_SECRETS, PROXY, swarm_stack
 from trackstack.settings import Settings
@@ -130,7 +130,30 @@ def render_stack(
         certificate=certificate,
         proxy_cert=tls.PROXY_CERT,
         proxy_key=tls.PROXY_KEY,
+        backup=backup_service(settings),
     )
+
+
+def backup_service(settings: Settings) -> dict[str, object] | None:
+    """The scheduled backup as a service of the stack (BACKUP_SCHEDULE set), or None.
+
+    Its secrets are files; a directory BACKUP_DEST is bound from the data node, where it runs (a
+    bucket is the choice that leaves the node: docs/backups.md)."""
+    if not settings.backup_schedule:
+        return None
+    secrets = {"POSTGRES_PASSWORD": "postgres_password", "STACK_S3_SECRET_KEY": "minio_root_password"}
+    secrets |= {key: key.lower() for key in backup_image.secret_keys(settings)}
+    return {
+        "image": backup_image.registry_image(settings),
+        "environment": backup_image.runner_environment(
+            settings, target="swarm", dest=backup_image.container_dest(settings)
+        )
+        | {f"{variable}_FILE": f"/run/secrets/{target}" for variable, target in secrets.items()},
+        "secrets": sorted(set(secrets.values())),
+        "mount": None if backup_image.is_bucket(settings) else settings.backup_dest,
+        "target": backup_image.MOUNT,
+        "healthcheck": backup_image.HEALTHCHECK,
+    }
 
 
 def render_swarm(
