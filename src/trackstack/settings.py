@@ -22,8 +22,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from trackstack.advisories import KNOWN_MLFLOW_IDS, accepted
 from trackstack import schedule
+from trackstack.advisories import KNOWN_MLFLOW_IDS, accepted
 from trackstack.backup_dest import destination_problem
 from trackstack.paths import constraints_file, supported_mlflow_versions
 from trackstack.services import ENDPOINT_OF_PORT, PORT_KEYS, PROXY, SERVICE_OF_PORT, STORES, Service, stack

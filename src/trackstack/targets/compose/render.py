@@ -134,7 +134,13 @@ def render_all(
     backup_dockerfile = backup_image.render_dockerfile(settings) if settings.backup_schedule else ""
     files = {
         COMPOSE_FILE: render_compose(
-            settings, engine, dockerfile, pgadmin_dockerfile, certificate, caddyfile, backup_dockerfile=backup_dockerfile
+            settings,
+            engine,
+            dockerfile,
+            pgadmin_dockerfile,
+            certificate,
+            caddyfile,
+            backup_dockerfile=backup_dockerfile,
         ),
         DOCKERFILE: dockerfile,
         PGADMIN_DOCKERFILE: pgadmin_dockerfile,
