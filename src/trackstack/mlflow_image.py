@@ -21,6 +21,9 @@ BOTO3_VERSION = "1.38.23"
 # asyncio's loop and the pure-Python h11. Their versions come from the lock. bench/README.md has
 # what they gain (metrics/s of the tracking clients).
 UVICORN_SPEEDUPS = ("uvloop", "httptools")
+# `mlflow server --expose-prometheus` imports it (MLflow's "extras", not its "auth" extra); its version
+# comes from the lock.
+PROMETHEUS_EXPORTER = "prometheus-flask-exporter"
 
 DOCKERFILE = "Dockerfile.mlflow"
 DOCKERFILE_LABEL = "org.trackstack.dockerfile-sha256"
@@ -40,6 +43,7 @@ def image_requirements(mlflow_version: str) -> list[str]:
         f"psycopg2-binary=={PSYCOPG2_VERSION}",
         f"boto3=={BOTO3_VERSION}",
         *UVICORN_SPEEDUPS,
+        PROMETHEUS_EXPORTER,
     ]
 
 
