@@ -207,6 +207,14 @@ class AuthStack:
     admin: tuple[str, str]
     experiments: list[str] = field(default_factory=list)
 
+    @property
+    def verify(self) -> str | bool:
+        """What a client verifies the server with: trackstack's CA file (LAN mode, HTTPS), else the default."""
+        from trackstack import tls
+
+        settings = self.project.settings
+        return str(ROOT / tls.ca_file(settings)) if settings.mlflow_url.startswith("https:") else True
+
 
 def _invoke_up(env_file: Path) -> None:
     env = dict(os.environ) | {ENV_FILE_VARIABLE: str(env_file)}

@@ -25,11 +25,12 @@ def purge_experiment(client: Any, experiment_id: str, collect: Collect) -> None:
 
 
 def gc_args(settings: Settings, experiment_id: str, runs: list[str]) -> list[str]:
-    """`mlflow gc` of these runs, as the MLflow container runs it."""
+    """`mlflow gc` of these runs, as the MLflow container runs it (as MLflow's own role: its password is
+    the container's)."""
     args = [
         "mlflow",
         "gc",
-        f"--backend-store-uri={backend_store_uri(settings.postgres_user, settings.postgres_db)}",
+        f"--backend-store-uri={backend_store_uri(settings.mlflow_db_user, settings.postgres_db)}",
         f"--experiment-ids={experiment_id}",
     ]
     return [*args, f"--run-ids={','.join(runs)}"] if runs else args

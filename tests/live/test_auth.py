@@ -15,16 +15,13 @@ import pytest
 import requests
 
 from tests.conftest import PUBLIC_HOST, ROOT, AuthStack
-from trackstack import tls
 from trackstack.paths import ENV_FILE_VARIABLE
 
 SEARCH = "/api/2.0/mlflow/experiments/search"
 
 
 def _ca(stack: AuthStack) -> str | bool:
-    """What a client verifies the server with: trackstack's CA file (LAN mode, HTTPS), else nothing to verify."""
-    settings = stack.project.settings
-    return str(ROOT / tls.ca_file(settings)) if settings.mlflow_url.startswith("https:") else True
+    return stack.verify
 
 
 def _get(stack: AuthStack, path: str, **kwargs: object) -> requests.Response:
@@ -46,8 +43,10 @@ def test_lan_mode_is_https_with_a_name_constrained_ca(auth_stack: AuthStack) -> 
     with pytest.raises(requests.exceptions.SSLError):
         requests.get(f"{settings.mlflow_url}/health", timeout=10)  # not in the system's trust store
     plain = settings.mlflow_url.replace("https://", "http://")
-    with pytest.raises(requests.exceptions.ConnectionError):
-        requests.get(f"{plain}/health", timeout=10)  # no plain HTTP beyond loopback, nor on it
+    # No plain HTTP beyond loopback, nor on it: the proxy answers it with its own 400, never MLflow.
+    answer = requests.get(f"{plain}/health", timeout=10)
+    assert answer.status_code == 400
+    assert "HTTPS" in answer.text
     assert _get(auth_stack, "/health").status_code == 200
 
 
