@@ -153,6 +153,9 @@ def bucket_policy(bucket: str) -> dict[str, Any]:
     }
 
 
+# Where `weed shell` finds SeaweedFS's master inside the store's own container (`weed mini`'s default):
+# its parts talk on loopback (`-ip=127.0.0.1`), so its shell runs there on every target, never elsewhere.
+WEED_SHELL = ("weed", "shell", "-master=127.0.0.1:9333")
 # SeaweedFS's actions, each scoped to one bucket (`s3.configure -actions`).
 SEAWEEDFS_ACTIONS = ("Read", "Write", "List")
 
@@ -165,3 +168,31 @@ def seaweedfs_configure(settings: Settings) -> str:
         f"s3.configure -user {settings.mlflow_s3_access_key} -access_key {settings.mlflow_s3_access_key} "
         f"-secret_key {settings.mlflow_s3_secret_key.get_secret_value()} -actions {actions} -apply\n"
     )
+
+
+# MinIO's own client (`mc`, in MinIO's image) makes MLflow's user on Swarm and Kubernetes, in a one-shot
+# job or in MinIO's pod. Secrets are read from files (Docker or Kubernetes secrets, or /dev/stdin) and
+# given to mc on its stdin, which it reads when the key is not an argument: no value is in a command line.
+# `policy attach` of a policy the user has already is refused as "already in effect": that is success.
+MC_GRANT = """set -eu
+config="/tmp/trackstack-mc-$$"
+trap 'rm -rf "$config"' EXIT
+mc() { command mc --config-dir "$config" --quiet "$@"; }
+mc alias set --api s3v4 stack "$1" "$2" <"$3" >/dev/null
+mc admin user add stack "$4" <"$5" >/dev/null
+printf '%s' "$7" >"$config/policy.json"
+mc admin policy create stack "$6" "$config/policy.json" >/dev/null
+if ! out=$(mc admin policy attach stack "$6" --user "$4" 2>&1); then
+  case $out in *"already in effect"*) ;; *) printf '%s\\n' "$out" >&2; exit 1 ;; esac
+fi
+echo "MinIO: MLflow's user $4 may use bucket $8 only"
+"""
+
+
+def mc_grant_command(settings: Settings, *, endpoint: str, root_file: str, own_file: str) -> list[str]:
+    """The command (MinIO's image) that makes MLflow's user with its key and the bucket's policy, or brings
+    them back to `.env`'s; `endpoint` is MinIO's S3 API from where it runs, the files hold the root password
+    and MLFLOW_S3_SECRET_KEY."""
+    return ["sh", "-c", MC_GRANT, "sh", endpoint, settings.minio_root_user, root_file,
+            settings.mlflow_s3_access_key, own_file, bucket_policy_name(settings),
+            json.dumps(bucket_policy(settings.mlflow_bucket)), settings.mlflow_bucket]  # fmt: skip

@@ -272,20 +272,21 @@ MLFLOW = Service(
     start_period=90,
     # The image's entrypoint reads every `*_FILE` variable (docker/mlflow-entrypoint.py).
     secrets=(
-        # MLflow's own role (privileges.py); on Swarm and Kubernetes still the root S3 keys (its S3 user
-        # is made on Compose only so far).
+        # MLflow's own Postgres role and S3 user (privileges.py), never the superuser's or the root keys.
         SecretUse("MLFLOW_DB_PASSWORD", "PGPASSWORD"),
-        SecretUse("MINIO_ROOT_PASSWORD", "AWS_SECRET_ACCESS_KEY"),
+        SecretUse("MLFLOW_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"),
         SecretUse("MLFLOW_ADMIN_PASSWORD", "MLFLOW_ADMIN_PASSWORD"),
         SecretUse("MLFLOW_FLASK_SERVER_SECRET_KEY", "MLFLOW_FLASK_SERVER_SECRET_KEY"),
     ),
     swarm_published="never",
 )
-# The prepare job (Swarm, Kubernetes) runs in MLflow's image with MLflow's secrets and the superuser's,
-# which it needs to make MLflow's role and give it MLflow's databases (templates/mlflow/prepare.py).
+# The prepare job (Swarm, Kubernetes) runs in MLflow's image with MLflow's secrets, the superuser's, which
+# it needs to make MLflow's role and give it MLflow's databases, and the store's root key, which it needs
+# to create the bucket (templates/mlflow/prepare.py); it checks that MLflow's own keys then reach it.
 PREPARE_SECRETS: tuple[SecretUse, ...] = (
     *MLFLOW.secrets,
     SecretUse("POSTGRES_PASSWORD", "TRACKSTACK_SUPERUSER_PASSWORD"),
+    SecretUse("MINIO_ROOT_PASSWORD", "TRACKSTACK_STORE_ROOT_PASSWORD"),
 )
 PGADMIN = Service(
     name="pgadmin",

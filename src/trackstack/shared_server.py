@@ -116,16 +116,16 @@ def mlflow_server_args(settings: Settings, hosts: list[str] | None = None) -> li
 
 def mlflow_environment(settings: Settings) -> dict[str, str]:
     """MLflow's variables that are no secret (the secrets are *_FILE variables from the table)."""
-    return containers.mlflow_environment(settings) | {
-        "POSTGRES_DB": settings.postgres_db,
-        # Not yet its own S3 user on a shared server (services.MLFLOW.secrets).
-        "AWS_ACCESS_KEY_ID": settings.minio_root_user,
-    }
+    return containers.mlflow_environment(settings) | {"POSTGRES_DB": settings.postgres_db}
 
 
 def prepare_environment(settings: Settings) -> dict[str, str]:
-    """The prepare job's variables: MLflow's, and the superuser's name (its password: PREPARE_SECRETS)."""
-    return mlflow_environment(settings) | {"POSTGRES_USER": settings.postgres_user}
+    """The prepare job's variables: MLflow's, the superuser's name and the store's root user (their
+    secrets: PREPARE_SECRETS)."""
+    return mlflow_environment(settings) | {
+        "POSTGRES_USER": settings.postgres_user,
+        "TRACKSTACK_STORE_ROOT_USER": settings.minio_root_user,
+    }
 
 
 def store_environment(settings: Settings) -> dict[str, str]:

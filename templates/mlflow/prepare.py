@@ -6,10 +6,13 @@
 # sys.argv[1] is the backend store URI of MLflow's own role (no password: libpq reads PGPASSWORD),
 # sys.argv[2] the bucket, sys.argv[3] what to do as the superuser (privileges.prepare_plan, JSON): make
 # MLflow's role, its logins database, and give the role both databases and everything in them.
-# The superuser's password is only this job's (TRACKSTACK_SUPERUSER_PASSWORD); MLflow never gets it.
+# The superuser's password is only this job's (TRACKSTACK_SUPERUSER_PASSWORD); MLflow never gets it, nor
+# the store's root key (TRACKSTACK_STORE_ROOT_*), with which this job creates the bucket. MLflow's own S3
+# user is made before this job runs (`invoke deploy`); the job checks that MLflow's keys reach the bucket.
 import json
 import os
 import sys
+import time
 
 import boto3
 import psycopg2
@@ -21,6 +24,10 @@ from psycopg2 import sql
 uri, bucket, plan = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 env = os.environ
 superuser = {"host": "postgres", "user": env["POSTGRES_USER"], "password": env.pop("TRACKSTACK_SUPERUSER_PASSWORD")}
+store_root = {
+    "aws_access_key_id": env.pop("TRACKSTACK_STORE_ROOT_USER"),
+    "aws_secret_access_key": env.pop("TRACKSTACK_STORE_ROOT_PASSWORD"),
+}
 lock = psycopg2.connect(dbname=env["POSTGRES_DB"], **superuser)
 lock.autocommit = True
 with lock.cursor() as cursor:
@@ -64,12 +71,26 @@ else:
         print(f"trackstack: MLflow's schema is current ({head})", flush=True)
 engine.dispose()
 
-s3 = boto3.client("s3", endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"])
+root = boto3.client("s3", endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"], **store_root)
 try:
-    s3.head_bucket(Bucket=bucket)
+    root.head_bucket(Bucket=bucket)
     print(f"trackstack: bucket {bucket} already exists", flush=True)
 except ClientError:
-    s3.create_bucket(Bucket=bucket)
+    root.create_bucket(Bucket=bucket)
     print(f"trackstack: created bucket {bucket}", flush=True)
+# MLflow's own keys (AWS_* of its environment): a store may take a moment to load a new identity.
+own = boto3.client("s3", endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"])
+for attempt in range(30):
+    try:
+        own.head_bucket(Bucket=bucket)
+        break
+    except ClientError as error:
+        if attempt == 29:
+            sys.exit(
+                f"trackstack: MLflow's S3 user {env['AWS_ACCESS_KEY_ID']} cannot reach bucket {bucket} ({error}); "
+                "`invoke deploy` makes it before this job: its output above says why it could not"
+            )
+        time.sleep(1)
+print(f"trackstack: MLflow's S3 user {env['AWS_ACCESS_KEY_ID']} reaches bucket {bucket}", flush=True)
 
 os.execvp(sys.argv[4], sys.argv[4:])  # noqa: S606 - the next step's command line, no shell

@@ -96,8 +96,8 @@ def k8s_values(project: str = PROJECT, node_port: int = NODE_PORT) -> dict[str, 
         "KUBE_STORAGE_CLASS": STORAGE_CLASS,
         "KUBE_MLFLOW_SERVICE": "NodePort",
         # The shared smoke suite (tests/live) reaches MLflow at Settings.mlflow_url, plain HTTP: the bed's
-        # NodePort stands for one behind a TLS front. (MLflow's own TLS on a NodePort: tests/unit/test_tls.py;
-        # a live test of it with a verifying client is still to be written.)
+        # NodePort stands for one behind a TLS front. (MLflow's own TLS on the NodePort, with verifying
+        # clients: test_tls.py, which deploys this stack once without this key.)
         "TLS_TERMINATED_IN_FRONT": "true",
         # Where `invoke open` forwards pgAdmin and MinIO: clear of a compose stack on the course ports.
         "POSTGRES_PORT": "35432",

@@ -55,6 +55,23 @@ def test_mlflow_answers_through_the_service_and_asks_for_a_login(deployed: Deplo
     assert requests.get(experiments, auth=deployed.admin, timeout=10).status_code == 200
 
 
+def test_mlflow_runs_with_its_own_s3_user_never_the_root_keys(deployed: Deployed) -> None:
+    """MLflow's pods name its bucket-scoped user and read its key, never the root password's; the artifact
+    round trips of this suite (test_clients, the undeploy test) go through that user."""
+    settings = deployed.settings
+    found = json.loads(kubectl("-n", kube.namespace(settings), "get", "deployment", "mlflow", "-o", "json").stdout)
+    spec = found["spec"]["template"]["spec"]
+    container = next(c for c in spec["containers"] if c["name"] == "mlflow")
+    env = {item["name"]: item.get("value", "") for item in container["env"]}
+    assert env["AWS_ACCESS_KEY_ID"] == settings.mlflow_s3_access_key != settings.minio_root_user
+    assert env["AWS_SECRET_ACCESS_KEY_FILE"] == "/run/secrets/mlflow_s3_secret_key"
+    keys = {
+        item["key"] for volume in spec["volumes"] if "secret" in volume for item in volume["secret"].get("items", [])
+    }
+    assert "mlflow_s3_secret_key" in keys
+    assert not {"minio_root_password", "postgres_password"} & keys
+
+
 def test_pgadmin_has_the_server_registered_with_its_password_command(deployed: Deployed) -> None:
     namespace = kube.namespace(deployed.settings)
     servers = kubectl("-n", namespace, "exec", "pgadmin-0", "--", "cat", "/trackstack/servers.json").stdout

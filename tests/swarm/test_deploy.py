@@ -119,6 +119,21 @@ def test_no_secret_is_in_the_service_specs(deployed: Deployed) -> None:
         assert secret not in specs
 
 
+def test_mlflow_runs_with_its_own_s3_user_never_the_root_keys(deployed: Deployed) -> None:
+    """Its replicas' spec names MLflow's bucket-scoped user and mounts its key, not the root password; the
+    artifact round trips of this suite (test_clients, the undeploy test) go through that user."""
+    settings = deployed.settings
+    name = swarm.service_name(settings, "mlflow")
+    spec = json.loads(subprocess.run(["docker", "service", "inspect", name], capture_output=True, text=True,
+                                     check=True).stdout)[0]["Spec"]["TaskTemplate"]["ContainerSpec"]  # fmt: skip
+    env = dict(item.split("=", 1) for item in spec["Env"])
+    assert env["AWS_ACCESS_KEY_ID"] == settings.mlflow_s3_access_key != settings.minio_root_user
+    assert env["AWS_SECRET_ACCESS_KEY_FILE"] == "/run/secrets/mlflow_s3_secret_key"
+    mounted = {secret["File"]["Name"] for secret in spec["Secrets"]}
+    assert "mlflow_s3_secret_key" in mounted
+    assert not {"minio_root_password", "postgres_password"} & mounted
+
+
 def test_user_tasks_reach_the_deployed_stack(deployed: Deployed) -> None:
     env_file = deployed.project.env_file
     login = f"student-{uuid.uuid4().hex[:6]}"  # the data outlives the suite

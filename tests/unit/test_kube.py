@@ -99,9 +99,7 @@ def test_no_secret_is_in_the_manifests_only_in_the_secret(kube_settings: Setting
     assert [s for s in kube_settings.secret_values() if s in text] == []
     secret = yaml.safe_load(kube.render_secret(kube_settings))
     assert set(secret["stringData"]) == {key.lower() for key in SWARM_SECRET_KEYS}
-    # MLFLOW_S3_SECRET_KEY: not read on a shared server yet (MLflow's S3 user is made on Compose only).
-    unused = {kube_settings.mlflow_s3_secret_key.get_secret_value()}
-    assert set(secret["stringData"].values()) == set(kube_settings.secret_values()) - unused
+    assert set(secret["stringData"].values()) == set(kube_settings.secret_values())
 
 
 def test_each_pod_mounts_only_the_secrets_its_service_reads(kube_settings: Settings) -> None:

@@ -63,7 +63,10 @@ def test_secrets_are_external_docker_secrets_read_through_file_variables(shared:
     assert environments["pgadmin"]["PGADMIN_DEFAULT_PASSWORD_FILE"] == "/run/secrets/pgadmin_default_password"
     # MLflow's own role's password, never the superuser's (privileges.py).
     assert environments["mlflow"]["PGPASSWORD_FILE"] == "/run/secrets/mlflow_db_password"
-    assert environments["mlflow"]["AWS_SECRET_ACCESS_KEY_FILE"] == "/run/secrets/minio_root_password"
+    # MLflow's own S3 user, never the root keys.
+    assert environments["mlflow"]["AWS_SECRET_ACCESS_KEY_FILE"] == "/run/secrets/mlflow_s3_secret_key"
+    assert environments["mlflow"]["AWS_ACCESS_KEY_ID"] == shared.mlflow_s3_access_key
+    assert "minio_root_password" not in {secret["source"] for secret in stack["services"]["mlflow"]["secrets"]}
     for name, service in stack["services"].items():
         mounted = {secret["source"] for secret in service.get("secrets", [])}
         named = {value.removeprefix("/run/secrets/") for value in environments[name].values()} - set(
@@ -157,9 +160,14 @@ def test_the_prepare_job_runs_once_with_mlflows_secrets_on_the_stack_network(sha
     assert args[args.index("--network") + 1] == "trackstack_backend"
     assert "com.docker.stack.namespace=trackstack" in args  # `docker stack rm` removes a leftover
     secrets = [args[i + 1] for i, arg in enumerate(args) if arg == "--secret"]
-    # MLflow's four and the superuser's password, which only this job uses (MLflow's role and databases).
-    assert len(secrets) == 5
+    # MLflow's four, the superuser's password and the store's root key, which only this job uses (MLflow's
+    # role and databases, the bucket); as their own variables, never MLflow's.
+    assert len(secrets) == 6
     assert any(secret.endswith("target=postgres_password") for secret in secrets)
+    assert any(secret.endswith("target=minio_root_password") for secret in secrets)
+    assert "TRACKSTACK_STORE_ROOT_PASSWORD_FILE=/run/secrets/minio_root_password" in args
+    assert "AWS_SECRET_ACCESS_KEY_FILE=/run/secrets/mlflow_s3_secret_key" in args
+    assert f"AWS_ACCESS_KEY_ID={shared.mlflow_s3_access_key}" in args
     assert all(secret.startswith("source=trackstack_") for secret in secrets)
     assert args[args.index(IMAGE) + 1 : args.index(IMAGE) + 3] == ["python", "-c"]
     assert args[-1] == "true"  # the auth step ends the job instead of starting a server

@@ -19,9 +19,6 @@ from trackstack.project import Project
 from trackstack.settings import Settings
 from trackstack.storage import minio_client
 
-# Where `weed shell` finds the all-in-one server's master inside its container (`weed mini`'s default).
-WEED_SHELL = ("weed", "shell", "-master=127.0.0.1:9333")
-
 # Paths inside the pgAdmin image (dpage/pgadmin4): its setup script, its data.
 PGADMIN_SETUP = "/pgadmin4/setup.py"
 PGADMIN_STORAGE = "/var/lib/pgadmin/storage"
@@ -166,7 +163,7 @@ def grant_store(project: Project) -> str:
     settings = project.settings
     user = settings.mlflow_s3_access_key
     if settings.artifact_store == "seaweedfs":
-        engine.compose(project, "exec", "-T", "minio", *WEED_SHELL, capture=True,
+        engine.compose(project, "exec", "-T", "minio", *privileges.WEED_SHELL, capture=True,
                        input_text=privileges.seaweedfs_configure(settings))  # fmt: skip
     else:
         from minio.credentials.providers import StaticProvider

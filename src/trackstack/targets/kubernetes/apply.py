@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import IO, Any
 
-from trackstack import backup_image, tls, upgrades
+from trackstack import backup_image, privileges, tls, upgrades
 from trackstack.console import indent, relay, say, write_files
 from trackstack.errors import TrackstackError
 from trackstack.mlflow_image import build_image
@@ -79,6 +79,24 @@ def apply(settings: Settings, text: str) -> None:
                 "-f", "-"), input_text=text)  # fmt: skip
 
 
+def grant_store(settings: Settings) -> None:
+    """MLflow's own S3 user, allowed MLFLOW_BUCKET's objects only, its key MLFLOW_S3_SECRET_KEY's: made, or
+    brought back to `.env`, on every deploy, inside the store's pod (`kubectl exec`), before the prepare
+    Job checks that it reaches the bucket. MinIO: its `mc`, the root password from the pod's own secret
+    file; SeaweedFS: `weed shell`, whose parts talk on loopback only. MLflow's key travels on stdin."""
+    store = settings.store
+    exec_in_store = kubectl(settings, "exec", "-i", f"{store.name}-0", "-c", store.name, "--")
+    if settings.artifact_store == "seaweedfs":
+        run([*exec_in_store, *privileges.WEED_SHELL], input_text=privileges.seaweedfs_configure(settings))
+        say(f"SeaweedFS: MLflow's user {settings.mlflow_s3_access_key} may use bucket {settings.mlflow_bucket} only")
+        return
+    command = privileges.mc_grant_command(settings, endpoint=f"http://127.0.0.1:{kube.STORE_API_PORT}",
+                                          root_file="/run/secrets/minio_root_password",
+                                          own_file="/dev/stdin")  # fmt: skip
+    said = run([*exec_in_store, *command], input_text=settings.mlflow_s3_secret_key.get_secret_value())
+    say(said.stdout.strip())
+
+
 def get(settings: Settings, *what: str) -> dict[str, Any]:
     result = run(kubectl(settings, "get", *what, "-o", "json"))
     loaded: dict[str, Any] = json.loads(result.stdout)
@@ -131,6 +149,7 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
     apply(settings, parts["base"])
     # The prepare Job needs Postgres and MinIO; pgAdmin finishes its first start meanwhile.
     wait_rollout(settings, "statefulset", (POSTGRES.name, settings.store.name), timeout=timeout)
+    grant_store(settings)
     migrate(project, image, parts["prepare"], timeout=timeout)
     say(f"rolling out MLflow: {settings.mlflow_replicas} replicas of {image}")
     apply(settings, parts["mlflow"])

@@ -49,6 +49,8 @@ _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 TLS_SECRET = "trackstack-tls"  # noqa: S105 - the Secret's name
 ISSUED_SECRET = "mlflow-ingress-tls"  # noqa: S105 - the Secret's name
 TLS_MOUNT = "/run/tls"
+# MLflow's S3 user is made inside the store's pod (apply.grant_store), at MinIO's S3 API there.
+STORE_API_PORT = next(e.container_port for e in MINIO.endpoints if e.port_key == "MINIO_API_PORT")
 
 
 def mlflow_serves_tls(settings: Settings) -> bool:

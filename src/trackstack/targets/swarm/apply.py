@@ -10,7 +10,7 @@ import functools
 import time
 from dataclasses import replace
 
-from trackstack import backup_image, engine, shared_server, tls, upgrades
+from trackstack import backup_image, engine, privileges, shared_server, tls, upgrades
 from trackstack.auth import Server
 from trackstack.console import concurrently, indent, relay, say, write_files
 from trackstack.engine import DockerError
@@ -45,6 +45,7 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
         say("deploying Postgres, MinIO, pgAdmin and the proxy; MLflow waits for its database")
         stack_deploy(project, image=image, mlflow_replicas=0, certificate=certificate)
         swarmstate.wait_converged(project.name, others, timeout=timeout)
+    grant_store(project)
     if needs_prepare(project, image, running=running):
         migrate(project, image, running=running)
     else:
@@ -159,6 +160,29 @@ def prepare(project: Project, image: str) -> None:
             f"the prepare job {state}; nothing of MLflow was started or changed. Its output:\n{indent(logs)}\n"
             "Fix: read the output above."
         )
+
+
+def grant_store(project: Project) -> None:
+    """MLflow's own S3 user, allowed MLFLOW_BUCKET's objects only, its key MLFLOW_S3_SECRET_KEY's: made, or
+    brought back to `.env`, on every deploy, before the prepare job checks that it reaches the bucket.
+
+    MinIO: a one-shot job of MinIO's image (`mc`), secrets as files. SeaweedFS: `weed shell` inside its
+    own container (its parts talk on loopback only), reached on the engine in use, which must be the data
+    node's (as for backups); the identity travels on stdin."""
+    settings = project.settings
+    if settings.artifact_store == "seaweedfs":
+        container = swarmstate.task_container(settings, settings.store.name)
+        engine.run(["docker", "exec", "-i", container, *privileges.WEED_SHELL], capture=True,
+                   input_text=privileges.seaweedfs_configure(settings))  # fmt: skip
+        say(f"SeaweedFS: MLflow's user {settings.mlflow_s3_access_key} may use bucket {settings.mlflow_bucket} only")
+        return
+    state, logs = run_job(project, "grant", swarm.store_grant_job_args(settings))
+    if state != "complete":
+        raise DeployError(
+            f"making MLflow's S3 user failed (job {state}); nothing of MLflow was changed. Its output:\n"
+            f"{indent(logs)}\nFix: read the output above; `invoke logs --service minio` shows MinIO's side."
+        )
+    relay(logs)
 
 
 def psql(project: Project, sql: str, *, database: str | None = None) -> str:

@@ -32,25 +32,11 @@ from trackstack.targets.base import unsupported
 from trackstack.targets.swarm import apply
 from trackstack.targets.swarm import render as swarm
 from trackstack.targets.swarm import state as swarmstate
-from trackstack.targets.swarm.state import DeployError
+from trackstack.targets.swarm.state import task_container
 
 # How long MLflow may take to stop, or to run its replicas on the restored (or the old) data.
 TIMEOUT = 300
 MINIO_API = next(e.container_port for e in MINIO.endpoints if e.port_key == "MINIO_API_PORT")
-
-
-def task_container(settings: Settings, service: str) -> str:
-    """The running container of `service`'s task on the engine in use; the data node's engine has it."""
-    name = swarm.service_name(settings, service)
-    found = engine.run(["docker", "ps", "--quiet", "--filter", f"label=com.docker.swarm.service.name={name}",
-                        "--filter", "status=running"], capture=True).stdout.split()  # fmt: skip
-    if not found:
-        raise DeployError(
-            f"no task of {name} runs on the Docker engine in use: backups reach Postgres and MinIO on the node "
-            f"labelled {swarm.DATA_LABEL}=true. Fix: run the task on that node, or point DOCKER_HOST at its engine "
-            "(e.g. ssh://admin@NODE); `invoke status` shows whether the stack runs."
-        )
-    return found[0]
 
 
 class McBucket:

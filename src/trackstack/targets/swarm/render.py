@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from trackstack import backup_image, containers, tls
+from trackstack import backup_image, containers, privileges, tls
 from trackstack.containers import PGADMIN_SERVER_NAME, auth_start
-from trackstack.services import MLFLOW, PREPARE_SECRETS, PROXY, swarm_stack
+from trackstack.services import MINIO, MLFLOW, PREPARE_SECRETS, PROXY, swarm_stack
 from trackstack.settings import Settings
 from trackstack.shared_server import (
     deploy_problems,
@@ -209,3 +209,21 @@ def psql_job_args(settings: Settings, sql: str, database: str) -> list[str]:
             "--secret", f"source={secret},target=postgres_password", "--entrypoint", "sh",
             settings.postgres_image, "-c", script, "psql", "-h", "postgres", "-U", settings.postgres_user,
             "-d", database, "-c", sql]  # fmt: skip
+
+
+STORE_API_PORT = next(e.container_port for e in MINIO.endpoints if e.port_key == "MINIO_API_PORT")
+
+
+def store_grant_job_args(settings: Settings) -> list[str]:
+    """MinIO: the one-shot job (MinIO's image, on the data node, which has it) whose `mc` makes MLflow's S3
+    user and its bucket policy, with the root password and MLflow's key as secret files."""
+    secrets = secret_names(settings)
+    files = {key: f"/run/secrets/{key}" for key in ("minio_root_password", "mlflow_s3_secret_key")}
+    command = privileges.mc_grant_command(settings, endpoint=f"http://{MINIO.name}:{STORE_API_PORT}",
+                                          root_file=files["minio_root_password"],
+                                          own_file=files["mlflow_s3_secret_key"])  # fmt: skip
+    args = [*_job(settings), "--network", f"{settings.compose_project_name}_backend",
+            "--constraint", DATA_CONSTRAINT, "--entrypoint", command[0]]  # fmt: skip
+    for key in files:
+        args += ["--secret", f"source={secrets[key]},target={key}"]
+    return [*args, settings.image(MINIO), *command[1:]]

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from trackstack import engine
 from trackstack.console import say
 from trackstack.errors import TrackstackError
-from trackstack.targets.swarm.render import DATA_LABEL, PROJECT_LABEL, STACK_LABEL
+from trackstack.settings import Settings
+from trackstack.targets.swarm.render import DATA_LABEL, PROJECT_LABEL, STACK_LABEL, service_name
 
 
 class DeployError(TrackstackError):
@@ -282,3 +283,19 @@ def wait_removed(project: str, *, timeout: float) -> None:
             return
         time.sleep(1)
     raise DeployError(f"the stack {project} was not gone after {timeout:.0f}s. Fix: `docker stack ps {project}`.")
+
+
+# -- containers of the engine in use ---------------------------------------------------
+def task_container(settings: Settings, service: str) -> str:
+    """The running container of `service`'s task on the engine in use; the data node's engine has it."""
+    name = service_name(settings, service)
+    found = engine.run(["docker", "ps", "--quiet", "--filter", f"label=com.docker.swarm.service.name={name}",
+                        "--filter", "status=running"], capture=True).stdout.split()  # fmt: skip
+    if not found:
+        raise DeployError(
+            f"no task of {name} runs on the Docker engine in use: trackstack reaches Postgres and the artifact "
+            f"store inside their containers, on the node labelled {DATA_LABEL}=true. Fix: run the task on that "
+            "node, or point DOCKER_HOST at its engine (e.g. ssh://admin@NODE); `invoke status` shows whether the "
+            "stack runs."
+        )
+    return found[0]
