@@ -56,9 +56,10 @@ def memory_bytes(usage: str) -> int:
     text = usage.split("/", 1)[0].strip().lower()
     number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
     unit = text[len(number) :].strip()
-    if not number or unit not in _UNITS:
-        raise BenchError(f"cannot read a memory size from {usage!r}")
-    return round(float(number) * _UNITS[unit])
+    try:
+        return round(float(number) * _UNITS[unit])
+    except (ValueError, KeyError):
+        raise BenchError(f"cannot read a memory size from {usage!r}") from None
 
 
 def copy_tree(target: Path) -> None:
