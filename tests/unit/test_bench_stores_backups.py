@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -149,3 +152,58 @@ def test_folder_bytes_sums_every_file(tmp_path: Path) -> None:
     (tmp_path / "artifacts" / "a" / "x.bin").write_bytes(b"1" * 300)
     (tmp_path / "mlflow.dump").write_bytes(b"2" * 20)
     assert backup.folder_bytes(tmp_path) == 320
+
+
+class FakeArtifactClient:
+    """An MlflowClient's artifact calls, over a folder; `corrupt` flips a byte of what it hands back."""
+
+    store: Path
+    corrupt = False
+
+    def __init__(self, tracking_uri: str) -> None:
+        self.uri = tracking_uri
+
+    def create_experiment(self, name: str) -> str:
+        return "1"
+
+    def create_run(self, experiment_id: str) -> Any:
+        return SimpleNamespace(info=SimpleNamespace(run_id="r1"))
+
+    def log_artifacts(self, run_id: str, local_dir: str, artifact_path: str) -> None:
+        shutil.copytree(local_dir, self.store / artifact_path, dirs_exist_ok=True)
+
+    def download_artifacts(self, run_id: str, path: str, dst_path: str) -> str:
+        target = Path(dst_path) / path
+        shutil.copytree(self.store / path, target)
+        if self.corrupt:
+            first = sorted(target.rglob("*.bin"))[0]
+            first.write_bytes(b"x" + first.read_bytes()[1:])
+        return str(target)
+
+    def set_terminated(self, run_id: str) -> None:
+        pass
+
+
+@pytest.mark.parametrize("corrupt", [False, True])
+def test_transfers_time_each_call_and_check_every_downloaded_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, corrupt: bool
+) -> None:
+    import mlflow.tracking
+
+    files = tmp_path / "files"
+    for i in range(3):
+        stores.random_file(files / "small" / f"part-{i}.bin", 1000)
+    stores.random_file(files / "large" / "model.bin", 2 * stores.MB + 5)
+    assert (files / "large" / "model.bin").stat().st_size == 2 * stores.MB + 5
+    FakeArtifactClient.store = tmp_path / "store"
+    FakeArtifactClient.corrupt = corrupt
+    monkeypatch.setattr(mlflow.tracking, "MlflowClient", FakeArtifactClient)
+    samples: dict[str, list[float]] = {}
+    if corrupt:
+        with pytest.raises(BenchError, match="differ from those uploaded"):
+            stores.transfers("http://mlflow", files, 2, samples)
+        return
+    stores.transfers("http://mlflow", files, 2, samples)
+    assert {key: len(values) for key, values in samples.items()} == dict.fromkeys(
+        ("upload_small", "upload_large", "download_small", "download_large"), 2
+    )
