@@ -80,8 +80,9 @@ def clear_drill() -> None:
         host = node_docker_host(node)
         deadline = time.monotonic() + 60
         while host:  # a removed task's container may hold its volume for a few seconds
-            names = docker("volume", "ls", "-q", "--filter", f"label={swarm.STACK_LABEL}={DRILL}", host=host)
-            left = names.stdout.split()
+            # By name: a volume the node recreated for an old task after node-wipe has lost its labels.
+            names = docker("volume", "ls", "-q", "--filter", f"name={DRILL}_", host=host).stdout.split()
+            left = [name for name in names if name.startswith(f"{DRILL}_")]
             if not left:
                 break
             removed = subprocess.run(["docker", "-H", host, "volume", "rm", *left], capture_output=True, text=True,
@@ -140,7 +141,8 @@ def disaster_bed(swarm_env: dict[str, str], env_file: Path) -> Iterator[Drill]:
         },
         addresses=addresses,
     )
-    clear_drill()  # what an interrupted drill may have left
+    bed("node-start", VICTIM)  # an interrupted drill may have left it down; nothing when it runs
+    clear_drill()  # and the rest of what it may have left
     put_data_label_on(VICTIM)
     try:
         yield drill

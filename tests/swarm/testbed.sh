@@ -68,8 +68,8 @@ node_answers() { ndocker "$1" version --format '{{.Server.Version}}' >/dev/null 
 ipt_ensure() { # TABLE CHAIN RULE... : add (insert for FORWARD) unless present
   local table=$1 chain=$2; shift 2
   iptables -t "$table" -C "$chain" "$@" -m comment --comment "$RULE_TAG" 2>/dev/null && return 0
-  if [[ $chain == FORWARD ]]; then
-    # Before Docker's own FORWARD rules (policy DROP, bridge isolation).
+  if [[ $chain == FORWARD || $chain == INPUT ]]; then
+    # Before Docker's own FORWARD rules (policy DROP, bridge isolation), and any host firewall's.
     iptables -t "$table" -I "$chain" 1 "$@" -m comment --comment "$RULE_TAG"
   else
     iptables -t "$table" -A "$chain" "$@" -m comment --comment "$RULE_TAG"
@@ -113,6 +113,8 @@ network_up() {
   ipt_ensure nat POSTROUTING -s "$NET_PREFIX.0/24" ! -o "$BRIDGE" -j MASQUERADE
   ipt_ensure filter FORWARD -o "$BRIDGE" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
   ipt_ensure filter FORWARD -i "$BRIDGE" -j ACCEPT
+  # The S3 server on the host's bridge address, for the backup tasks in the nodes' containers.
+  ipt_ensure filter INPUT -i "$BRIDGE" -p tcp --dport "${S3##*:}" -j ACCEPT
 }
 
 network_down() {
