@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -114,7 +115,7 @@ def disaster_bed(swarm_env: dict[str, str], env_file: Path) -> Iterator[Drill]:
     """The drill's `.env` and a bed ready for it; afterwards the bed as `testbed.sh up` leaves it."""
     endpoint = os.environ.get("TRACKSTACK_TEST_S3_ENDPOINT", "")
     credentials = Path(os.environ.get("TRACKSTACK_TEST_S3_CREDENTIALS", "") or "/nonexistent")
-    if not endpoint or not TESTBED.exists() or node_docker_host(VICTIM) is None:
+    if not endpoint or not TESTBED.exists() or f"{VICTIM}=" not in os.environ.get("TRACKSTACK_SWARM_NODES", ""):
         bed_unavailable("TRACKSTACK_TEST_SWARM", "the disaster drill needs the swarm test bed with its S3 server "
                         '(tests/swarm/testbed.sh up; eval "$(tests/swarm/testbed.sh env)")')  # fmt: skip
     if sys.platform == "win32" or os.geteuid() != 0 or not credentials.is_file():
@@ -130,7 +131,7 @@ def disaster_bed(swarm_env: dict[str, str], env_file: Path) -> Iterator[Drill]:
         | {
             "COMPOSE_PROJECT_NAME": DRILL,
             "MLFLOW_PUBLIC_HOSTS": f"{addresses[VICTIM]},{addresses[RESCUER]}",
-            "MLFLOW_REPLICAS": "1",  # a class of one: the time goes to the drill, not to replicas
+            "MLFLOW_REPLICAS": "1",  # the drill's time goes to the recovery, not to rolling replicas
             "BACKUP_SCHEDULE": "* * * * *",
             "BACKUP_KEEP": "3",
             "BACKUP_DEST": f"s3://{os.environ.get('TRACKSTACK_TEST_S3_BUCKET', 'trackstack-backups')}/"
@@ -147,17 +148,26 @@ def disaster_bed(swarm_env: dict[str, str], env_file: Path) -> Iterator[Drill]:
     try:
         yield drill
     finally:
-        bed("node-start", VICTIM)  # does nothing when it runs
-        put_data_label_on(RESCUER)
-        clear_drill()
-        if drill.env_file.exists():
-            from trackstack import scheduled_backups
+        failed = []
+        for step in (partial(bed, "node-start", VICTIM), partial(put_data_label_on, RESCUER), clear_drill,
+                     partial(forget_backups, drill.env_file)):  # fmt: skip
+            try:  # every step, whatever failed before
+                step()
+            except Exception as error:
+                failed.append(f"{error}")
+        assert not failed, f"the bed was not put back: {failed}"
 
-            settings = load_settings(drill.env_file, RELAXED)
-            found = scheduled_backups.destination(settings)
-            for entry in found.entries():
-                found.delete(entry.name)
-            drill.env_file.unlink()
+
+def forget_backups(env_file: Path) -> None:
+    """The drill's backups out of the bed's bucket, and its `.env` (its volumes are gone)."""
+    from trackstack import scheduled_backups
+
+    if not env_file.exists():
+        return
+    found = scheduled_backups.destination(load_settings(env_file, RELAXED))
+    for entry in found.entries():
+        found.delete(entry.name)
+    env_file.unlink()
 
 
 def sha256(path: Path) -> str:
@@ -284,17 +294,24 @@ def test_a_class_comes_back_after_its_data_node_dies(disaster_bed: Drill, tmp_pa
     lost = datetime.now(UTC)
     recovering = time.monotonic()
     bed("node-wipe", VICTIM)
-    # The instructor's recovery (docs/backups.md, "After losing a machine"): another data node, the
-    # stack deployed empty there without scheduled backups (which would back the empty stack up, and
-    # make that the newest), the newest verified backup restored.
+    # The instructor's recovery (docs/backups.md, "After losing a machine"): the dead node's stack
+    # removed first (so that nothing starts on the new node's empty volumes before the deploy prepares
+    # them), another data node, the stack deployed empty there without scheduled backups (they would
+    # back the empty stack up and make that the newest), the newest verified backup restored.
+    steps = {}
+
+    def step(*args: str) -> subprocess.CompletedProcess[str]:
+        began = time.monotonic()
+        result = invoke(*args, env_file=drill.env_file)
+        assert result.returncode == 0, f"invoke {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+        steps[args[0]] = time.monotonic() - began
+        return result
+
+    step("undeploy")
     put_data_label_on(RESCUER)
     drill.write(MLFLOW_PUBLIC_HOSTS=f"{drill.addresses[RESCUER]},{drill.addresses[VICTIM]}", BACKUP_SCHEDULE="")
-    steps = {}
-    for step in (("undeploy",), ("deploy",), ("restore", "--yes", "latest")):
-        began = time.monotonic()
-        result = invoke(*step, env_file=drill.env_file)
-        assert result.returncode == 0, f"invoke {' '.join(step)}:\n{result.stdout}\n{result.stderr}"
-        steps[step[0]] = time.monotonic() - began
+    step("deploy")
+    result = step("restore", "--yes", "latest")
     recovered = time.monotonic() - recovering
     assert swarmstate.data_node().hostname == RESCUER
     # The newest verified backup at the disaster: the one waited for, or one the next minute verified
