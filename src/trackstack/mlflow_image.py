@@ -24,11 +24,18 @@ UVICORN_SPEEDUPS = ("uvloop", "httptools")
 # `mlflow server --expose-prometheus` imports it (MLflow's "extras", not its "auth" extra); its version
 # comes from the lock.
 PROMETHEUS_EXPORTER = "prometheus-flask-exporter"
+# The scheduled `mlflow gc` (trackstack.gc_runner, copied into the image) reads MLFLOW_GC_SCHEDULE with
+# trackstack.schedule, which is croniter's cron arithmetic; its version comes from the lock.
+CRONITER = "croniter"
 
 DOCKERFILE = "Dockerfile.mlflow"
 DOCKERFILE_LABEL = "org.trackstack.dockerfile-sha256"
 # Copied into the MLflow image: waits for Postgres and MinIO, then runs the server.
 MLFLOW_ENTRYPOINT = PROJECT_FILES / "docker" / "mlflow-entrypoint.py"
+# trackstack's modules the image runs besides (the scheduled `mlflow gc`: gc_runner), on its PYTHONPATH;
+# they import nothing beyond the standard library and croniter.
+PACKAGE_DIR = PROJECT_FILES / "src" / "trackstack"
+IMAGE_MODULES = ("__init__.py", "schedule.py", "gc_runner.py")
 
 
 class ImageError(TrackstackError):
@@ -44,6 +51,7 @@ def image_requirements(mlflow_version: str) -> list[str]:
         f"boto3=={BOTO3_VERSION}",
         *UVICORN_SPEEDUPS,
         PROMETHEUS_EXPORTER,
+        CRONITER,
     ]
 
 
@@ -58,14 +66,16 @@ def render_dockerfile(settings: Settings) -> str:
         mlflow_version=settings.mlflow_version,
         lock=constraints_file(settings.mlflow_version).relative_to(PROJECT_FILES).as_posix(),
         entrypoint=MLFLOW_ENTRYPOINT.relative_to(PROJECT_FILES).as_posix(),
+        modules=[(PACKAGE_DIR / module).relative_to(PROJECT_FILES).as_posix() for module in IMAGE_MODULES],
         server_skips_pandas=_release(settings.mlflow_version) < (3, 9),
     )
 
 
 def build_digest(settings: Settings, dockerfile: str) -> str:
-    """What the MLflow image is built from: its Dockerfile, its dependency lock and its entrypoint."""
+    """What the MLflow image is built from: its Dockerfile, its dependency lock, its entrypoint and modules."""
     lock = constraints_file(settings.mlflow_version).read_bytes()
-    return hashlib.sha256(b"\0".join((dockerfile.encode(), lock, MLFLOW_ENTRYPOINT.read_bytes()))).hexdigest()
+    modules = [(PACKAGE_DIR / module).read_bytes() for module in IMAGE_MODULES]
+    return hashlib.sha256(b"\0".join((dockerfile.encode(), lock, MLFLOW_ENTRYPOINT.read_bytes(), *modules))).hexdigest()
 
 
 def image_ref(settings: Settings, build_digest: str) -> str:

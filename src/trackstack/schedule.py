@@ -1,15 +1,23 @@
-"""BACKUP_SCHEDULE's cron expression: checking it, the next time it fires, and when backups are late.
+"""The schedules of `.env` (BACKUP_SCHEDULE, MLFLOW_GC_SCHEDULE): checking a cron expression, the next
+time it fires, when backups are late; and MLFLOW_GC_OLDER_THAN's duration.
 
 Times are UTC. The cron arithmetic is croniter's. This module imports only the standard library
-and croniter: the backup image (templates/Dockerfile.backup.j2) runs it with Debian's python3.
+and croniter: the backup image (templates/Dockerfile.backup.j2) runs it with Debian's python3, the
+MLflow image (the scheduled gc, `gc_runner`) with the lock's croniter.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 from croniter import croniter
 
+# A duration as `mlflow gc --older-than` reads it (its own pattern, 3.8 to 3.18): days, hours, minutes,
+# seconds in that order, each a number (a decimal point allowed), at least one of them: 7d, 12h, 1d12h, 0s.
+_DURATION = re.compile(
+    r"(?:(?P<d>\d+(?:\.\d+)?)d)?(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?"
+)
 # How many schedule periods may pass without a new verified backup before `status` and `doctor` warn.
 LATE_AFTER_PERIODS = 2
 
@@ -52,3 +60,13 @@ def late(expression: str, newest: datetime | None, now: datetime) -> bool:
         if fired > now:
             return False
     return True
+
+
+def duration(text: str) -> timedelta | None:
+    """A duration such as 7d, 12h, 1d12h30m or 0s (what `mlflow gc --older-than` takes); None if it is not one."""
+    match = _DURATION.fullmatch(text)
+    if not text or match is None:
+        return None
+    parts = {unit: float(value) for unit, value in match.groupdict().items() if value}
+    return timedelta(days=parts.get("d", 0), hours=parts.get("h", 0), minutes=parts.get("m", 0),
+                     seconds=parts.get("s", 0))  # fmt: skip

@@ -248,6 +248,16 @@ class Settings(BaseModel):
     backup_s3_secret_key: SecretStr = Field(default=SecretStr(""), description="the secret key of BACKUP_DEST's bucket")
     backup_s3_region: str = Field(default="us-east-1", description="the bucket's region, e.g. us-east-1")
 
+    # Deleted runs reclaimed on a schedule: `mlflow gc` run by the orchestrator (docs/running-a-class.md).
+    mlflow_gc_schedule: str = Field(
+        default="", description="a 5-field cron expression (UTC), e.g. 30 4 * * *; empty: no scheduled mlflow gc"
+    )
+    mlflow_gc_older_than: str = Field(
+        default="7d",
+        description="how long a deleted run stays restorable before gc removes it: days, hours, minutes, seconds "
+        "in that order, e.g. 7d, 12h, 1d12h or 0s",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _gather_ports(cls, data: object) -> object:
@@ -463,6 +473,21 @@ class Settings(BaseModel):
     def _backup_s3_region(cls, value: str) -> str:
         if not re.fullmatch(r"[a-z0-9-]{1,40}", value):
             raise ValueError("not a region name: lower-case letters, digits and '-', e.g. us-east-1")
+        return value
+
+    @field_validator("mlflow_gc_schedule")
+    @classmethod
+    def _gc_schedule(cls, value: str) -> str:
+        problem = schedule.problem(value) if value.strip() else None
+        if problem:
+            raise ValueError(problem)
+        return " ".join(value.split())
+
+    @field_validator("mlflow_gc_older_than")
+    @classmethod
+    def _gc_older_than(cls, value: str) -> str:
+        if schedule.duration(value) is None:
+            raise ValueError("not a duration mlflow gc reads (days, hours, minutes, seconds in that order)")
         return value
 
     @model_validator(mode="after")

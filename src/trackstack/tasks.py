@@ -290,6 +290,19 @@ def restore(c: Context, path: str, yes: bool = False) -> None:
     say(f"restored {held.text()}")
 
 
+@task
+@reports_errors
+@changes_state
+def gc(c: Context) -> None:
+    """Remove runs deleted more than MLFLOW_GC_OLDER_THAN ago for good, with their artifacts, now.
+
+    Skips the weak-secret and image-pinning checks: it starts nothing new.
+    """
+    from trackstack import targets
+
+    targets.for_project(_relaxed(c)).gc()
+
+
 def _backups_dir(c: Context) -> Path:
     return _root(c) / "backups"
 
@@ -531,7 +544,7 @@ def namespace(root: Path) -> Collection:
     """The task collection for the project whose files live in `root`."""
     ns = Collection(
         init, render, build, up, seed, stop, down, reset, backup, backups, restore, status, logs, urls, open_uis,
-        doctor, lock, report, deploy, undeploy,
+        doctor, lock, report, deploy, undeploy, gc,
     )  # fmt: skip
     ns.add_collection(Collection("user", user_add, user_import, user_list, user_remove))
     ns.configure({"trackstack": {"root": str(root)}})

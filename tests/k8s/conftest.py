@@ -185,7 +185,8 @@ def kube_gc(settings: Settings, experiment_id: str, runs: list[str]) -> None:
     """`mlflow gc` in an MLflow pod: the image's entrypoint reads the Secret's files, gc logs in as the admin."""
     login = 'MLFLOW_TRACKING_USERNAME="$MLFLOW_ADMIN_USER" MLFLOW_TRACKING_PASSWORD="$MLFLOW_ADMIN_PASSWORD" exec "$@"'
     kubectl("-n", kube.namespace(settings), "exec", "deployment/mlflow", "-c", "mlflow", "--",
-            "env", f"MLFLOW_TRACKING_URI=http://{kube.MLFLOW_IN_CLUSTER_HOST}",
+            # Without the server's Prometheus folder: the entrypoint would empty it under the running server.
+            "env", "-u", "PROMETHEUS_MULTIPROC_DIR", f"MLFLOW_TRACKING_URI=http://{kube.MLFLOW_IN_CLUSTER_HOST}",
             "python", "-I", "-S", "/usr/local/bin/trackstack-entrypoint.py",
             "sh", "-c", login, "sh", *gc_args(settings, experiment_id, runs))  # fmt: skip
 

@@ -30,6 +30,7 @@ def gc_args(settings: Settings, experiment_id: str, runs: list[str]) -> list[str
     args = [
         "mlflow",
         "gc",
+        # MLflow's own role: the container's PGPASSWORD is its password (privileges.py).
         f"--backend-store-uri={backend_store_uri(settings.mlflow_db_user, settings.postgres_db)}",
         f"--experiment-ids={experiment_id}",
     ]

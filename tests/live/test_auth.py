@@ -116,6 +116,16 @@ def test_adding_an_existing_user_is_one_clear_error(auth_stack: AuthStack, stude
     assert again.stderr.startswith(f"trackstack: error: MLflow already has a user {student[0]}. Fix:")
 
 
+def test_metrics_are_the_admins_only(auth_stack: AuthStack, student: tuple[str, str]) -> None:
+    """Prometheus's /metrics: the admin reads it, a student's login is refused (MLflow's fail-closed basic-auth,
+    which trackstack turns on: no permission check is registered for /metrics), no login is asked for one."""
+    assert _get(auth_stack, "/metrics").status_code == 401
+    assert _get(auth_stack, "/metrics", auth=student).status_code == 403
+    answer = _get(auth_stack, "/metrics", auth=auth_stack.admin)
+    assert answer.status_code == 200
+    assert "mlflow_http_request" in answer.text
+
+
 @pytest.fixture(autouse=True)
 def _trust_the_servers_ca(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """What a student does in LAN mode: give the MLflow client the CA file (MLFLOW_TRACKING_SERVER_CERT_PATH)."""
@@ -168,6 +178,42 @@ def test_a_student_logs_runs_and_artifacts_but_cannot_delete_others_experiments(
         assert refused.value.get_http_status_code() == 403
     with _as(auth_stack.admin):
         assert client.get_experiment(teachers).lifecycle_stage == "active"
+
+
+def test_gc_as_the_admin_reclaims_a_students_deleted_run(
+    auth_stack: AuthStack, student: tuple[str, str], tmp_path: Path
+) -> None:
+    """`invoke gc` logs in as MLflow's admin (a student's artifacts are not the admin's to delete otherwise)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=auth_stack.project.settings.mlflow_url)
+    with _as(student):
+        own = client.create_experiment(f"student-gc-{uuid.uuid4().hex[:8]}")
+        auth_stack.experiments.append(own)
+        run_id = client.create_run(own).info.run_id
+        artifact = tmp_path / "deleted.txt"
+        artifact.write_text("reclaimed by gc")
+        client.log_artifact(run_id, str(artifact))
+        client.delete_run(run_id)
+    env_file = auth_stack.project.env_file
+    at_once = env_file.with_name(f"{env_file.name}.gc")
+    descriptor = os.open(at_once, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+        kept = [line for line in env_file.read_text(encoding="utf-8").splitlines()
+                if line.partition("=")[0].strip() != "MLFLOW_GC_OLDER_THAN"]  # fmt: skip
+        stream.write("\n".join([*kept, "MLFLOW_GC_OLDER_THAN=0s"]) + "\n")
+    try:
+        env = dict(os.environ) | {ENV_FILE_VARIABLE: str(at_once)}
+        done = subprocess.run([sys.executable, "-m", "invoke", "gc"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    finally:
+        at_once.unlink(missing_ok=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"Run with ID {run_id} has been permanently deleted" in done.stdout
+    with _as(auth_stack.admin), pytest.raises(MlflowException) as gone:
+        client.get_run(run_id)
+    assert gone.value.error_code == "RESOURCE_DOES_NOT_EXIST"
 
 
 def test_a_roster_is_imported_once_and_removed(auth_stack: AuthStack, tmp_path: Path) -> None:

@@ -187,6 +187,11 @@ class Target(Protocol):
         a yes on the terminal."""
         ...
 
+    def gc(self) -> None:
+        """Run `mlflow gc` once now in the stack (`trackstack.mlflow_gc`): runs deleted more than
+        MLFLOW_GC_OLDER_THAN ago are removed for good, with their artifacts."""
+        ...
+
 
 def server_of(server: Server) -> Iterator[Server]:
     """A `Target.mlflow_server` body for a server that needs nothing kept open."""

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from trackstack import backup_image, database, engine, probes, tls
+from trackstack import backup_image, database, engine, mlflow_gc, probes, tls
 from trackstack.console import concurrently, indent, say, write_files
 from trackstack.engine import DockerError, EngineFeatures
 from trackstack.errors import TrackstackError
@@ -71,14 +71,21 @@ class LocalImage:
 
 
 def built_images(settings: Settings) -> dict[str, str]:
-    """The images trackstack builds, by the service that runs each."""
+    """The images trackstack builds, by the service that runs each (the scheduled gc runs MLflow's)."""
     images = {"mlflow": settings.mlflow_image, "pgadmin": settings.pgadmin_local_image}
-    return images | ({backup_image.SERVICE: backup_image.local_image(settings)} if settings.backup_schedule else {})
+    images |= {backup_image.SERVICE: backup_image.local_image(settings)} if settings.backup_schedule else {}
+    return images | ({mlflow_gc.SERVICE: settings.mlflow_image} if settings.mlflow_gc_schedule else {})
+
+
+def scheduled_services(settings: Settings) -> tuple[str, ...]:
+    """The services that run a schedule of `.env`: the backup (BACKUP_SCHEDULE), gc (MLFLOW_GC_SCHEDULE)."""
+    return (*((backup_image.SERVICE,) if settings.backup_schedule else ()),
+            *((mlflow_gc.SERVICE,) if settings.mlflow_gc_schedule else ()))  # fmt: skip
 
 
 def stack_services(settings: Settings) -> tuple[str, ...]:
-    """The services of the compose file: the table's, and the scheduled backup when BACKUP_SCHEDULE is set."""
-    return (*service_names(settings), *((backup_image.SERVICE,) if settings.backup_schedule else ()))
+    """The services of the compose file: the table's, and those of the schedules `.env` sets."""
+    return (*service_names(settings), *scheduled_services(settings))
 
 
 def local_images(project: Project) -> tuple[LocalImage, ...]:
@@ -232,6 +239,10 @@ def start(project: Project, *, timeout: float = 300) -> StartReport:
     if project.settings.backup_schedule:
         _compose_up(project, backup_image.SERVICE)
         say(f"scheduled backups ({project.settings.backup_schedule}, UTC) to {project.settings.backup_dest}")
+    if project.settings.mlflow_gc_schedule:
+        _compose_up(project, mlflow_gc.SERVICE)
+        say(f"scheduled mlflow gc ({project.settings.mlflow_gc_schedule}, UTC) of runs deleted "
+            f"{project.settings.mlflow_gc_older_than} ago")  # fmt: skip
     return StartReport(
         ready=time.monotonic() - started,
         answered={name: waiting_from + seconds for name, seconds in answered.items()},
@@ -330,3 +341,22 @@ def confirm_reset(project: Project, *, yes: bool, summary: str, ask: Callable[[s
     answer = ask(f"Type the project name ({project.name}) to delete its data: ").strip()
     if answer != project.name:
         raise TrackstackError("reset cancelled; nothing was deleted.")
+
+
+def gc_args(settings: Settings) -> list[str]:
+    """`docker compose exec` of `mlflow gc` once in MLflow's own container: its role, its S3 user and the
+    admin's password are in that container's environment already; only the tracking server is added."""
+    variables = [
+        part for name, value in mlflow_gc.exec_environment(settings).items() for part in ("-e", f"{name}={value}")
+    ]
+    return ["exec", "-T", *variables, "mlflow", *mlflow_gc.once_command(settings)]
+
+
+def gc(project: Project) -> None:
+    """Reclaim runs deleted more than MLFLOW_GC_OLDER_THAN ago, now; gc's output passed on."""
+    result = engine.compose(project, *gc_args(project.settings), check=False)
+    if result.returncode != 0:
+        raise TrackstackError(
+            f"mlflow gc failed (exit status {result.returncode}); its output is above. "
+            "Fix: read it; `invoke logs --service mlflow` tells whether the tracking server refused it."
+        )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
-from trackstack import backup_image, containers, tls
+from trackstack import backup_image, containers, mlflow_gc, tls
 from trackstack.containers import PGADMIN_SERVER_NAME, auth_start, render_servers_json
 from trackstack.engine import EngineFeatures
 from trackstack.mlflow_image import DOCKERFILE, DOCKERFILE_LABEL, build_digest, render_dockerfile
@@ -72,6 +72,17 @@ def backup_service(settings: Settings, dockerfile: str) -> dict[str, object] | N
     }
 
 
+def gc_service(settings: Settings) -> dict[str, object] | None:
+    """The scheduled `mlflow gc` (MLFLOW_GC_SCHEDULE set), in the MLflow image, or None."""
+    if not settings.mlflow_gc_schedule:
+        return None
+    return {
+        "command": mlflow_gc.loop_command(settings),
+        "environment": mlflow_gc.environment(settings, shared=False),
+        "healthcheck": mlflow_gc.HEALTHCHECK,
+    }
+
+
 # Compose's LAN-mode proxy (its own name: a Swarm deploy from the same folder writes `Caddyfile`).
 CADDYFILE = "Caddyfile.compose"
 
@@ -121,6 +132,7 @@ def render_compose(
         # A new certificate or Caddyfile recreates the proxy (Compose does not compare mounted files).
         proxy_version=hashlib.sha256(f"{caddyfile}{certificate}".encode()).hexdigest()[:12],
         backup=backup_service(settings, backup_dockerfile),
+        gc=gc_service(settings),
     )
 
 

@@ -77,6 +77,10 @@ class ComposeTarget:
         state.require_running(self.project)
         return backups.restore(backup.ComposeData(self.project), path, yes=yes)
 
+    def gc(self) -> None:
+        state.require_running(self.project)
+        apply.gc(self.project)
+
     # -- what only the local stack does ----------------------------------------------------
     def render(self) -> None:
         apply.render(self.project)

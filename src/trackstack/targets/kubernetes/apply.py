@@ -160,6 +160,12 @@ def deploy(project: Project, *, timeout: float = 600) -> None:
         say(f"scheduled backups ({settings.backup_schedule}, UTC) to {settings.backup_dest}")
     else:  # a CronJob of a deploy with BACKUP_SCHEDULE set
         run(kubectl(settings, "delete", "cronjob", kube.BACKUP_LABEL, "--ignore-not-found"))
+    if "gc" in parts:
+        apply(settings, parts["gc"])
+        say(f"scheduled mlflow gc ({settings.mlflow_gc_schedule}, UTC) of runs deleted "
+            f"{settings.mlflow_gc_older_than} ago")  # fmt: skip
+    else:  # a CronJob of a deploy with MLFLOW_GC_SCHEDULE set
+        run(kubectl(settings, "delete", "cronjob", kube.GC_LABEL, "--ignore-not-found"))
     wait_rollout(settings, "deployment", kube.workloads(settings)["deployment"], timeout=timeout)
     wait_rollout(settings, "statefulset", (PGADMIN.name,), timeout=timeout)
     say(f"deployed in {time.monotonic() - started:.0f}s")
@@ -225,6 +231,24 @@ def prepare(settings: Settings, image: str, manifest: str, *, timeout: float) ->
         old = job["metadata"]["name"]
         if old != name and old.startswith(kube.PREPARE_JOB_PREFIX):
             run(kubectl(settings, "delete", "job", old, "--cascade=foreground", "--wait=false"), check=False)
+
+
+def gc(project: Project, *, timeout: float = 3600) -> None:
+    """`mlflow gc` once, now: a Job in the deployed MLflow image (the scheduled one's pod), its output passed on."""
+    settings = project.settings
+    require_context(settings)
+    image = deployed_mlflow_image(settings)
+    if image is None:
+        raise KubeError("MLflow is not deployed. Fix: `invoke deploy` first.")
+    name = f"{kube.GC_JOB_PREFIX}{time.strftime('%Y%m%d%H%M%S', time.gmtime())}"
+    apply(settings, kube.render_gc(settings, image, job_name=name))
+    try:
+        state = wait_job(settings, name, timeout=timeout)
+        relay(run(kubectl(settings, "logs", f"job/{name}", "--tail=1000"), check=False).stdout)
+    finally:
+        run(kubectl(settings, "delete", "job", name, "--cascade=foreground", "--wait=false"), check=False)
+    if state != "Complete":
+        raise KubeError(f"mlflow gc {state}; its output is above. Fix: read it.")
 
 
 def wait_job(settings: Settings, name: str, *, timeout: float) -> str:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from trackstack import backup_image, containers, shared_server
+from trackstack import backup_image, containers, mlflow_gc, shared_server
 from trackstack.containers import allowed_hosts, auth_start
 from trackstack.problems import Problem
 from trackstack.services import MINIO, MLFLOW, PGADMIN, POSTGRES, PREPARE_SECRETS, SWARM_SECRET_KEYS, Service
@@ -146,6 +146,9 @@ PREPARE_LABEL = f"{MLFLOW.name}-prepare"
 # The scheduled backup's CronJob and its pods; they run as the Postgres image's own user.
 BACKUP_LABEL = backup_image.SERVICE
 BACKUP_USER = PodUser(999)
+# The scheduled `mlflow gc`'s CronJob and its pods (and `invoke gc`'s Job): MLflow's image and pod user.
+GC_LABEL = mlflow_gc.SERVICE
+GC_JOB_PREFIX = f"{GC_LABEL}-now-"
 
 
 def storage(settings: Settings) -> dict[str, str]:
@@ -305,6 +308,8 @@ def render_secret(settings: Settings) -> str:
 def mlflow_hosts(settings: Settings) -> list[str]:
     """Host headers MLflow answers: the local ones, MLFLOW_PUBLIC_HOSTS, and the Ingress's host."""
     hosts = set(allowed_hosts(settings))
+    # In the cluster, at its Service's port (MLFLOW_PORT on a LoadBalancer): the scheduled gc asks it there.
+    hosts.add(f"{MLFLOW.name}:{mlflow_service_port(settings)}")
     if settings.kube_ingress_host:
         hosts.add(settings.kube_ingress_host)
     return sorted(hosts)
@@ -364,8 +369,8 @@ def render_network(settings: Settings, image: str) -> str:
         postgres=POSTGRES,
         minio=settings.store,
         pgadmin=PGADMIN,
-        database_clients=[MLFLOW.name, PERIODIC, PREPARE_LABEL, PGADMIN.name, BACKUP_LABEL],
-        store_clients=[MLFLOW.name, PERIODIC, PREPARE_LABEL, BACKUP_LABEL],
+        database_clients=[MLFLOW.name, PERIODIC, PREPARE_LABEL, PGADMIN.name, BACKUP_LABEL, GC_LABEL],
+        store_clients=[MLFLOW.name, PERIODIC, PREPARE_LABEL, BACKUP_LABEL, GC_LABEL],
     )
 
 
@@ -418,14 +423,37 @@ def render_backup(settings: Settings, image: str) -> str:
     )
 
 
+def gc_environment(settings: Settings) -> dict[str, str]:
+    """gc's variables: MLflow at its Service, over TLS where MLflow serves it itself. Its certificate is for
+    the names students use, not the Service's in-cluster name: gc does not verify it there."""
+    tls = mlflow_serves_tls(settings)
+    environment = mlflow_gc.environment(settings, shared=True, scheme="https" if tls else "http",
+                                        mlflow_address=f"{MLFLOW.name}:{mlflow_service_port(settings)}")  # fmt: skip
+    return environment | ({"MLFLOW_TRACKING_INSECURE_TLS": "true"} if tls else {})
+
+
+def render_gc(settings: Settings, image: str, *, job_name: str = "") -> str:
+    """The scheduled gc's CronJob; with `job_name`, a Job that runs gc once now (`invoke gc`)."""
+    return render_template(
+        "kubernetes/gc.yaml.j2",
+        **(_context(settings, image) | ({"job_name": job_name} if job_name else {})),
+        schedule="" if job_name else settings.mlflow_gc_schedule,
+        gc_label=GC_LABEL,
+        gc=dataclasses.replace(MLFLOW, secrets=mlflow_gc.SHARED_SECRETS),
+        gc_command=mlflow_gc.once_command(settings),
+        gc_environment=gc_environment(settings),
+    )
+
+
 def render_kube(settings: Settings, image: str, tls_version: str = "") -> dict[str, str]:
-    """The manifests in the order `invoke deploy` applies them: base, the prepare Job, MLflow, the backups."""
+    """The manifests in the order `invoke deploy` applies them: base, the prepare Job, MLflow, the backups, gc."""
     parts = {
         "base": render_base(settings, image) + "---\n" + render_network(settings, image),
         "prepare": render_prepare(settings, image),
         "mlflow": render_mlflow(settings, image, tls_version),
     }
-    return parts | ({"backup": render_backup(settings, image)} if settings.backup_schedule else {})
+    parts |= {"backup": render_backup(settings, image)} if settings.backup_schedule else {}
+    return parts | ({"gc": render_gc(settings, image)} if settings.mlflow_gc_schedule else {})
 
 
 def manifest_file(parts: Mapping[str, str]) -> str:

@@ -75,6 +75,9 @@ class KubernetesTarget:
         apply.require_context(self.project.settings)
         return backups.restore(KubernetesData(self.project), path, yes=yes)
 
+    def gc(self) -> None:
+        apply.gc(self.project)
+
 
 def log_command(project: Project, service: str, *, follow: bool, tail: int) -> list[str]:
     """`kubectl logs` of one service's pods, or of every pod of the stack, each line prefixed with its pod."""

@@ -195,6 +195,17 @@ def psql(project: Project, sql: str, *, database: str | None = None) -> str:
     return logs
 
 
+def gc(project: Project) -> None:
+    """`mlflow gc` once, now: a one-shot job in the deployed MLflow image; its output passed on."""
+    deployed = swarmstate.services(project.name).get(swarm.service_name(project.settings, MLFLOW.name))
+    if deployed is None:
+        raise DeployError("MLflow is not deployed. Fix: `invoke deploy` first.")
+    state, logs = run_job(project, "gc", swarm.gc_job_args(project.settings, image=deployed.image))
+    relay(logs)
+    if state != "complete":
+        raise DeployError(f"mlflow gc {state}; its output is above. Fix: read it.")
+
+
 def server(project: Project) -> Server:
     """MLflow as `invoke user.*` reaches it on the deployed stack: through the proxy, trusting its CA."""
     return Server(swarm.mlflow_url(project.settings), client_verify(project), psql, apply="invoke deploy")

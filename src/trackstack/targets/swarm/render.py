@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from trackstack import backup_image, containers, privileges, tls
+from trackstack import backup_image, containers, mlflow_gc, privileges, tls
 from trackstack.containers import PGADMIN_SERVER_NAME, auth_start
 from trackstack.services import MINIO, MLFLOW, PREPARE_SECRETS, PROXY, swarm_stack
 from trackstack.settings import Settings
@@ -131,6 +131,7 @@ def render_stack(
         proxy_cert=tls.PROXY_CERT,
         proxy_key=tls.PROXY_KEY,
         backup=backup_service(settings),
+        gc=gc_service(settings, image),
     )
 
 
@@ -154,6 +155,36 @@ def backup_service(settings: Settings) -> dict[str, object] | None:
         "target": backup_image.MOUNT,
         "healthcheck": backup_image.HEALTHCHECK,
     }
+
+
+def gc_secret_environment() -> dict[str, str]:
+    """gc's secrets as `*_FILE` variables (the MLflow image's entrypoint reads them)."""
+    return {f"{use.variable}_FILE": f"/run/secrets/{use.target}" for use in mlflow_gc.SHARED_SECRETS}
+
+
+def gc_service(settings: Settings, image: str) -> dict[str, object] | None:
+    """The scheduled `mlflow gc` as a service of the stack (MLFLOW_GC_SCHEDULE set), in MLflow's image, or None."""
+    if not settings.mlflow_gc_schedule:
+        return None
+    return {
+        "image": image,
+        "command": mlflow_gc.loop_command(settings),
+        "environment": mlflow_gc.environment(settings, shared=True) | gc_secret_environment(),
+        "secrets": sorted({use.target for use in mlflow_gc.SHARED_SECRETS}),
+        "healthcheck": mlflow_gc.HEALTHCHECK,
+    }
+
+
+def gc_job_args(settings: Settings, *, image: str) -> list[str]:
+    """`invoke gc`: a one-shot job of `mlflow gc` in MLflow's image, with gc's secrets, on the stack's network."""
+    secrets = secret_names(settings)
+    args = [*_job(settings), "--network", f"{settings.compose_project_name}_backend"]
+    for use in mlflow_gc.SHARED_SECRETS:
+        args += ["--secret", f"source={secrets[use.target]},target={use.target}"]
+    variables = mlflow_gc.environment(settings, shared=True) | gc_secret_environment()
+    for variable, value in variables.items():
+        args += ["--env", f"{variable}={value}"]
+    return [*args, image, *mlflow_gc.once_command(settings)]
 
 
 def render_swarm(

@@ -67,3 +67,6 @@ class SwarmTarget:
 
     def restore(self, path: Path, *, yes: bool) -> Counts:
         return backups.restore(SwarmData(self.project), path, yes=yes)
+
+    def gc(self) -> None:
+        apply.gc(self.project)

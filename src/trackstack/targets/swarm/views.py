@@ -36,6 +36,7 @@ def browser_urls(settings: Settings, data_address: str) -> dict[str, str]:
 def log_commands(settings: Settings, service: str, *, follow: bool, tail: int) -> list[list[str]]:
     """`docker service logs` of one service of the stack, or of each (Swarm's logs are per service)."""
     names = [s.name for s in SWARM_SERVICES] + (["backup"] if settings.backup_schedule else [])
+    names += ["gc"] if settings.mlflow_gc_schedule else []
     if service and service not in names:
         raise TrackstackError(f"no service {service!r} in the deployed stack. Fix: choose one of {', '.join(names)}")
     options = ["--tail", str(tail), *(["--follow"] if follow else [])]
