@@ -52,8 +52,8 @@ def environment(
     settings: Settings, *, shared: bool, mlflow_address: str = MLFLOW.address, scheme: str = "http"
 ) -> dict[str, str]:
     """gc's variables that are no secret. `shared`: Swarm or Kubernetes (always with logins); gc uses MLflow's
-    own role and S3 user, their secrets as MLflow gets them (services.MLFLOW.secrets); `mlflow_address`: MLflow's in-stack host:port
-    (Kubernetes: its Service's port), `scheme` https where MLflow serves TLS itself."""
+    own role and S3 user, their secrets as MLflow gets them (services.MLFLOW.secrets); `mlflow_address`:
+    MLflow's in-stack host:port (Kubernetes: its Service's port), `scheme` https where MLflow serves TLS itself."""
     environment = {
         "PGUSER": settings.mlflow_db_user,
         "AWS_ACCESS_KEY_ID": settings.mlflow_s3_access_key,
