@@ -77,6 +77,7 @@ class Entry:
     bytes: int  # what the manifest lists; 0 without a manifest
     mlflow_version: str  # "" without a readable manifest: an incomplete backup
     verified: bool
+    runs: int | None = None  # MLflow runs in its database (None: a manifest that does not say)
 
     @property
     def created(self) -> datetime:
@@ -90,9 +91,11 @@ def entry(name: str, manifest_text: str | None, verified: bool) -> Entry:
         files = manifest.get("files", {}) if isinstance(manifest, dict) else {}
         size = sum(int(f.get("bytes", 0)) for f in files.values() if isinstance(f, dict))
         version = str(manifest.get("mlflow_version", "")) if isinstance(manifest, dict) else ""
+        runs = manifest.get("runs") if isinstance(manifest, dict) else None
+        runs = runs if isinstance(runs, int) and not isinstance(runs, bool) else None
     except (ValueError, TypeError, AttributeError):
-        size, version = 0, ""
-    return Entry(name=name, bytes=size, mlflow_version=version, verified=verified and bool(version))
+        size, version, runs = 0, "", None
+    return Entry(name=name, bytes=size, mlflow_version=version, verified=verified and bool(version), runs=runs)
 
 
 def newest_first(entries: list[Entry]) -> list[Entry]:
@@ -106,13 +109,21 @@ def newest_verified(entries: list[Entry]) -> Entry | None:
 def to_delete(entries: list[Entry], keep: int) -> list[Entry]:
     """What retention removes: verified backups beyond the newest `keep`, and unverified ones older
     than the newest verified (failed or interrupted runs). An unverified backup newer than every
-    verified one is never a reason to delete a verified one, and is kept (it may still be written)."""
+    verified one is never a reason to delete a verified one, and is kept (it may still be written).
+
+    Backups of a stack that lost its data (reset, or redeployed on an empty node) never push out the
+    last backup that has runs: while none of the newest `keep` has any, the newest that has is kept too.
+    """
     ordered = newest_first(entries)
     verified = [e for e in ordered if e.verified]
     if not verified:
         return []
     newest = verified[0].name
-    return [e for e in verified[keep:]] + [e for e in ordered if not e.verified and e.name < newest]
+    beyond = verified[keep:]
+    if not any(e.runs for e in verified[:keep]):
+        with_data = next((e for e in beyond if e.runs), None)
+        beyond = [e for e in beyond if e is not with_data]
+    return beyond + [e for e in ordered if not e.verified and e.name < newest]
 
 
 def human_size(size: int) -> str:

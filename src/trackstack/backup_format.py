@@ -40,6 +40,8 @@ _VERSION = re.compile(r"\d+\.\d+\.\d+")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
+# How many runs MLflow's database holds (none before MLflow made its tables).
+RUNS_SQL = "SELECT (SELECT count(*) FROM runs) WHERE to_regclass('public.runs') IS NOT NULL;"
 # pg_dump as every target runs it: the custom format, which pg_restore loads all or nothing.
 DUMP_OPTIONS = ("--format=custom",)
 
@@ -142,9 +144,17 @@ def new_folder(into: Path, project: str) -> Iterator[tuple[Path, Path, str]]:
 
 
 def write_manifest(
-    folder: Path, settings: StackFacts, *, stamp: str, target: str, keys: list[str], auth_database: str | None
+    folder: Path,
+    settings: StackFacts,
+    *,
+    stamp: str,
+    target: str,
+    keys: list[str],
+    auth_database: str | None,
+    runs: int | None = None,
 ) -> None:
-    """The manifest of a backup whose dumps and objects are in `folder` already."""
+    """The manifest of a backup whose dumps and objects are in `folder` already; `runs`: how many MLflow
+    runs its database holds (retention keeps the last backup that has any)."""
     files = {DUMP: folder / DUMP} | ({AUTH_DUMP: folder / AUTH_DUMP} if auth_database else {})
     files |= {f"{ARTIFACTS}/{key}": safe_key_path(folder / ARTIFACTS, key) for key in keys}
     manifest: dict[str, Any] = {
@@ -159,6 +169,8 @@ def write_manifest(
     }
     if auth_database:
         manifest["auth_database"] = auth_database
+    if runs is not None:
+        manifest["runs"] = runs
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8",
                                    newline="\n")  # fmt: skip
 

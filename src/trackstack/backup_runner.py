@@ -41,6 +41,7 @@ from trackstack.backup_format import (
     AUTH_DUMP,
     DUMP,
     DUMP_OPTIONS,
+    RUNS_SQL,
     private_file,
     safe_key_path,
     write_manifest,
@@ -122,19 +123,28 @@ def pg_dump_args(config: RunnerConfig, database: str) -> list[str]:
     return ["pg_dump", *DUMP_OPTIONS, "-h", config.postgres_host, "-U", config.postgres_user, "-d", database]
 
 
-def database_exists(config: RunnerConfig, database: str) -> bool:
-    query = "SELECT 1 FROM pg_database WHERE datname = '" + database.replace("'", "''") + "'"  # noqa: S608
+def _psql(config: RunnerConfig, database: str, query: str) -> str:
     result = subprocess.run(
         ["psql", "--no-psqlrc", "-tA", "-v", "ON_ERROR_STOP=1", "-h", config.postgres_host,
-         "-U", config.postgres_user, "-d", "postgres", "-c", query],
+         "-U", config.postgres_user, "-d", database, "-c", query],
         env=_pg_environment(config), capture_output=True, text=True, check=True,
     )  # fmt: skip
-    return result.stdout.strip() == "1"
+    return result.stdout.strip()
+
+
+def database_exists(config: RunnerConfig, database: str) -> bool:
+    query = "SELECT 1 FROM pg_database WHERE datname = '" + database.replace("'", "''") + "'"  # noqa: S608
+    return _psql(config, "postgres", query) == "1"
+
+
+def run_count(config: RunnerConfig) -> int:
+    return int(_psql(config, config.postgres_db, RUNS_SQL) or 0)
 
 
 def write_backup(config: RunnerConfig, folder: Path, name: str) -> None:
     """Dumps, objects and manifest into `folder` (backup_format's layout)."""
     with_logins = database_exists(config, config.auth_db)
+    runs = run_count(config)  # before the dump: at most what the dump holds
     dumps = [(config.postgres_db, DUMP)] + ([(config.auth_db, AUTH_DUMP)] if with_logins else [])
     for database, file in dumps:
         say(f"dumping database {database}")
@@ -151,7 +161,7 @@ def write_backup(config: RunnerConfig, folder: Path, name: str) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         client.download_file(config.bucket, key, str(path))
     write_manifest(folder, config, stamp=name, target=config.target, keys=sorted(keys),
-                   auth_database=config.auth_db if with_logins else None)  # fmt: skip
+                   auth_database=config.auth_db if with_logins else None, runs=runs)  # fmt: skip
 
 
 def _owned_like_destination(destination: Destination, folder: Path) -> None:

@@ -112,13 +112,19 @@ class StackData(Protocol):
         ...
 
 
-def counts(data: StackData) -> Counts:
-    """How much the stack holds: what a restore would replace and what a backup contains."""
+def _database_counts(data: StackData) -> tuple[int, int]:
+    """Runs and experiments in MLflow's database (none before MLflow made its tables)."""
     found = data.psql(
         "SELECT (SELECT count(*) FROM runs), (SELECT count(*) FROM experiments)"
         " WHERE to_regclass('public.runs') IS NOT NULL;\n",
-    )
+    ).strip()
     runs, experiments = (int(n) for n in found.split("|")) if found else (0, 0)
+    return runs, experiments
+
+
+def counts(data: StackData) -> Counts:
+    """How much the stack holds: what a restore would replace and what a backup contains."""
+    runs, experiments = _database_counts(data)
     with data.bucket() as bucket:
         objects = len(bucket.listing())
     return Counts(runs=runs, experiments=experiments, objects=objects)
@@ -129,6 +135,7 @@ def backup(data: StackData, into: Path) -> Path:
     settings = data.settings
     logins = settings.mlflow_auth_db
     with_logins = database.database_exists(data.psql, logins)  # logins on now, or once
+    runs, _ = _database_counts(data)
     with new_folder(into, settings.compose_project_name) as (folder, final, stamp):
         say(f"dumping database {settings.postgres_db}")
         with private_file(folder / DUMP) as out:
@@ -145,7 +152,7 @@ def backup(data: StackData, into: Path) -> Path:
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 bucket.download(key, str(path))
         write_manifest(folder, settings, stamp=stamp, target=data.target, keys=keys,
-                       auth_database=logins if with_logins else None)  # fmt: skip
+                       auth_database=logins if with_logins else None, runs=runs)  # fmt: skip
     return final
 
 

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from trackstack import backup_dest, backup_image, backup_runner, schedule, scheduled_backups, targets
-from trackstack.backup_dest import DirectoryDestination, Entry, S3Credentials, to_delete
+from trackstack.backup_dest import DirectoryDestination, Entry, S3Credentials, entry, to_delete
 from trackstack.backup_format import ARTIFACTS, DUMP, BackupError, write_manifest
 from trackstack.engine import EngineFeatures
 from trackstack.paths import PROJECT_FILES
@@ -411,3 +411,21 @@ def test_swarm_logs_include_the_backup_service_when_scheduled(values: dict[str, 
         views.log_commands(validate(values | SHARED), "backup", follow=False, tail=10)
     commands = views.log_commands(validate(values | SHARED | TO_BUCKET), "backup", follow=False, tail=10)
     assert commands[0][-1] == "trackstack_backup"
+
+
+def test_backups_of_an_emptied_stack_never_push_out_the_last_one_with_runs() -> None:
+    found = [
+        Entry("20261201T030000Z", 10, "3.18.0", True, runs=40),
+        Entry("20261202T030000Z", 10, "3.18.0", True, runs=41),
+        Entry("20261203T030000Z", 10, "3.18.0", True, runs=0),  # the stack was reset
+        Entry("20261204T030000Z", 10, "3.18.0", True, runs=0),
+    ]
+    assert [e.name for e in to_delete(found, 2)] == ["20261201T030000Z"]  # 41 runs stay
+    found.append(Entry("20261205T030000Z", 10, "3.18.0", True, runs=3))  # a new term's first runs
+    assert [e.name for e in to_delete(found, 2)] == ["20261203T030000Z", "20261202T030000Z", "20261201T030000Z"]
+
+
+def test_a_manifest_says_how_many_runs_its_backup_holds() -> None:
+    manifest = '{"mlflow_version": "3.18.0", "runs": 7, "files": {"mlflow.dump": {"bytes": 3}}}'
+    assert entry("20261201T030000Z", manifest, True).runs == 7
+    assert entry("20261201T030000Z", '{"mlflow_version": "3.18.0", "files": {}}', True).runs is None
