@@ -143,7 +143,8 @@ def test_a_students_login_and_permission_survive_backup_reset_and_restore(
     # Others' work is READ for a student here (MLFLOW_DEFAULT_PERMISSION): renaming is allowed only by the
     # MANAGE permission on their own experiment that MLflow granted at its creation, and the restore kept.
     renamed = requests.post(f"{url}/api/2.0/mlflow/experiments/update", auth=student, timeout=30,
-                            verify=auth_stack.verify, json={"experiment_id": experiment_id, "new_name": f"renamed-{name}"})  # fmt: skip
+                            verify=auth_stack.verify,
+                            json={"experiment_id": experiment_id, "new_name": f"renamed-{name}"})  # fmt: skip
     assert renamed.status_code == 200, renamed.text
     assert (
         requests.get(
