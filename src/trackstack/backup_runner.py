@@ -17,7 +17,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,8 +47,6 @@ from trackstack.backup_format import (
 )
 
 HEARTBEAT = Path("/tmp/trackstack-backup.heartbeat")  # noqa: S108 - the container's own /tmp
-HEARTBEAT_EVERY = 15
-HEARTBEAT_STALE = 90  # seconds: the healthcheck's limit
 
 
 @dataclass(frozen=True)
@@ -191,35 +188,24 @@ def run_once(config: RunnerConfig, destination: Destination, now: datetime | Non
     return name
 
 
-def _beat() -> None:
-    while True:
-        HEARTBEAT.touch()
-        time.sleep(HEARTBEAT_EVERY)
-
-
 def loop(config: RunnerConfig) -> None:
     """Sleep until the schedule's next time, back up, and again; a failed run is logged, the next one comes."""
-    threading.Thread(target=_beat, daemon=True).start()
+    schedule.start_heartbeat(HEARTBEAT)
     destination = open_destination(config.dest, config.dest_s3)
     say(f"schedule {config.schedule!r} (UTC), keeping {config.keep} verified backups at {destination.where}")
-    while True:
-        due = schedule.next_time(config.schedule, datetime.now(UTC))
-        say(f"next backup at {due:%Y-%m-%d %H:%M:%S} UTC")
-        while (left := (due - datetime.now(UTC)).total_seconds()) > 0:
-            time.sleep(min(left, 30))
+
+    def back_up(due: datetime) -> None:
         try:
             run_once(config, destination, due)
         except Exception as error:  # the service stays up for the next time; status and doctor see the gap
             say(f"backup failed: {type(error).__name__}: {error}")
 
+    schedule.run_on_schedule(config.schedule, back_up, what="backup", say=say)
+
 
 def healthy(now: float | None = None) -> bool:
-    """The process beats: its heartbeat file is younger than HEARTBEAT_STALE seconds."""
-    try:
-        age = (time.time() if now is None else now) - HEARTBEAT.stat().st_mtime
-    except FileNotFoundError:
-        return False
-    return age < HEARTBEAT_STALE
+    """The process beats: its heartbeat file is younger than schedule.HEARTBEAT_STALE seconds."""
+    return schedule.beating(HEARTBEAT, now)
 
 
 def main(argv: list[str]) -> int:

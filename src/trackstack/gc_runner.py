@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -26,8 +25,6 @@ from pathlib import Path
 from trackstack import schedule
 
 HEARTBEAT = Path("/tmp/trackstack-gc.heartbeat")  # noqa: S108 - the container's own /tmp
-HEARTBEAT_EVERY = 15
-HEARTBEAT_STALE = 90  # seconds: the healthcheck's limit
 # A gc that runs longer than this is stopped; the next scheduled time tries again.
 RUN_TIMEOUT = 3 * 3600
 
@@ -60,31 +57,20 @@ def run_once(command: list[str], env: Mapping[str, str] | None = None) -> int:
     return result.returncode
 
 
-def _beat() -> None:
-    while True:
-        HEARTBEAT.touch()
-        time.sleep(HEARTBEAT_EVERY)
-
-
 def loop(expression: str, command: list[str]) -> None:
     """Sleep until the schedule's next time, run gc, and again."""
-    threading.Thread(target=_beat, daemon=True).start()
+    schedule.start_heartbeat(HEARTBEAT)
     say(f"schedule {expression!r} (UTC)")
-    while True:
-        due = schedule.next_time(expression, datetime.now(UTC))
-        say(f"next gc at {due:%Y-%m-%d %H:%M:%S} UTC")
-        while (left := (due - datetime.now(UTC)).total_seconds()) > 0:
-            time.sleep(min(left, 30))
-        run_once(command)
+
+    def collect(_due: datetime) -> None:
+        run_once(command)  # a failed run is logged; the next scheduled time tries again
+
+    schedule.run_on_schedule(expression, collect, what="gc", say=say)
 
 
 def healthy(now: float | None = None) -> bool:
-    """The loop beats: its heartbeat file is younger than HEARTBEAT_STALE seconds."""
-    try:
-        age = (time.time() if now is None else now) - HEARTBEAT.stat().st_mtime
-    except FileNotFoundError:
-        return False
-    return age < HEARTBEAT_STALE
+    """The loop beats: its heartbeat file is younger than schedule.HEARTBEAT_STALE seconds."""
+    return schedule.beating(HEARTBEAT, now)
 
 
 def main(argv: list[str]) -> int:

@@ -9,7 +9,11 @@ MLflow image (the scheduled gc, `gc_runner`) with the lock's croniter.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from croniter import croniter
 
@@ -70,3 +74,39 @@ def duration(text: str) -> timedelta | None:
     parts = {unit: float(value) for unit, value in match.groupdict().items() if value}
     return timedelta(days=parts.get("d", 0), hours=parts.get("h", 0), minutes=parts.get("m", 0),
                      seconds=parts.get("s", 0))  # fmt: skip
+
+
+# A scheduled container's liveness: a thread touches its heartbeat file this often, and its
+# healthcheck fails once the file is older than HEARTBEAT_STALE seconds.
+HEARTBEAT_EVERY = 15
+HEARTBEAT_STALE = 90
+
+
+def start_heartbeat(path: Path) -> None:
+    """Touch `path` every HEARTBEAT_EVERY seconds while the process lives."""
+
+    def beat() -> None:
+        while True:
+            path.touch()
+            time.sleep(HEARTBEAT_EVERY)
+
+    threading.Thread(target=beat, daemon=True).start()
+
+
+def beating(path: Path, now: float | None = None) -> bool:
+    """Whether the heartbeat at `path` is younger than HEARTBEAT_STALE seconds."""
+    try:
+        age = (time.time() if now is None else now) - path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return age < HEARTBEAT_STALE
+
+
+def run_on_schedule(expression: str, job: Callable[[datetime], None], *, what: str, say: Callable[[str], None]) -> None:
+    """Forever: sleep until `expression` (UTC) fires next, then `job(that time)`; `job` handles its own failures."""
+    while True:
+        due = next_time(expression, datetime.now(UTC))
+        say(f"next {what} at {due:%Y-%m-%d %H:%M:%S} UTC")
+        while (left := (due - datetime.now(UTC)).total_seconds()) > 0:
+            time.sleep(min(left, 30))
+        job(due)

@@ -124,7 +124,7 @@ def test_health_is_the_heartbeats_age(tmp_path: Path, monkeypatch: pytest.Monkey
     beat.touch()
     now = beat.stat().st_mtime
     assert gc_runner.healthy(now + 10)
-    assert not gc_runner.healthy(now + gc_runner.HEARTBEAT_STALE + 1)
+    assert not gc_runner.healthy(now + schedule.HEARTBEAT_STALE + 1)
 
 
 def test_the_image_carries_the_runner_and_croniter(settings: Settings) -> None:
