@@ -9,6 +9,9 @@ A variable added to `mlflow_environment` reaches all three targets.
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Sequence
+
 from trackstack.services import MLFLOW, POSTGRES
 from trackstack.settings import Settings
 from trackstack.templating import render_template, template_text
@@ -139,9 +142,18 @@ def allowed_hosts(settings: Settings) -> list[str]:
     return sorted(names)
 
 
-def mlflow_server_args(settings: Settings, *, user: str, database: str, hosts: list[str], logins: bool) -> list[str]:
+# How long uvicorn keeps an idle connection open (its own default: 5 s). A client that sends on a kept
+# connection at the instant the server closes it gets "Remote end closed connection without response",
+# and MLflow's client does not send a POST again; a training loop that logs every few seconds pauses
+# about 5 s often, rarely 75 s (CI met it once at the default: a teardown's experiments/delete).
+KEEP_ALIVE_SECONDS = 75
+
+
+def mlflow_server_args(
+    settings: Settings, *, user: str, database: str, hosts: list[str], logins: bool, uvicorn: Sequence[str] = ()
+) -> list[str]:
     """`mlflow server` as every target runs it; `user` and `database` as the target spells them
-    (Compose: references to .env), `logins`: MLflow's basic-auth app."""
+    (Compose: references to .env), `logins`: MLflow's basic-auth app, `uvicorn`: more uvicorn options."""
     return [
         "mlflow",
         "server",
@@ -152,6 +164,7 @@ def mlflow_server_args(settings: Settings, *, user: str, database: str, hosts: l
         "--serve-artifacts",
         f"--artifacts-destination=s3://{settings.mlflow_bucket}",
         f"--allowed-hosts={','.join(hosts)}",
+        f"--uvicorn-opts={shlex.join([f'--timeout-keep-alive={KEEP_ALIVE_SECONDS}', *uvicorn])}",
         # Prometheus metrics at /metrics; with logins, only a login reaches them (docs/running-a-class.md).
         f"--expose-prometheus={METRICS_DIR}",
         *(["--app-name=basic-auth"] if logins else []),

@@ -8,7 +8,7 @@ import functools
 import hashlib
 import json
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -103,7 +103,7 @@ def _is_bool(value: str) -> bool:
     return True
 
 
-def mlflow_server_args(settings: Settings, hosts: list[str] | None = None) -> list[str]:
+def mlflow_server_args(settings: Settings, hosts: list[str] | None = None, uvicorn: Sequence[str] = ()) -> list[str]:
     """The MLflow server of a shared server: always with logins (`deploy_problems` insists on them)."""
     return containers.mlflow_server_args(
         settings,
@@ -111,6 +111,7 @@ def mlflow_server_args(settings: Settings, hosts: list[str] | None = None) -> li
         database=settings.postgres_db,
         hosts=containers.allowed_hosts(settings) if hosts is None else hosts,
         logins=True,
+        uvicorn=uvicorn,
     )
 
 

@@ -283,8 +283,8 @@ def test_a_node_port_or_load_balancer_is_served_with_tls_by_mlflow(values: dict[
     pod = of_kind(docs, "Deployment")["spec"]["template"]
     container = pod["spec"]["containers"][0]
     assert (
-        f"--uvicorn-opts=--ssl-certfile={kube.TLS_MOUNT}/tls.crt --ssl-keyfile={kube.TLS_MOUNT}/tls.key"
-        in (container["args"])
+        f"--uvicorn-opts=--timeout-keep-alive=75 --ssl-certfile={kube.TLS_MOUNT}/tls.crt"
+        f" --ssl-keyfile={kube.TLS_MOUNT}/tls.key" in (container["args"])
     )
     assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
     assert {"name": "tls", "secret": {"secretName": kube.TLS_SECRET, "defaultMode": 0o444}} in pod["spec"]["volumes"]
@@ -298,7 +298,7 @@ def test_tls_terminated_in_front_leaves_mlflow_plain(values: dict[str, str]) -> 
     settings = validate(values | KUBERNETES | {"KUBE_MLFLOW_SERVICE": "NodePort", "MLFLOW_PORT": "30501",
                                                "TLS_TERMINATED_IN_FRONT": "true"})  # fmt: skip
     container = of_kind(kube_docs(settings), "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    assert not any(arg.startswith("--uvicorn-opts") for arg in container["args"])
+    assert "--uvicorn-opts=--timeout-keep-alive=75" in container["args"]  # no --ssl-* option
     assert not kube.needs_tls_secret(settings)
 
 

@@ -316,10 +316,10 @@ def mlflow_hosts(settings: Settings) -> list[str]:
 
 
 def mlflow_server_args(settings: Settings) -> list[str]:
-    args = shared_server.mlflow_server_args(settings, hosts=mlflow_hosts(settings))
-    if mlflow_serves_tls(settings):
-        args.append(f"--uvicorn-opts=--ssl-certfile={TLS_MOUNT}/tls.crt --ssl-keyfile={TLS_MOUNT}/tls.key")
-    return args
+    tls = (f"--ssl-certfile={TLS_MOUNT}/tls.crt", f"--ssl-keyfile={TLS_MOUNT}/tls.key")
+    return shared_server.mlflow_server_args(
+        settings, hosts=mlflow_hosts(settings), uvicorn=tls if mlflow_serves_tls(settings) else ()
+    )
 
 
 def _context(settings: Settings, image: str) -> dict[str, object]:
