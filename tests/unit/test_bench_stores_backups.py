@@ -182,28 +182,3 @@ class FakeArtifactClient:
 
     def set_terminated(self, run_id: str) -> None:
         pass
-
-
-@pytest.mark.parametrize("corrupt", [False, True])
-def test_transfers_time_each_call_and_check_every_downloaded_byte(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, corrupt: bool
-) -> None:
-    import mlflow.tracking
-
-    files = tmp_path / "files"
-    for i in range(3):
-        stores.random_file(files / "small" / f"part-{i}.bin", 1000)
-    stores.random_file(files / "large" / "model.bin", 2 * stores.MB + 5)
-    assert (files / "large" / "model.bin").stat().st_size == 2 * stores.MB + 5
-    FakeArtifactClient.store = tmp_path / "store"
-    FakeArtifactClient.corrupt = corrupt
-    monkeypatch.setattr(mlflow.tracking, "MlflowClient", FakeArtifactClient)
-    samples: dict[str, list[float]] = {}
-    if corrupt:
-        with pytest.raises(BenchError, match="differ from those uploaded"):
-            stores.transfers("http://mlflow", files, 2, samples)
-        return
-    stores.transfers("http://mlflow", files, 2, samples)
-    assert {key: len(values) for key, values in samples.items()} == dict.fromkeys(
-        ("upload_small", "upload_large", "download_small", "download_large"), 2
-    )
