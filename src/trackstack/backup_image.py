@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 
+from trackstack import schedule
 from trackstack.console import write_files
 from trackstack.mlflow_image import build_and_push
 from trackstack.paths import PROJECT_FILES
@@ -27,7 +28,7 @@ SERVICE = "backup"
 # Where a directory destination is mounted in the container (the runner's BACKUP_DEST).
 MOUNT = "/backups"
 # The runner's healthcheck: its heartbeat file is recent (backup_runner.healthy).
-HEALTHCHECK = ["CMD", "python3", "-m", "trackstack.backup_runner", "health"]
+HEALTHCHECK = schedule.heartbeat_probe("backup")
 
 
 def render_dockerfile(settings: Settings) -> str:

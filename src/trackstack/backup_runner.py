@@ -46,7 +46,7 @@ from trackstack.backup_format import (
     write_manifest,
 )
 
-HEARTBEAT = Path("/tmp/trackstack-backup.heartbeat")  # noqa: S108 - the container's own /tmp
+HEARTBEAT = schedule.heartbeat_file("backup")
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,10 @@ import sys
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from pathlib import Path
 
 from trackstack import schedule
 
-HEARTBEAT = Path("/tmp/trackstack-gc.heartbeat")  # noqa: S108 - the container's own /tmp
+HEARTBEAT = schedule.heartbeat_file("gc")
 # A gc that runs longer than this is stopped; the next scheduled time tries again.
 RUN_TIMEOUT = 3 * 3600
 

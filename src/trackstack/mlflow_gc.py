@@ -10,14 +10,14 @@ adds the secrets its own way: Compose `${KEY}` references, Swarm and Kubernetes 
 
 from __future__ import annotations
 
-from trackstack import containers
+from trackstack import containers, schedule
 from trackstack.services import MLFLOW, POSTGRES, SecretUse
 from trackstack.settings import Settings
 
 SERVICE = "gc"
 RUNNER = ["python", "-m", "trackstack.gc_runner"]
 # The loop's healthcheck: its heartbeat file is recent (gc_runner.healthy).
-HEALTHCHECK = ["CMD", *RUNNER, "health"]
+HEALTHCHECK = schedule.heartbeat_probe("gc")
 # On Swarm and Kubernetes: gc's secrets as files, by the variable the image's entrypoint sets from each
 # (MLflow's role, the store's key MLflow uses there, and the admin's password as the client's).
 SHARED_SECRETS = (

@@ -82,6 +82,19 @@ HEARTBEAT_EVERY = 15
 HEARTBEAT_STALE = 90
 
 
+def heartbeat_file(job: str) -> Path:
+    """Where a scheduled container of `job` ("backup", "gc") keeps its heartbeat: its own /tmp."""
+    return Path(f"/tmp/trackstack-{job}.heartbeat")  # noqa: S108 - the container's own /tmp
+
+
+def heartbeat_probe(job: str) -> list[str]:
+    """The healthcheck of `job`'s container: the heartbeat's age, read by a Python that imports nothing
+    (-I -S), so that the probe stays quick while a backup or gc keeps the machine busy."""
+    path = str(heartbeat_file(job))
+    script = f"import os,sys,time;sys.exit(time.time()-os.stat({path!r}).st_mtime>={HEARTBEAT_STALE})"
+    return ["CMD", "python3", "-I", "-S", "-c", script]
+
+
 def start_heartbeat(path: Path) -> None:
     """Touch `path` every HEARTBEAT_EVERY seconds while the process lives."""
 
