@@ -388,3 +388,26 @@ def test_every_root_filesystem_but_pgadmins_is_read_only_with_an_empty_dir_where
         empty_dirs = {volume["name"] for volume in spec["volumes"] if "emptyDir" in volume}
         mounted = {mount["mountPath"] for mount in container["volumeMounts"] if mount["name"] in empty_dirs}
         assert mounted == scratch.get(name, {tmp, "/home/mlflow"}), name  # MLflow, its periodic pod, the Job
+
+
+def _kubernetes_expands(arg: str) -> str:
+    """What Kubernetes makes of a container arg: `$$` is a `$`, `$(NAME)` a variable (here: none)."""
+    out, i = [], 0
+    while i < len(arg):
+        if arg.startswith("$$", i):
+            out.append("$")
+            i += 2
+        else:
+            assert not arg.startswith("$(", i), f"an unescaped $( in {arg!r}"
+            out.append(arg[i])
+            i += 1
+    return "".join(out)
+
+
+def test_the_prepare_job_gets_its_command_byte_for_byte_after_kubernetes_expands_it(kube_settings: Settings) -> None:
+    """The role step's SQL has `DO $$ ... $$` blocks: written as is, Kubernetes reduced them to `DO $`."""
+    job = by_kind(kube_settings, "Job")[kube.prepare_job_name(kube_settings, IMAGE)]
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    command = shared_server.prepare_command(kube_settings)
+    assert any("$$" in arg for arg in command)
+    assert [_kubernetes_expands(arg) for arg in args] == command
