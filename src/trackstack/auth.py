@@ -79,15 +79,12 @@ def local_server(settings: Settings, verify: bool | str = True) -> Server:
     return Server(url, verify=verify, login_url=login_url)
 
 
-def _call(
-    settings: Settings, server: Server, method: str, path: str, payload: dict[str, Any], *, api: str = USERS_API
-) -> requests.Response:
-    url = f"{server.url}{api}{path}"
+def _call(settings: Settings, server: Server, method: str, path: str, payload: dict[str, Any]) -> requests.Response:
+    url = f"{server.url}{USERS_API}{path}"
     admin = (settings.mlflow_admin_user, settings.mlflow_admin_password.get_secret_value())
-    query, body = (payload, None) if method == "GET" else (None, payload)
     try:
         headers = {"Host": server.host} if server.host else None
-        response = requests.request(method, url, params=query, json=body, auth=admin, headers=headers, timeout=30,
+        response = requests.request(method, url, json=payload, auth=admin, headers=headers, timeout=30,
                                     verify=server.verify)  # fmt: skip
     except requests.RequestException as error:
         raise AuthError(
@@ -208,88 +205,3 @@ def list_users(project: Project, *, server: Server | None = None) -> list[tuple[
         project, "SELECT username, is_admin FROM users ORDER BY username;\n", database=project.settings.mlflow_auth_db
     )
     return [(name, flag == "t") for name, _, flag in (row.partition("|") for row in rows.splitlines() if row)]
-
-
-# -- Sections as MLflow workspaces (MLFLOW_WORKSPACES=true, docs/running-a-class.md "Sections") --------------
-WORKSPACES_API = "/api/3.0/mlflow/workspaces"
-ROLES_API = "/api/3.0/mlflow/roles"
-# The role trackstack gives each section's students in their section's workspace.
-STUDENT_ROLE = "trackstack-students"
-# The resources whose default permission .env sets (MLflow's basic-auth default_permission).
-_SHARED_TYPES = ("experiment", "registered_model")
-
-
-def student_grants(default_permission: str) -> tuple[tuple[str, str, str], ...]:
-    """The grants of a section's role: (resource type, pattern, permission).
-
-    MLflow 3.18's workspace-wide USE lets a member create experiments and models (and own them) but
-    reads no one else's: its resolver matches a grant to a resource of the grant's own type only
-    (mlflow/server/auth/requirements.py, fold_grants_for_key). So the role also grants .env's
-    MLFLOW_DEFAULT_PERMISSION on every experiment and model of the workspace, which keeps what a
-    student may do with a classmate's work what it is without workspaces.
-    """
-    shared = () if default_permission == "NO_PERMISSIONS" else _SHARED_TYPES
-    return (("workspace", "*", "USE"), *((kind, "*", default_permission) for kind in shared))
-
-
-class Workspaces:
-    """Puts logins in workspaces as the admin of .env: each workspace is made (once), with its role
-    STUDENT_ROLE granting `student_grants`, and the login is assigned that role. Every step keeps what
-    exists, so an import runs again safely."""
-
-    def __init__(self, settings: Settings, server: Server) -> None:
-        self.settings, self.server = settings, server
-        self._roles: dict[str, int] = {}
-
-    def join(self, name: str, workspace: str) -> None:
-        role = self._roles.get(workspace)
-        if role is None:
-            role = self._roles[workspace] = self._prepare(workspace)
-        response = self._call("POST", "/assign", {"username": name, "role_id": role})
-        if not response.ok and _error(response)[0] != "RESOURCE_ALREADY_EXISTS":
-            raise self._refused(f"give user {name} the workspace {workspace}", response)
-
-    def _prepare(self, workspace: str) -> int:
-        response = _call(self.settings, self.server, "POST", "", {"name": workspace}, api=WORKSPACES_API)
-        if not response.ok and _error(response)[0] != "RESOURCE_ALREADY_EXISTS":
-            raise self._refused(f"create the workspace {workspace}", response)
-        role = self._role(workspace)
-        granted = {(grant["resource_type"], grant["resource_pattern"]): grant for grant in role.get("permissions", [])}
-        for kind, pattern, permission in student_grants(self.settings.mlflow_default_permission):
-            grant = granted.get((kind, pattern))
-            if grant is None:
-                payload = {"role_id": role["id"], "resource_type": kind, "resource_pattern": pattern}
-                response = self._call("POST", "/permissions/add", {**payload, "permission": permission})
-            elif grant["permission"] != permission:  # .env's default permission changed since
-                payload = {"role_permission_id": grant["id"], "permission": permission}
-                response = self._call("PATCH", "/permissions/update", payload)
-            else:
-                continue
-            if not response.ok:
-                raise self._refused(f"grant {permission} on {kind} in the workspace {workspace}", response)
-        return int(role["id"])
-
-    def _role(self, workspace: str) -> dict[str, Any]:
-        response = self._call("GET", "/list", {"workspace": workspace})
-        if not response.ok:
-            raise self._refused(f"list the roles of the workspace {workspace}", response)
-        for role in response.json().get("roles", []):
-            if role.get("name") == STUDENT_ROLE and role.get("workspace") == workspace:
-                return dict(role)
-        about = "trackstack: the section's students (invoke user.import)"
-        response = self._call("POST", "/create", {"name": STUDENT_ROLE, "workspace": workspace, "description": about})
-        if not response.ok:
-            raise self._refused(f"create the role {STUDENT_ROLE} in the workspace {workspace}", response)
-        return dict(response.json()["role"])
-
-    def _call(self, method: str, path: str, payload: dict[str, Any]) -> requests.Response:
-        return _call(self.settings, self.server, method, path, payload, api=ROLES_API)
-
-    @staticmethod
-    def _refused(what: str, response: requests.Response) -> AuthError:
-        code, message = _error(response)
-        return AuthError(
-            f"MLflow refused to {what} ({response.status_code} {code}: {message}). "
-            "Fix: `invoke logs --service mlflow` says why; MLFLOW_WORKSPACES=true takes effect at `invoke up` "
-            "(`invoke deploy` for a deployed stack)."
-        )

@@ -168,8 +168,6 @@ def mlflow_server_args(
         # Prometheus metrics at /metrics; with logins, only a login reaches them (docs/running-a-class.md).
         f"--expose-prometheus={METRICS_DIR}",
         *(["--app-name=basic-auth"] if logins else []),
-        # A workspace per roster section (docs/running-a-class.md "Sections"); MLFLOW_WORKSPACES needs logins.
-        *(["--enable-workspaces"] if settings.mlflow_workspaces else []),
     ]
 
 

@@ -35,8 +35,6 @@ def gc_args(settings: Settings) -> list[str]:
         f"--backend-store-uri={containers.backend_store_uri(settings.mlflow_db_user, settings.postgres_db)}",
         f"--artifacts-destination=s3://{settings.mlflow_bucket}",
         f"--older-than={settings.mlflow_gc_older_than}",
-        # With MLFLOW_WORKSPACES, gc refuses a store whose experiments are in workspaces unless it knows them too.
-        *(["--all-workspaces"] if settings.mlflow_workspaces else []),
     ]
 
 
@@ -68,8 +66,6 @@ def environment(
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "DO_NOT_TRACK": "true",
     }
-    if settings.mlflow_workspaces:  # --all-workspaces needs it (MLflow 3.18's gc)
-        environment["MLFLOW_ENABLE_WORKSPACES"] = "true"
     if settings.mlflow_auth or shared:  # a shared server always has logins (shared_server.deploy_problems)
         environment["MLFLOW_TRACKING_USERNAME"] = settings.mlflow_admin_user
     return environment
@@ -81,6 +77,4 @@ def exec_environment(settings: Settings) -> dict[str, str]:
     extra = {"MLFLOW_TRACKING_URI": f"http://{MLFLOW.address}"}
     if settings.mlflow_auth:
         extra["MLFLOW_TRACKING_USERNAME"] = settings.mlflow_admin_user
-    if settings.mlflow_workspaces:
-        extra["MLFLOW_ENABLE_WORKSPACES"] = "true"
     return extra

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,13 +31,6 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 Add = Callable[[str], str | None]
 # One login: its name -> whether it was there to delete.
 Delete = Callable[[str], bool]
-# One login and its section's workspace: puts the login in that workspace (keeps what exists).
-Join = Callable[[str, str], None]
-# MLflow's workspace names (3.18, WorkspaceNameValidator): lowercase letters, digits and inner
-# hyphens, at most 63; "default" and these are taken.
-_NOT_WORKSPACE = re.compile(r"[^a-z0-9]+")
-WORKSPACE_MAX = 63
-RESERVED_WORKSPACES = ("default", "workspaces", "api", "ajax-api", "static-files")
 
 
 class RosterError(TrackstackError):
@@ -59,7 +52,7 @@ class Roster:
     delimiter: str = ","
 
 
-def read(path: Path, *, admin: str, sections: bool = False) -> Roster:
+def read(path: Path, *, admin: str) -> Roster:
     """The roster at `path`, checked (`parse`); an unreadable file is a `RosterError`."""
     try:
         data = path.read_bytes()
@@ -71,14 +64,11 @@ def read(path: Path, *, admin: str, sections: bool = False) -> Roster:
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         raise _bad(path, [(line, "is not UTF-8 text")], "save it as 'CSV UTF-8' (Excel: File > Save As)") from None
-    return parse(text, path=path, admin=admin, sections=sections)
+    return parse(text, path=path, admin=admin)
 
 
-def parse(text: str, *, path: Path, admin: str, sections: bool = False) -> Roster:
-    """The students of a roster's text, or a `RosterError` that names every bad line.
-
-    `sections` (MLFLOW_WORKSPACES=true): every student needs a section that names a workspace of its own.
-    """
+def parse(text: str, *, path: Path, admin: str) -> Roster:
+    """The students of a roster's text, or a `RosterError` that names every bad line."""
     lines = text.splitlines()
     header_line = next((number for number, line in enumerate(lines, 1) if line.strip()), 0)
     if not header_line:
@@ -114,8 +104,6 @@ def parse(text: str, *, path: Path, admin: str, sections: bool = False) -> Roste
         seen.setdefault(student.name.lower(), line)
     if not students and not problems:
         problems.append((header_line, "only a header: the roster lists nobody"))
-    if sections:
-        problems += section_problems(students)
     if problems:
         raise _bad(path, problems)
     return Roster(path, tuple(students), delimiter)
@@ -134,32 +122,6 @@ def _row_problem(student: Student, admin: str, seen: dict[str, int]) -> str:
     if student.email and not _EMAIL.fullmatch(student.email):
         return f"{student.email!r} is not an e-mail address"
     return ""
-
-
-def workspace_of(section: str) -> str:
-    """The MLflow workspace of a section: lowercase, each run of other characters a hyphen ("Group A" -> group-a)."""
-    return _NOT_WORKSPACE.sub("-", section.lower()).strip("-")[:WORKSPACE_MAX].strip("-")
-
-
-def section_problems(students: Sequence[Student]) -> list[tuple[int, str]]:
-    """Students whose section names no workspace, or the same workspace as another section does."""
-    problems: list[tuple[int, str]] = []
-    first: dict[str, Student] = {}  # workspace -> the first student in it
-    for student in students:
-        section, workspace = student.section, workspace_of(student.section)
-        if not section:
-            problem = "no section (MLFLOW_WORKSPACES=true puts each student in their section's workspace)"
-        elif not workspace:
-            problem = f"section {section!r} has no letter or digit to name a workspace"
-        elif workspace in RESERVED_WORKSPACES:
-            problem = f"section {section!r} would be the workspace {workspace!r}, a name MLflow keeps"
-        elif (other := first.setdefault(workspace, student)).section.lower() != section.lower():  # case: one section
-            problem = (f"sections {section!r} and {other.section!r} (line {other.line}) would share "
-                       f"the workspace {workspace!r}: name them apart")  # fmt: skip
-        else:
-            continue
-        problems.append((student.line, problem))
-    return problems
 
 
 def _bad(
@@ -181,42 +143,25 @@ class Imported:
 
 
 def import_roster(
-    roster: Roster,
-    add: Add,
-    out: Path,
-    *,
-    tracking_uri: str,
-    force: bool = False,
-    command: str = "",
-    join: Join | None = None,
+    roster: Roster, add: Add, out: Path, *, tracking_uri: str, force: bool = False, command: str = ""
 ) -> Imported:
     """Create each student's login that MLflow lacks and write their passwords to `out` (none: no file).
 
-    `command` is how the user ran the import, for the fix after a failure midway. `join`
-    (MLFLOW_WORKSPACES=true): each student, new or kept, goes in their section's workspace, which
-    the password file then names.
+    `command` is how the user ran the import, for the fix after a failure midway.
     """
     check_out(out, force=force)
     done = Imported()
-    columns = (*PASSWORD_COLUMNS, "workspace") if join else PASSWORD_COLUMNS
-    with _password_file(out, roster.delimiter, columns, force=force) as write:
+    with _password_file(out, roster.delimiter, force=force) as write:
         for student in roster.students:
-            workspace = workspace_of(student.section)
             try:
                 password = add(student.name)
             except TrackstackError as error:
                 raise _stopped(roster, done, student, error, out, command) from None
             if password is None:
                 done.kept.append(student)
-            else:  # saved before the workspace step, which may fail
-                done.created.append(student)
-                row = [student.name, password, student.email, student.section, tracking_uri]
-                write([*row, workspace] if join else row)
-            try:
-                if join:
-                    join(student.name, workspace)
-            except TrackstackError as error:
-                raise _stopped(roster, done, student, error, out, command, joining=True) from None
+                continue
+            done.created.append(student)
+            write([student.name, password, student.email, student.section, tracking_uri])
     return done
 
 
@@ -232,9 +177,7 @@ def check_out(out: Path, *, force: bool) -> None:
 
 
 @contextmanager
-def _password_file(
-    out: Path, delimiter: str, columns: Sequence[str], *, force: bool
-) -> Iterator[Callable[[list[str]], None]]:
+def _password_file(out: Path, delimiter: str, *, force: bool) -> Iterator[Callable[[list[str]], None]]:
     """A writer of password rows; the file is made (mode 600) at the first row and each row is flushed."""
     handle: TextIO | None = None
 
@@ -242,7 +185,7 @@ def _password_file(
         nonlocal handle
         if handle is None:
             handle = _create_private(out, force=force)
-            handle.write(delimiter.join(columns) + "\n")
+            handle.write(delimiter.join(PASSWORD_COLUMNS) + "\n")
         csv.writer(handle, delimiter=delimiter, lineterminator="\n").writerow(row)
         handle.flush()
 
@@ -264,27 +207,16 @@ def _create_private(out: Path, *, force: bool) -> TextIO:
 
 
 def _stopped(
-    roster: Roster,
-    done: Imported,
-    failed: Student,
-    error: TrackstackError,
-    out: Path,
-    command: str,
-    *,
-    joining: bool = False,
+    roster: Roster, done: Imported, failed: Student, error: TrackstackError, out: Path, command: str
 ) -> RosterError:
-    what = f"creating login {failed.name}"
-    if joining:  # the login exists (and its password, if new, is saved): only its workspace is missing
-        what = f"putting {failed.name} in the workspace {workspace_of(failed.section)}"
-    rest = roster.students[roster.students.index(failed) :]
-    remaining = [student.name for student in rest if student not in done.created]
+    remaining = [student.name for student in roster.students[roster.students.index(failed) :]]
     created = ", ".join(student.name for student in done.created)
     saved = f"their passwords are in {out}" if done.created else "no password file was written"
     again = command or f"invoke user.import {roster.path}"
     if done.created:
         again += f" --out {_free_name(out)}"
     return RosterError(
-        f"{what} (line {failed.line}) failed: {error}\n"
+        f"creating login {failed.name} (line {failed.line}) failed: {error}\n"
         f"Created {len(done.created)}: {created or 'none'} ({saved}).\n"
         f"Not created {len(remaining)}: {', '.join(remaining)}.\n"
         f"Fix: once that is solved, run `{again}`: it keeps the logins that exist and creates the rest."

@@ -54,8 +54,6 @@ _REPOSITORY = re.compile(rf"^(?:[A-Za-z0-9.-]+(?::[0-9]{{1,5}})?/)?{_PATH_PART}(
 BACKUP_DEST_MISSING = "backup_dest_missing"
 # The error type of an MLFLOW_VERSION without a lock: its fix is a command (validation.py).
 NO_LOCK = "no_lock"
-# The first MLflow whose basic-auth was checked to keep workspaces apart (docs/running-a-class.md).
-WORKSPACES_SINCE = (3, 18)
 # Below this pgAdmin's own password check refuses the login at first start.
 PGADMIN_MIN_PASSWORD = 6
 # A host name (or IPv4 address) a class reaches MLflow by; `*.` matches any subdomain.
@@ -258,13 +256,6 @@ class Settings(BaseModel):
         default="7d",
         description="how long a deleted run stays restorable before gc removes it: days, hours, minutes, seconds "
         "in that order, e.g. 7d, 12h, 1d12h or 0s",
-    )
-
-    # A class's sections as MLflow workspaces (docs/running-a-class.md "Sections").
-    mlflow_workspaces: bool = Field(
-        default=False,
-        description="true or false: each roster section gets an MLflow workspace of its own "
-        f"(needs MLFLOW_AUTH=true and MLFLOW_VERSION {'.'.join(map(str, WORKSPACES_SINCE))} or later)",
     )
 
     @model_validator(mode="before")
@@ -497,20 +488,6 @@ class Settings(BaseModel):
     def _gc_older_than(cls, value: str) -> str:
         if schedule.duration(value) is None:
             raise ValueError("not a duration mlflow gc reads (days, hours, minutes, seconds in that order)")
-        return value
-
-    @field_validator("mlflow_workspaces")
-    @classmethod
-    def _mlflow_workspaces(cls, value: bool, info: ValidationInfo) -> bool:
-        """Workspaces keep sections apart only with logins, and were checked with basic-auth in 3.18."""
-        if not value:
-            return value
-        if not info.data.get("mlflow_auth"):
-            raise ValueError("workspaces keep sections apart only with logins: set MLFLOW_AUTH=true too")
-        version = str(info.data.get("mlflow_version", ""))
-        match = re.fullmatch(r"(\d+)\.(\d+)\.\d+", version)
-        if match and (int(match[1]), int(match[2])) < WORKSPACES_SINCE:
-            raise ValueError(f"MLflow {version}'s logins do not know workspaces: set MLFLOW_VERSION=3.18.0 or later")
         return value
 
     @model_validator(mode="after")

@@ -426,15 +426,13 @@ def user_import(c: Context, roster: str, out: str = "", force: bool = False) -> 
 
     project = _relaxed(c)
     auth.require_auth(project.settings)
-    sections = project.settings.mlflow_workspaces
-    students = rosters.read(Path(roster), admin=project.settings.mlflow_admin_user, sections=sections)
+    students = rosters.read(Path(roster), admin=project.settings.mlflow_admin_user)
     out_path = Path(out) if out else rosters.passwords_path(Path(roster))
     rosters.check_out(out_path, force=force)
     with _mlflow_server(project) as server:
         done = rosters.import_roster(
             students, lambda name: auth.create_user(project.settings, name, server=server), out_path,
             tracking_uri=server.users_url, force=force,
-            join=auth.Workspaces(project.settings, server).join if sections else None,
         )  # fmt: skip
     if done.created:
         console.say(f"created {len(done.created)} MLflow login(s); their passwords are in {out_path} "
@@ -444,10 +442,6 @@ def user_import(c: Context, roster: str, out: str = "", force: bool = False) -> 
     if done.kept:
         console.say(f"kept {len(done.kept)} login(s) that exist already; their passwords are unchanged")
     console.say(f"students log in at {server.users_url}")
-    if sections:
-        workspaces = sorted({rosters.workspace_of(student.section) for student in students.students})
-        console.say(f"each student is in their section's workspace ({', '.join(workspaces)}): they set "
-                    "MLFLOW_WORKSPACE to the password file's workspace column (docs/running-a-class.md)")  # fmt: skip
 
 
 @task(

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import PUBLIC_HOST, ROOT, AuthStack, Target
+from tests.conftest import PUBLIC_HOST, ROOT, AuthStack
 from trackstack.paths import ENV_FILE_VARIABLE
 
 SEARCH = "/api/2.0/mlflow/experiments/search"
@@ -82,10 +82,10 @@ def test_only_configured_host_names_are_answered(auth_stack: AuthStack, host: st
     assert response.status_code == status, response.text[:200]
 
 
-def _invoke(stack: AuthStack, *args: str, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+def _invoke(stack: AuthStack, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ) | {ENV_FILE_VARIABLE: str(stack.project.env_file)}
     return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=timeout, check=False)  # fmt: skip
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -246,75 +246,3 @@ def test_a_roster_is_imported_once_and_removed(auth_stack: AuthStack, tmp_path: 
     assert "removed 3 MLflow login(s)" in removed.stdout
     for login in logins.items():
         assert _get(auth_stack, SEARCH, params={"max_results": 1}, auth=login).status_code == 401
-
-
-def test_sections_keep_each_student_to_their_own_workspace(
-    auth_stack: AuthStack, target: Target, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """MLFLOW_WORKSPACES=true: `invoke user.import` puts each section in a workspace; a student works in
-    theirs (MLFLOW_WORKSPACE, as docs/running-a-class.md tells them) and is refused in another's. Then the
-    documented way back: the workspaces deleted with mode=SET_DEFAULT, and the stack up without them."""
-    import csv
-    import dataclasses
-
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    if target.kind != "compose":
-        pytest.skip("switched on Compose only; every target takes the flag from containers.mlflow_server_args")
-    env_file = auth_stack.project.env_file
-    sections = env_file.with_name(f"{env_file.name}.sections")
-    descriptor = os.open(sections, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
-        stream.write(env_file.read_text(encoding="utf-8") + "MLFLOW_WORKSPACES=true\n")
-    stack = AuthStack(dataclasses.replace(auth_stack.project, env_file=sections), auth_stack.admin)
-    suffix = uuid.uuid4().hex[:6]
-    roster = tmp_path / "roster.csv"
-    roster.write_text(
-        f"username,section\nsec-{suffix}-a,Lab {suffix} A\nsec-{suffix}-b,Lab {suffix} B\n", encoding="utf-8"
-    )
-    workspaces = [f"lab-{suffix}-a", f"lab-{suffix}-b"]
-    admin = requests.Session()
-    admin.auth, admin.verify = auth_stack.admin, _ca(auth_stack)
-    url = auth_stack.project.settings.mlflow_url
-    try:
-        up = _invoke(stack, "up", timeout=900)
-        assert up.returncode == 0, up.stdout + up.stderr
-        imported = _invoke(stack, "user.import", str(roster))
-        assert imported.returncode == 0, imported.stdout + imported.stderr
-        with (tmp_path / "roster.passwords.csv").open(encoding="utf-8-sig", newline="") as handle:
-            rows = {row["username"]: row for row in csv.DictReader(handle)}
-        assert [rows[name]["workspace"] for name in sorted(rows)] == workspaces
-        (a, row_a), (b, row_b) = sorted(rows.items())
-        client = MlflowClient(tracking_uri=url)
-
-        monkeypatch.setenv("MLFLOW_WORKSPACE", row_a["workspace"])
-        with _as((a, row_a["password"])):
-            own = client.create_experiment(f"lab-{suffix}")
-            auth_stack.experiments.append(own)  # purged once logins are off (in `default` by then)
-            run_id = client.create_run(own).info.run_id
-            artifact = tmp_path / "notes.txt"
-            artifact.write_text("logged in a section")
-            client.log_artifact(run_id, str(artifact))
-            back = client.download_artifacts(run_id, "notes.txt", str(tmp_path / "back"))
-            assert Path(back).read_text() == "logged in a section"
-        monkeypatch.setenv("MLFLOW_WORKSPACE", row_b["workspace"])
-        with _as((b, row_b["password"])):
-            assert own not in [e.experiment_id for e in client.search_experiments()]
-            with pytest.raises(MlflowException) as refused:
-                client.get_run(run_id)
-            assert refused.value.get_http_status_code() == 403
-        monkeypatch.setenv("MLFLOW_WORKSPACE", row_a["workspace"])
-        with _as((b, row_b["password"])), pytest.raises(MlflowException) as refused:
-            client.create_experiment(f"intruder-{suffix}")
-        assert refused.value.get_http_status_code() == 403
-        listed = admin.get(f"{url}/api/3.0/mlflow/workspaces", timeout=10).json()["workspaces"]
-        assert set(workspaces) <= {workspace["name"] for workspace in listed}
-    finally:
-        monkeypatch.delenv("MLFLOW_WORKSPACE", raising=False)
-        for workspace in workspaces:
-            admin.delete(f"{url}/api/3.0/mlflow/workspaces/{workspace}", params={"mode": "SET_DEFAULT"}, timeout=30)
-        _invoke(stack, "user.remove", "--roster", str(roster))
-        sections.unlink(missing_ok=True)
-        back_up = _invoke(auth_stack, "up", timeout=900)
-    assert back_up.returncode == 0, back_up.stdout + back_up.stderr  # MLflow starts without workspaces again
