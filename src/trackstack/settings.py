@@ -153,6 +153,11 @@ class Settings(BaseModel):
     # A shared server on Docker Swarm (`invoke deploy`); compose ignores these.
     mlflow_replicas: int = Field(default=2, ge=1, le=16, description="MLflow server tasks on the swarm, 1-16 (e.g. 2)")
     proxy_image: str = Field(default="caddy:2.11.9", description="a pinned Caddy image, e.g. caddy:2.11.9")
+    swarm_overlay_encrypted: bool = Field(
+        default=True,
+        description="true or false: the stack's overlay network is encrypted (IPsec between nodes; needs ESP in "
+        "every node's kernel)",
+    )
     mlflow_image_repository: str = Field(
         default="",
         description="the registry repository `invoke deploy` pushes the MLflow image to, without a tag, "

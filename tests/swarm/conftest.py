@@ -89,6 +89,8 @@ def swarm_env() -> dict[str, str]:
         "MLFLOW_IMAGE_REPOSITORY": f"{registry}/{PROJECT}-mlflow",
         "MLFLOW_REPLICAS": "2",
         "MLFLOW_WORKERS": "1",  # a small machine runs three engines
+        # The bed's kernel has no ESP (no IPsec): an encrypted overlay drops all traffic between its nodes.
+        "SWARM_OVERLAY_ENCRYPTED": "false",
         "MLFLOW_PORT": os.environ.get("TRACKSTACK_TEST_SWARM_PORT", "8443"),
     }
 

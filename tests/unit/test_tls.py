@@ -239,6 +239,12 @@ def test_swarm_uses_the_certificate_files_named_by_content_and_an_encrypted_over
     assert swarm.ca_file(settings) == "trackstack-ca.crt"
 
 
+def test_an_overlay_without_encryption_only_when_env_says_so(values: dict[str, str]) -> None:
+    settings = validate(values | SWARM | {"SWARM_OVERLAY_ENCRYPTED": "false"})
+    files = swarm.render_swarm(settings, image=IMAGE, mlflow_replicas=2, certificate=CERTIFICATE)
+    assert "driver_opts" not in yaml.safe_load(files[swarm.STACK_FILE])["networks"]["backend"]
+
+
 def test_swarm_with_acme_keeps_caddys_certificates(values: dict[str, str]) -> None:
     settings = validate(values | SWARM | {"TLS_ACME_EMAIL": "it@school.org", "MLFLOW_PUBLIC_HOSTS": "mlflow.school.org",
                                           "MLFLOW_PORT": "443"})  # fmt: skip
