@@ -65,12 +65,6 @@ def write_env(path: Path, overrides: dict[str, str]) -> None:
         stream.write("".join(f"{key}={value}\n" for key, value in values.items()))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The disaster drill (test_disaster.py) runs last: it undeploys the suite's stack, stops a node and
-    moves the data label, and puts the bed back as `testbed.sh up` left it only when it ends."""
-    items.sort(key=lambda item: "disaster_bed" in getattr(item, "fixturenames", ()))
-
-
 @pytest.fixture(scope="session")
 def swarm_env() -> dict[str, str]:
     """The test `.env` values; skips the suite when no swarm manager or registry is named."""

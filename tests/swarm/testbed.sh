@@ -3,19 +3,15 @@
 #
 # Three network namespaces on a host bridge, each with a dockerd of its own;
 # ts-node1 is the manager, ts-node2 and ts-node3 are workers; a registry runs
-# on the host at 10.231.0.1:5000, and an S3 server (MinIO, the bucket that is
-# off every node, for backups) at 10.231.0.1:19000. The host's Docker engine
-# takes no part.
+# on the host at 10.231.0.1:5000. The host's Docker engine takes no part.
 # See README.md beside this file.
 #
 # Usage: tests/swarm/testbed.sh COMMAND
 #   up               build what is missing, start everything, form the swarm
-#   down             stop daemons, registry and S3 server, remove namespaces,
-#                    bridge, NAT rules; keeps the caches (images, volumes, build
-#                    cache, the S3 server's data)
+#   down             stop daemons and registry, remove namespaces, bridge, NAT
+#                    rules; keeps the caches (images, volumes, build cache)
 #   status           what is running
 #   node-stop NAME   stop that node's dockerd (SIGTERM, wait)
-#   node-wipe NAME   its disk died: node-stop, then delete its Docker volumes
 #   node-start NAME  start it again; it rejoins the swarm
 #   env              shell lines for the tests: eval "$(tests/swarm/testbed.sh env)"
 set -euo pipefail
@@ -40,11 +36,6 @@ DATA_LABEL=trackstack.data=true       # the node that holds the stateful volumes
 REGISTRY=$HOST_ADDR:5000
 REGISTRY_PKG=github.com/distribution/distribution/v3/cmd/registry
 REGISTRY_VERSION=v3.1.2
-# Backups' bucket off every node: MinIO from the stand-in's cached binaries.
-S3=$HOST_ADDR:19000
-S3_CONSOLE=$HOST_ADDR:19001
-S3_DIR=$SWARM_CACHE/s3                # data/ and credentials (mode 600): kept
-S3_BUCKET=trackstack-backups
 # Overlay subnets come from here: clear of the bridge and of the host's resolver.
 ADDR_POOL=10.232.0.0/16
 RULE_TAG=trackstack-swarm             # comment on every iptables rule we add
@@ -52,7 +43,7 @@ RULE_TAG=trackstack-swarm             # comment on every iptables rule we add
 t_start=$SECONDS
 log() { printf '[swarm-testbed +%3ss] %s\n' "$((SECONDS - t_start))" "$*"; }
 die() { printf '[swarm-testbed] ERROR: %s\n' "$*" >&2; exit 1; }
-usage() { sed -n '11,20p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '9,16p' "$0" | sed 's/^# \{0,1\}//'; }
 
 node_addr() { printf '%s.1%s' "$NET_PREFIX" "${1#ts-node}"; }
 node_sock() { printf '%s/%s.sock' "$RUN_DIR" "$1"; }
@@ -68,8 +59,8 @@ node_answers() { ndocker "$1" version --format '{{.Server.Version}}' >/dev/null 
 ipt_ensure() { # TABLE CHAIN RULE... : add (insert for FORWARD) unless present
   local table=$1 chain=$2; shift 2
   iptables -t "$table" -C "$chain" "$@" -m comment --comment "$RULE_TAG" 2>/dev/null && return 0
-  if [[ $chain == FORWARD || $chain == INPUT ]]; then
-    # Before Docker's own FORWARD rules (policy DROP, bridge isolation), and any host firewall's.
+  if [[ $chain == FORWARD ]]; then
+    # Before Docker's own FORWARD rules (policy DROP, bridge isolation).
     iptables -t "$table" -I "$chain" 1 "$@" -m comment --comment "$RULE_TAG"
   else
     iptables -t "$table" -A "$chain" "$@" -m comment --comment "$RULE_TAG"
@@ -113,8 +104,6 @@ network_up() {
   ipt_ensure nat POSTROUTING -s "$NET_PREFIX.0/24" ! -o "$BRIDGE" -j MASQUERADE
   ipt_ensure filter FORWARD -o "$BRIDGE" -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
   ipt_ensure filter FORWARD -i "$BRIDGE" -j ACCEPT
-  # The S3 server on the host's bridge address, for the backup tasks in the nodes' containers.
-  ipt_ensure filter INPUT -i "$BRIDGE" -p tcp --dport "${S3##*:}" -j ACCEPT
 }
 
 network_down() {
@@ -229,55 +218,7 @@ registry_down() {
   log "registry stopped"
 }
 
-# --- S3 server (backups off the nodes) -----------------------------------------
-# A bucket outside every node, as a school's object store would be: MinIO from
-# the binaries tests/upstream-images/build.sh caches for the MinIO stand-in,
-# as a host process on the bridge's address (reached from the nodes and their
-# containers through the bridge, never on this machine's LAN address).
-s3_credentials() { # ACCESS SECRET, made once (the data dir outlives `down`)
-  local file=$S3_DIR/credentials
-  if [[ ! -s $file ]]; then
-    mkdir -p "$S3_DIR"
-    (umask 077 && printf 'ACCESS_KEY=bed-backups\nSECRET_KEY=%s\n' \
-      "$(head -c 24 /dev/urandom | base64 | tr -d '/+=')" >"$file")
-  fi
-  sed -n 's/^ACCESS_KEY=//p; s/^SECRET_KEY=//p' "$file" | paste -sd ' '
-}
-
-s3_up() {
-  local pidfile=$RUN_DIR/s3.pid bin=$CACHE_DIR/bin/minio mc=$CACHE_DIR/bin/mc access secret
-  if pid_alive "$pidfile" && curl -fsS -o /dev/null "http://$S3/minio/health/live"; then return 0; fi
-  [[ -x $bin && -x $mc ]] || die "no $bin or $mc: tests/upstream-images/build.sh builds them (the MinIO stand-in)"
-  read -r access secret < <(s3_credentials)
-  mkdir -p "$S3_DIR/data" "$LOG_DIR"
-  # The secret reaches MinIO and mc in their environment only, never on a command line.
-  (close_fds && MINIO_ROOT_USER=$access MINIO_ROOT_PASSWORD=$secret MINIO_BROWSER=off MINIO_UPDATE=off \
-    exec setsid "$bin" server --quiet --address "$S3" --console-address "$S3_CONSOLE" "$S3_DIR/data") \
-    </dev/null >>"$LOG_DIR/s3.log" 2>&1 &
-  echo $! >"$pidfile"
-  for _ in $(seq 1 80); do
-    curl -fsS -o /dev/null "http://$S3/minio/health/live" 2>/dev/null && break
-    sleep 0.25
-  done
-  curl -fsS -o /dev/null "http://$S3/minio/health/live" \
-    || { tail -n 20 "$LOG_DIR/s3.log" >&2; die "the S3 server did not answer at $S3"; }
-  MC_HOST_bed="http://$access:$secret@$S3" "$mc" --config-dir "$RUN_DIR/mc" --quiet \
-    mb --ignore-existing "bed/$S3_BUCKET" >/dev/null
-  log "S3 server at http://$S3, bucket $S3_BUCKET (data $S3_DIR/data)"
-}
-
-s3_down() {
-  local pidfile=$RUN_DIR/s3.pid pid
-  pid_alive "$pidfile" || return 0
-  pid=$(cat "$pidfile")
-  kill -TERM "$pid"
-  for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-  kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$pidfile"
-  log "S3 server stopped"
-}
-
-# --- swarm ----------------------------------------------------------------------
+# --- swarm --------------------------------------------------------------------
 swarm_field() { ndocker "$1" info --format "$2" 2>/dev/null; }
 node_id() { swarm_field "$1" '{{.Swarm.NodeID}}'; }
 
@@ -375,7 +316,6 @@ cmd_up() {
     if swarm_healthy; then log "swarm healthy"; else swarm_create; fi
   fi
   load_images
-  s3_up
   log "up in $((SECONDS - t_start))s; eval \"\$($0 env)\" to use it"
 }
 
@@ -386,7 +326,6 @@ cmd_down() {
     unmount_under "$RUN_DIR/$n"
   done
   registry_down
-  s3_down
   network_down
   rm -rf "$RUN_DIR"
   log "down in $((SECONDS - t_start))s (caches kept in $SWARM_CACHE)"
@@ -399,11 +338,6 @@ cmd_status() {
     echo "registry http://$REGISTRY pid $(cat "$RUN_DIR/registry.pid") ($(curl -fsS -o /dev/null -w '%{http_code}' "http://$REGISTRY/v2/" 2>/dev/null || echo no answer))"
   else
     echo "registry stopped"
-  fi
-  if pid_alive "$RUN_DIR/s3.pid"; then
-    echo "s3       http://$S3 pid $(cat "$RUN_DIR/s3.pid") ($(curl -fsS -o /dev/null -w '%{http_code}' "http://$S3/minio/health/live" 2>/dev/null || echo no answer))"
-  else
-    echo "s3       stopped"
   fi
   for n in "${NODES[@]}"; do
     if node_running "$n"; then
@@ -426,9 +360,6 @@ export DOCKER_HOST=unix://$(node_sock "$MANAGER")
 export TRACKSTACK_TEST_REGISTRY=$REGISTRY
 export TRACKSTACK_SWARM_MANAGER_ADDR=$(node_addr "$MANAGER")
 export TRACKSTACK_SWARM_NODES='${nodes[*]}'
-export TRACKSTACK_TEST_S3_ENDPOINT=http://$S3
-export TRACKSTACK_TEST_S3_BUCKET=$S3_BUCKET
-export TRACKSTACK_TEST_S3_CREDENTIALS=$S3_DIR/credentials
 ENV
 }
 
@@ -436,7 +367,7 @@ ENV
   || die "run as root (network namespaces, iptables, dockerd)"
 
 case ${1:-} in
-  up|down|node-stop|node-wipe|node-start)
+  up|down|node-stop|node-start)
     mkdir -p "$CACHE_DIR"
     # One change of the test bed at a time per machine. The daemons started
     # below must not inherit fd 9 (9>&-), or they would hold the lock forever.
@@ -449,19 +380,11 @@ case ${1:-} in
   down) [[ $# -eq 1 ]] || { usage >&2; exit 2; }; cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  node-stop|node-wipe|node-start)
+  node-stop|node-start)
     if [[ $# -ne 2 ]] || ! is_node "$2"; then usage >&2; die "$1 needs one of: ${NODES[*]}"; fi
-    # The manager is the swarm's only one: losing its disk would lose the swarm, not a node.
-    [[ $1 != node-wipe || $2 != "$MANAGER" ]] || die "node-wipe of $MANAGER, the only manager, is not a node lost"
-    if [[ $1 == node-stop || $1 == node-wipe ]]; then
+    if [[ $1 == node-stop ]]; then
       node_stop "$2"
       unmount_under "$RUN_DIR/$2"
-      if [[ $1 == node-wipe ]]; then
-        # Its volumes (and their metadata.db) are gone, as on a new disk; images and
-        # swarm membership stay, so that node-start brings back an empty worker.
-        rm -rf "${SWARM_CACHE:?}/$2/volumes"
-        log "$2: its Docker volumes deleted ($SWARM_CACHE/$2/volumes); node-start brings it back empty"
-      fi
     else
       [[ -e /var/run/netns/$2 ]] || die "the test bed is down: run '$0 up' first"
       node_start "$2"
