@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.conftest import PUBLIC_HOST, ROOT, AuthStack
+from tests.conftest import PUBLIC_HOST, ROOT, AuthStack, Target
 from trackstack.paths import ENV_FILE_VARIABLE
 
 SEARCH = "/api/2.0/mlflow/experiments/search"
@@ -181,9 +181,11 @@ def test_a_student_logs_runs_and_artifacts_but_cannot_delete_others_experiments(
 
 
 def test_gc_as_the_admin_reclaims_a_students_deleted_run(
-    auth_stack: AuthStack, student: tuple[str, str], tmp_path: Path
+    auth_stack: AuthStack, student: tuple[str, str], tmp_path: Path, target: Target
 ) -> None:
     """`invoke gc` logs in as MLflow's admin (a student's artifacts are not the admin's to delete otherwise)."""
+    if target.kind == "kubernetes":
+        pytest.skip("`invoke gc` is not available on Kubernetes yet (its scheduled CronJob is)")
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 

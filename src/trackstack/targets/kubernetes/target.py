@@ -15,7 +15,7 @@ from trackstack.doctor import KUBERNETES_CONTEXT, Check
 from trackstack.envfile import read_env_file
 from trackstack.project import Project
 from trackstack.services import SERVICE_NAMES
-from trackstack.targets.base import Link, Status
+from trackstack.targets.base import Link, Status, unsupported
 from trackstack.targets.kubernetes import access, apply, render, views
 from trackstack.targets.kubernetes.apply import KubeError, kubectl
 from trackstack.targets.kubernetes.backup import KubernetesData
@@ -76,7 +76,12 @@ class KubernetesTarget:
         return backups.restore(KubernetesData(self.project), path, yes=yes)
 
     def gc(self) -> None:
-        apply.gc(self.project)
+        # Its one-off Job ran, but its output did not reach the task (the live suite saw none): not offered yet.
+        raise unsupported(
+            "kubernetes",
+            "gc",
+            "MLFLOW_GC_SCHEDULE runs it as a CronJob; `kubectl create job --from=cronjob/NAME` runs it now",
+        )
 
 
 def log_command(project: Project, service: str, *, follow: bool, tail: int) -> list[str]:
