@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
-import json
 import os
 import shutil
 import sys
@@ -32,15 +31,14 @@ from typing import Any
 if not __package__:  # run as `python bench/artifact_stores.py`: the bench package lives in the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import ROOT, BenchError, say
-from bench.report import cell, fmt, git_revision, machine, stats, uptime
+from bench import BenchError, say
+from bench.report import cell, fmt, git_revision, machine, save_report, stats, uptime
 from bench.scratch import ScratchStack, container_memory
 from trackstack.console import table
 from trackstack.services import STORES
 
 PROJECT = "tsbenchstores"
 PORT_OFFSET = 11000  # 16001, 16051, 20000, 20001, 16432: apart from tsbench's (+0 and +20000)
-RESULTS = ROOT / "bench" / "results"
 MB = 1_000_000
 STORE_SERVICE = "minio"  # every store's service name (trackstack.services.STORES)
 
@@ -195,10 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nartifact stores through MLflow, {report['date']} on {host['hostname']} ({host['cores']} cores); "
           f"load before: {load_before}")  # fmt: skip
     print(render(labels, summaries))
-    output = args.output or RESULTS / f"stores-{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8", newline="\n")
-    say(f"saved {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")
+    save_report(report, "stores", stamp, args.output)
     return 0
 
 

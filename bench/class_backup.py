@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import shutil
 import sys
@@ -40,13 +39,12 @@ if not __package__:  # run as `python bench/class_backup.py`: the bench package 
 
 from bench import ROOT, BenchError, say
 from bench.dataset import Plan, count_runs, grown, log_students
-from bench.report import fmt, git_revision, machine, uptime
+from bench.report import fmt, git_revision, machine, save_report, uptime
 from bench.scratch import ScratchStack, run_invoke
 from trackstack.console import table
 
 PROJECT = "tsbenchbackup"
 PORT_OFFSET = 12000  # 17001, 17051, 21000, 21001, 17432: apart from tsbench's and tsbenchstores'
-RESULTS = ROOT / "bench" / "results"
 INTO_EMPTY = "into an empty stack (`invoke reset --yes` first)"
 OVER_OWN_DATA = "over the stack's own data (unchanged objects are not uploaded again)"
 
@@ -214,10 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nbackup and restore on {target}, {report['date']} on {host['hostname']} ({host['cores']} cores); "
           f"load before: {load_before}; restore {restore_mode}")  # fmt: skip
     print(render(results))
-    output = args.output or RESULTS / f"backup-{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8", newline="\n")
-    say(f"saved {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")
+    save_report(report, "backup", stamp, args.output)
     return 0
 
 

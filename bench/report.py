@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
@@ -9,10 +10,11 @@ import statistics
 import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from bench import ROOT
+from bench import ROOT, say
 from bench.paired import paired_stats
 from trackstack.console import table
 
@@ -204,3 +206,15 @@ def uptime() -> str:
 def git_revision() -> dict[str, Any]:
     dirty = _output(["git", "status", "--porcelain", "--", "src", "templates", ".env.example", "bench"])
     return {"commit": _output(["git", "rev-parse", "HEAD"]), "dirty": bool(dirty)}
+
+
+RESULTS = ROOT / "bench" / "results"
+
+
+def save_report(report: Mapping[str, Any], kind: str, stamp: datetime, output: Path | None = None) -> Path:
+    """Write a bench script's report as JSON: `output`, or bench/results/<kind>-<UTC time>.json."""
+    path = output or RESULTS / f"{kind}-{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8", newline="\n")
+    say(f"saved {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    return path

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -27,7 +26,7 @@ if not __package__:  # run as `python bench/swarm.py`: the bench package lives i
 from bench import ROOT, say
 from bench.cpu import wait_for_quiet
 from bench.paired import pair_order, paired_stats
-from bench.report import cell, git_revision, machine, ratio_text, stats, uptime
+from bench.report import cell, git_revision, machine, ratio_text, save_report, stats, uptime
 from bench.throughput import Clients
 from trackstack import engine
 from trackstack.console import table
@@ -38,8 +37,6 @@ from trackstack.targets.swarm import apply as deploy
 from trackstack.targets.swarm import render as swarm
 from trackstack.targets.swarm import state as swarmstate
 from trackstack.validation import RELAXED, load_settings
-
-RESULTS = ROOT / "bench" / "results"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -124,10 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nMLflow on Docker Swarm ({nodes} nodes), {report['date']} on {host['hostname']} ({host['cores']} cores, "
           f"{host['cpu']}); {settings.mlflow_workers} worker(s) per replica; load before: {load_before}")  # fmt: skip
     print(side_by_side(args.replicas, *rates, args.clients))
-    output = args.output or RESULTS / f"swarm-{stamp.strftime('%Y%m%dT%H%M%SZ')}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8", newline="\n")
-    say(f"saved {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")
+    save_report(report, "swarm", stamp, args.output)
     return 0
 
 
